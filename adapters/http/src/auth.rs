@@ -1,0 +1,297 @@
+//! Bearer-token authentication: RS256 JWTs verified against configured public keys.
+
+use crate::error::ApiError;
+use crate::router::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::Deserialize;
+use std::num::NonZeroU32;
+use uuid::Uuid;
+use vrs_domain::UserId;
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 30;
+
+/// What an access token must carry.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Claims {
+    /// The user's UUID.
+    pub sub: String,
+    pub exp: i64,
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    /// When present, must be `access` (refresh or ID tokens are refused).
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+impl Claims {
+    /// Whether the token grants the admin role (`role: admin` or `roles` containing `admin`).
+    pub fn is_admin(&self) -> bool {
+        self.role.as_deref() == Some("admin")
+            || self.roles.as_ref().is_some_and(|r| r.iter().any(|r| r == "admin"))
+    }
+}
+
+/// Why a token was refused. The message is safe to show to the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("token algorithm must be RS256")]
+    WrongAlgorithm,
+    #[error("token signed with an unknown key")]
+    UnknownKey,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("token is not an access token")]
+    NotAccessToken,
+    #[error("token subject must be a user UUID")]
+    BadSubject,
+}
+
+/// A public key and the `kid` that selects it.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    pub kid: Option<String>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+/// Verification settings.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub keys: Vec<VerifyingKey>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl AuthConfig {
+    /// Parses PEM public keys (`SubjectPublicKeyInfo` or PKCS#1), each with an optional `kid`.
+    pub fn from_pems<'a>(
+        pems: impl IntoIterator<Item = (Option<String>, &'a [u8])>,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Result<Self, String> {
+        let keys = pems
+            .into_iter()
+            .map(|(kid, pem)| {
+                DecodingKey::from_rsa_pem(pem)
+                    .map(|key| VerifyingKey { kid: kid.clone(), key })
+                    .map_err(|e| format!("public key {}: {e}", kid.as_deref().unwrap_or("(no kid)")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err("no public key configured".into());
+        }
+        Ok(Self {
+            keys,
+            issuer,
+            audience,
+        })
+    }
+}
+
+/// Verifies access tokens.
+pub struct Authenticator {
+    keys: Vec<VerifyingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("keys", &self.keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(config: AuthConfig) -> Self {
+        // Only RS256: `none`, HS* (key confusion with a public key as HMAC secret) and every other
+        // algorithm are refused before any signature check.
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &config.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &config.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Self {
+            keys: config.keys,
+            validation,
+        }
+    }
+
+    /// Verifies a token and returns the user it was issued to, with its claims.
+    pub fn verify(&self, token: &str) -> Result<(UserId, Claims), AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::WrongAlgorithm);
+        }
+        let candidates: Vec<&VerifyingKey> = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
+                .collect(),
+            None => self.keys.iter().collect(),
+        };
+        if candidates.is_empty() {
+            return Err(AuthError::UnknownKey);
+        }
+        let mut last = AuthError::UnknownKey;
+        for key in candidates {
+            match decode::<Claims>(token, &key.key, &self.validation) {
+                Ok(data) => return Self::check_claims(data.claims),
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind;
+                    last = match e.kind() {
+                        ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                        ErrorKind::ExpiredSignature => AuthError::Invalid("token expired".into()),
+                        ErrorKind::ImmatureSignature => AuthError::Invalid("token not yet valid".into()),
+                        ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
+                        ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
+                        ErrorKind::MissingRequiredClaim(c) => {
+                            AuthError::Invalid(format!("missing claim `{c}`"))
+                        }
+                        _ => AuthError::Invalid("token could not be verified".into()),
+                    };
+                    // Only a bad signature is worth trying the next key for.
+                    if !matches!(e.kind(), ErrorKind::InvalidSignature) {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn check_claims(claims: Claims) -> Result<(UserId, Claims), AuthError> {
+        if claims.token_type.as_deref().is_some_and(|t| t != "access") {
+            return Err(AuthError::NotAccessToken);
+        }
+        let user = Uuid::parse_str(&claims.sub)
+            .map(UserId)
+            .map_err(|_| AuthError::BadSubject)?;
+        Ok((user, claims))
+    }
+}
+
+/// Per-user request rate limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+/// A keyed token-bucket limiter (governor).
+pub struct UserRateLimiter(DefaultKeyedRateLimiter<UserId>);
+
+impl std::fmt::Debug for UserRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRateLimiter").field("users", &self.0.len()).finish()
+    }
+}
+
+impl UserRateLimiter {
+    pub fn new(limit: RateLimit) -> Self {
+        Self(RateLimiter::keyed(
+            Quota::per_second(limit.per_second).allow_burst(limit.burst),
+        ))
+    }
+
+    pub fn check(&self, user: &UserId) -> bool {
+        self.0.check_key(user).is_ok()
+    }
+
+    /// Forgets users whose bucket is full again, bounding memory.
+    pub fn retain_recent(&self) {
+        self.0.retain_recent();
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub user_id: UserId,
+    pub claims: Claims,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized(AuthError::Missing.to_string()))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let (user_id, claims) = state
+            .auth
+            .verify(token)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        if let Some(limiter) = &state.rate_limiter
+            && !limiter.check(&user_id)
+        {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests for this user; slow down",
+            );
+            e.retry_after = Some(1);
+            return Err(e);
+        }
+        tracing::Span::current().record("user_id", tracing::field::display(user_id));
+        Ok(Self { user_id, claims })
+    }
+}
+
+/// An authenticated caller with the admin role.
+#[derive(Clone, Debug)]
+pub struct AdminUser(pub AuthUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if !user.claims.is_admin() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route needs the admin role",
+            ));
+        }
+        Ok(Self(user))
+    }
+}

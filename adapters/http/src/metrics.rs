@@ -1,0 +1,83 @@
+//! Prometheus exposition and the HTTP request metrics.
+
+use crate::router::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Latency buckets (seconds) for every `_seconds` histogram: fine-grained below 100 ms, where a
+/// cached feed page lives, and up to 10 s for slow dependencies.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn install_recorder() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("http_requests_total", "HTTP requests by method, route template and status");
+    describe_histogram!("http_request_duration_seconds", Unit::Seconds, "HTTP request latency by method and route template");
+    describe_counter!("feed_cache_hits_total", "First-page requests served from a cached feed session");
+    describe_counter!("feed_cache_misses_total", "First-page requests that ranked a new feed session");
+    describe_counter!("feed_generation_total", "Feed sessions ranking started");
+    describe_counter!("feed_generation_success_total", "Feed sessions ranked successfully");
+    describe_histogram!("feed_generation_duration_seconds", Unit::Seconds, "Time to rank one feed session");
+    describe_histogram!("feed_stage_duration_seconds", Unit::Seconds, "Time per ranking stage (candidates, model, scoring)");
+    describe_counter!("engagement_events_accepted_total", "Engagement events accepted by the API, by type");
+    describe_gauge!("candidate_snapshot_videos", "Videos in the candidate snapshot");
+    describe_gauge!("candidate_snapshot_built_timestamp_seconds", Unit::Seconds, "When the candidate snapshot was built (Unix time)");
+    describe_histogram!("candidate_snapshot_refresh_duration_seconds", Unit::Seconds, "Time to refresh the candidate snapshot");
+}
+
+/// Prometheus text exposition of every metric.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
+pub async fn metrics_handler(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            handle.render(),
+        )
+            .into_response(),
+        None => crate::error::ApiError::from_status(StatusCode::NOT_FOUND).into_response(),
+    }
+}
+
+/// Counts and times every request by method, route template (never the raw path) and status.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,146 @@
+//! The router: routes, shared state, and the layers every request passes through.
+
+use crate::auth::{Authenticator, UserRateLimiter};
+use crate::cursor::CursorCodec;
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::{events, health, metrics, reels};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use vrs_application::ports::Clock;
+use vrs_application::{EngagementService, FeedService, HealthService};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub feed: Arc<FeedService>,
+    pub engagement: Arc<EngagementService>,
+    pub health: Arc<HealthService>,
+    pub auth: Arc<Authenticator>,
+    pub cursors: Arc<CursorCodec>,
+    pub clock: Arc<dyn Clock>,
+    /// `None` serves 404 on `/metrics` (e.g. in tests without a recorder).
+    pub metrics: Option<PrometheusHandle>,
+    /// `None` disables per-user rate limiting.
+    pub rate_limiter: Option<Arc<UserRateLimiter>>,
+    pub version: &'static str,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Transport settings.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpConfig {
+    /// A request running longer is answered with 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The OpenAPI document of every route, as a JSON value.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
+async fn openapi_json(Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>) -> Response {
+    Json(doc.as_ref()).into_response()
+}
+
+/// The routes and the OpenAPI document describing exactly them.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(reels::get_reels))
+        .routes(routes!(events::post_events))
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::live))
+        .routes(routes!(metrics::metrics_handler))
+        .routes(routes!(openapi_json))
+        .split_for_parts()
+}
+
+/// The complete application.
+pub fn router(state: AppState, config: HttpConfig) -> Router {
+    let (routes, doc) = routes();
+    routes
+        .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async { ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(middleware::from_fn(metrics::track_http))
+        .layer(Extension(Arc::new(doc)))
+        .layer(DefaultBodyLimit::max(events::MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!(
+                    "http_request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id,
+                    user_id = tracing::field::Empty,
+                )
+            }),
+        )
+        .layer(middleware::from_fn(json_errors))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+}
+
+/// Replaces any non-JSON error body (from a framework layer) with the JSON error shape, keeping
+/// the status and headers such as `Allow`.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let mut replaced = ApiError::from_status(status).into_response();
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replaced.headers_mut().entry(name).or_insert_with(|| value.clone());
+        }
+    }
+    replaced
+}

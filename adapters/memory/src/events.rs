@@ -1,0 +1,59 @@
+use crate::MemorySignalStore;
+use async_trait::async_trait;
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+use vrs_application::ports::{EventSink, PortError, PublishOutcome};
+use vrs_domain::EngagementEvent;
+
+/// How long an event id is remembered for deduplication.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The in-process event pipeline: deduplicates by `event_id` and applies events straight to the
+/// memory signal store.
+pub struct MemoryEventSink {
+    signals: Arc<MemorySignalStore>,
+    seen: Cache<Uuid, ()>,
+}
+
+impl std::fmt::Debug for MemoryEventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryEventSink")
+            .field("seen", &self.seen.entry_count())
+            .finish()
+    }
+}
+
+impl MemoryEventSink {
+    pub fn new(signals: Arc<MemorySignalStore>) -> Self {
+        Self {
+            signals,
+            seen: Cache::builder()
+                .max_capacity(10_000_000)
+                .time_to_live(DEDUP_WINDOW)
+                .build(),
+        }
+    }
+}
+
+#[async_trait]
+impl EventSink for MemoryEventSink {
+    async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError> {
+        let fresh: Vec<EngagementEvent> = events
+            .iter()
+            .filter(|e| self.seen.entry(e.event_id).or_insert(()).is_fresh())
+            .cloned()
+            .collect();
+        if let Err(e) = self.signals.apply(&fresh) {
+            for event in &fresh {
+                self.seen.invalidate(&event.event_id);
+            }
+            return Err(e);
+        }
+        Ok(PublishOutcome {
+            accepted: fresh.len(),
+            duplicates: events.len() - fresh.len(),
+        })
+    }
+}

@@ -1,0 +1,123 @@
+use crate::lock_error;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+use vrs_application::ports::{PortError, SignalStore};
+use vrs_domain::{CreatorId, EngagementEvent, UserId, VideoId, VideoStats, signals};
+
+/// Hourly buckets, like the `video_ranking_signals_1h` table: windows are whole hours.
+fn hour(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(3600)
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    videos: HashMap<VideoId, BTreeMap<i64, VideoStats>>,
+    affinity: HashMap<UserId, HashMap<CreatorId, BTreeMap<i64, f64>>>,
+    activity: HashMap<UserId, BTreeMap<i64, u64>>,
+}
+
+/// Engagement aggregates in memory, fed by [`crate::MemoryEventSink`].
+#[derive(Debug, Default)]
+pub struct MemorySignalStore {
+    inner: RwLock<Inner>,
+}
+
+impl MemorySignalStore {
+    /// Adds events to the aggregates. Callers deduplicate: every event given is counted.
+    pub fn apply(&self, events: &[EngagementEvent]) -> Result<(), PortError> {
+        let mut inner = self.inner.write().map_err(lock_error)?;
+        for e in events {
+            let h = hour(e.occurred_at);
+            inner
+                .videos
+                .entry(e.video_id)
+                .or_default()
+                .entry(h)
+                .or_default()
+                .add(e);
+            *inner
+                .affinity
+                .entry(e.user_id)
+                .or_default()
+                .entry(e.creator_id)
+                .or_default()
+                .entry(h)
+                .or_default() += e.event_type.affinity_weight();
+            *inner
+                .activity
+                .entry(e.user_id)
+                .or_default()
+                .entry(h)
+                .or_default() += 1;
+        }
+        Ok(())
+    }
+
+    fn stats_since(inner: &Inner, since: i64) -> impl Iterator<Item = (VideoId, VideoStats)> + '_ {
+        inner.videos.iter().filter_map(move |(id, buckets)| {
+            let mut total = VideoStats::default();
+            let mut any = false;
+            for stats in buckets.range(since..).map(|(_, s)| s) {
+                total.merge(stats);
+                any = true;
+            }
+            any.then_some((*id, total))
+        })
+    }
+}
+
+#[async_trait]
+impl SignalStore for MemorySignalStore {
+    async fn video_stats(&self, since: DateTime<Utc>) -> Result<Vec<(VideoId, VideoStats)>, PortError> {
+        let inner = self.inner.read().map_err(lock_error)?;
+        Ok(Self::stats_since(&inner, hour(since)).collect())
+    }
+
+    async fn trending(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<VideoId>, PortError> {
+        let inner = self.inner.read().map_err(lock_error)?;
+        let mut scored: Vec<(f64, VideoId)> = Self::stats_since(&inner, hour(since))
+            .filter(|(_, s)| s.views > 0)
+            .map(|(id, s)| (signals::engagement(&s), id))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        Ok(scored.into_iter().take(limit).map(|(_, id)| id).collect())
+    }
+
+    async fn creator_affinity(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(CreatorId, f64)>, PortError> {
+        let inner = self.inner.read().map_err(lock_error)?;
+        let since = hour(since);
+        let mut rows: Vec<(CreatorId, f64)> = inner
+            .affinity
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .map(|(creator, buckets)| (*creator, buckets.range(since..).map(|(_, w)| w).sum::<f64>()))
+            .filter(|(_, strength)| *strength > 0.0)
+            .collect();
+        rows.sort_by_key(|a| a.0);
+        Ok(rows)
+    }
+
+    async fn most_active_users(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<UserId>, PortError> {
+        let inner = self.inner.read().map_err(lock_error)?;
+        let since = hour(since);
+        let mut users: Vec<(u64, UserId)> = inner
+            .activity
+            .iter()
+            .map(|(user, buckets)| (buckets.range(since..).map(|(_, n)| n).sum(), *user))
+            .filter(|(n, _)| *n > 0)
+            .collect();
+        users.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        Ok(users.into_iter().take(limit).map(|(_, u)| u).collect())
+    }
+}

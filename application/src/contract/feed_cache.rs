@@ -1,0 +1,194 @@
+//! Contract of [`FeedCache`].
+
+use super::{creator, now_micros, user, video_id};
+use crate::ports::FeedCache;
+use chrono::Duration as ChronoDuration;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+use vrs_domain::{FeedSession, Reason, SessionId, SessionItem, SignalValues, UserId, Weights};
+
+/// Lifetime of the sessions that are meant to outlive a case.
+const LONG: Duration = Duration::from_secs(600);
+/// Lifetime of the sessions that a case waits out; whole seconds suit every TTL mechanism.
+const SHORT: Duration = Duration::from_secs(1);
+
+/// Runs every feed-cache case, each against a fresh adapter from `make`. Takes about two seconds:
+/// one case waits for short-lived sessions to expire.
+pub async fn feed_cache_contract<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn FeedCache>>,
+{
+    unknown_user_has_no_session(make().await).await;
+    stored_session_is_current_and_readable_by_id(make().await).await;
+    another_users_session_id_reads_as_none(make().await).await;
+    earlier_sessions_stay_readable(make().await).await;
+    invalidate_drops_only_that_users_current_session(make().await).await;
+    sessions_expire_after_their_own_ttl(make().await).await;
+}
+
+/// A session of three items. Scores and weights are dyadic fractions and times whole
+/// microseconds, so any serialization round-trips them exactly.
+fn session(user: UserId) -> FeedSession {
+    let now = now_micros();
+    let signals = SignalValues {
+        freshness: 0.5,
+        completion: 0.25,
+        engagement: 0.75,
+        affinity: 0.125,
+        model: 0.0,
+    };
+    FeedSession {
+        id: SessionId(Uuid::new_v4()),
+        user_id: user,
+        created_at: now,
+        expires_at: now + ChronoDuration::hours(1),
+        weights: Weights::new(0.125, 0.375, 0.25, 0.125, 0.125).expect("valid weights"),
+        items: [Reason::Following, Reason::Trending, Reason::Fresh]
+            .into_iter()
+            .enumerate()
+            .map(|(i, reason)| SessionItem {
+                video_id: video_id(),
+                creator_id: creator(),
+                score: 1.0 - i as f64 / 4.0,
+                reason,
+                signals,
+            })
+            .collect(),
+    }
+}
+
+async fn current(cache: &dyn FeedCache, u: UserId) -> Option<FeedSession> {
+    cache.current_session(u).await.expect("current_session")
+}
+
+async fn by_id(cache: &dyn FeedCache, u: UserId, id: SessionId) -> Option<FeedSession> {
+    cache.session(u, id).await.expect("session")
+}
+
+async fn unknown_user_has_no_session(cache: Arc<dyn FeedCache>) {
+    let u = user();
+    assert_eq!(current(cache.as_ref(), u).await, None, "no current session");
+    assert_eq!(
+        by_id(cache.as_ref(), u, SessionId(Uuid::new_v4())).await,
+        None,
+        "no session by an unknown id"
+    );
+}
+
+async fn stored_session_is_current_and_readable_by_id(cache: Arc<dyn FeedCache>) {
+    let s = session(user());
+    cache.store_session(&s, LONG).await.expect("store");
+    assert_eq!(
+        current(cache.as_ref(), s.user_id).await.as_ref(),
+        Some(&s),
+        "the stored session is current, unchanged"
+    );
+    assert_eq!(
+        by_id(cache.as_ref(), s.user_id, s.id).await.as_ref(),
+        Some(&s),
+        "and readable by id"
+    );
+}
+
+async fn another_users_session_id_reads_as_none(cache: Arc<dyn FeedCache>) {
+    let s = session(user());
+    let intruder = user();
+    cache.store_session(&s, LONG).await.expect("store");
+    assert_eq!(
+        by_id(cache.as_ref(), intruder, s.id).await,
+        None,
+        "a session id only opens its own user's session"
+    );
+    assert_eq!(
+        current(cache.as_ref(), intruder).await,
+        None,
+        "another user's store does not make a session current for this one"
+    );
+}
+
+async fn earlier_sessions_stay_readable(cache: Arc<dyn FeedCache>) {
+    let u = user();
+    let (first, second) = (session(u), session(u));
+    cache.store_session(&first, LONG).await.expect("store");
+    cache.store_session(&second, LONG).await.expect("store");
+    assert_eq!(
+        current(cache.as_ref(), u).await.as_ref(),
+        Some(&second),
+        "the most recently stored session is current"
+    );
+    assert_eq!(
+        by_id(cache.as_ref(), u, first.id).await.as_ref(),
+        Some(&first),
+        "cursors into an earlier session keep working"
+    );
+}
+
+async fn invalidate_drops_only_that_users_current_session(cache: Arc<dyn FeedCache>) {
+    let (s, other) = (session(user()), session(user()));
+    cache.store_session(&s, LONG).await.expect("store");
+    cache.store_session(&other, LONG).await.expect("store");
+    cache.invalidate(s.user_id).await.expect("invalidate");
+    assert_eq!(
+        current(cache.as_ref(), s.user_id).await,
+        None,
+        "no current session after invalidate"
+    );
+    assert_eq!(
+        current(cache.as_ref(), other.user_id).await.as_ref(),
+        Some(&other),
+        "other users keep theirs"
+    );
+    cache
+        .invalidate(user())
+        .await
+        .expect("invalidating a user without a session is a no-op");
+}
+
+async fn sessions_expire_after_their_own_ttl(cache: Arc<dyn FeedCache>) {
+    // Alone: expires with its TTL.
+    let alone = session(user());
+    cache.store_session(&alone, SHORT).await.expect("store");
+    // A long-lived session replaced by a short-lived one: current follows the newer session.
+    let lasting = session(user());
+    let replacing = session(lasting.user_id);
+    cache.store_session(&lasting, LONG).await.expect("store");
+    cache.store_session(&replacing, SHORT).await.expect("store");
+    // A short-lived session replaced by a long-lived one: current lives as long as the newer one.
+    let brief = session(user());
+    let renewed = session(brief.user_id);
+    cache.store_session(&brief, SHORT).await.expect("store");
+    cache.store_session(&renewed, LONG).await.expect("store");
+
+    assert_eq!(
+        current(cache.as_ref(), alone.user_id).await.as_ref(),
+        Some(&alone),
+        "readable before its TTL"
+    );
+    tokio::time::sleep(SHORT + Duration::from_millis(600)).await;
+
+    assert_eq!(by_id(cache.as_ref(), alone.user_id, alone.id).await, None, "expired by id");
+    assert_eq!(current(cache.as_ref(), alone.user_id).await, None, "expired as current");
+    assert_eq!(
+        current(cache.as_ref(), lasting.user_id).await,
+        None,
+        "the most recently stored session expired, and an older one does not become current"
+    );
+    assert_eq!(
+        by_id(cache.as_ref(), lasting.user_id, lasting.id).await.as_ref(),
+        Some(&lasting),
+        "an older session lives for its own TTL"
+    );
+    assert_eq!(
+        by_id(cache.as_ref(), brief.user_id, brief.id).await,
+        None,
+        "the short-lived session expired"
+    );
+    assert_eq!(
+        current(cache.as_ref(), renewed.user_id).await.as_ref(),
+        Some(&renewed),
+        "storing a session gives the current pointer the new session's TTL"
+    );
+}

@@ -1,0 +1,249 @@
+//! Contract of [`SignalStore`], fed through the event sink of its [`SignalPipeline`].
+
+use super::{SignalPipeline, creator, eventually, event, now_micros, publish, user, video_id};
+use crate::ports::SignalStore;
+use chrono::{DateTime, Duration, Utc};
+use std::future::Future;
+use vrs_domain::{CreatorId, EngagementEvent, EventType, UserId, VideoId, VideoStats};
+
+/// Runs every signal-store case, each against a fresh pipeline from `make`.
+pub async fn signals_contract<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = SignalPipeline>,
+{
+    video_stats_aggregate_the_events_in_the_window(make().await).await;
+    trending_counts_viewed_videos_best_first(make().await).await;
+    creator_affinity_sums_then_floors(make().await).await;
+    most_active_users_come_first(make().await).await;
+}
+
+/// Event times, hours away from the window start so hourly buckets do not blur the boundary.
+struct Times {
+    /// Inside the window.
+    recent: DateTime<Utc>,
+    /// Start of the window.
+    window: DateTime<Utc>,
+    /// Before the window.
+    old: DateTime<Utc>,
+}
+
+fn times() -> Times {
+    let now = now_micros();
+    Times {
+        recent: now - Duration::minutes(10),
+        window: now - Duration::hours(3),
+        old: now - Duration::hours(8),
+    }
+}
+
+async fn stats_of(store: &dyn SignalStore, since: DateTime<Utc>, video: VideoId) -> VideoStats {
+    store
+        .video_stats(since)
+        .await
+        .expect("video_stats")
+        .into_iter()
+        .find(|(id, _)| *id == video)
+        .map(|(_, s)| s)
+        .unwrap_or_default()
+}
+
+async fn video_stats_aggregate_the_events_in_the_window(p: SignalPipeline) {
+    let t = times();
+    let (u, c, v, quiet) = (user(), creator(), video_id(), video_id());
+    let at = |event_type, when| event(u, v, c, event_type, when);
+    let mut half_watch = at(EventType::Watch, t.recent);
+    half_watch.completion = Some(0.5);
+    let mut events = vec![
+        at(EventType::Impression, t.recent),
+        at(EventType::View, t.recent),
+        at(EventType::View, t.recent),
+        half_watch,
+        // A complete event without a completion counts as 1.0.
+        at(EventType::Complete, t.recent),
+        at(EventType::Like, t.recent),
+        at(EventType::Unlike, t.recent),
+        at(EventType::Share, t.recent),
+        at(EventType::Comment, t.recent),
+        at(EventType::Skip, t.recent),
+        at(EventType::View, t.old),
+    ];
+    events.push(event(u, quiet, c, EventType::View, t.old));
+    publish(p.sink.as_ref(), &events).await;
+
+    let expected = VideoStats {
+        impressions: 1,
+        views: 2,
+        watches: 2,
+        completion_sum: 1.5,
+        likes: 1,
+        unlikes: 1,
+        shares: 1,
+        comments: 1,
+        skips: 1,
+    };
+    // Completion is a float sum: compared with a tolerance, the counts exactly.
+    let exact = |s: &VideoStats| VideoStats {
+        completion_sum: expected.completion_sum,
+        ..*s
+    };
+    let stats = eventually(
+        || stats_of(p.store.as_ref(), t.window, v),
+        |s| exact(s) == expected,
+    )
+    .await;
+    assert_eq!(
+        exact(&stats),
+        expected,
+        "each event type is counted once, only inside the window"
+    );
+    assert!(
+        (stats.completion_sum - expected.completion_sum).abs() < 1e-9,
+        "completion sums the watch events' ratios: {stats:?}"
+    );
+    let wider = stats_of(p.store.as_ref(), t.old - Duration::hours(2), v).await;
+    assert_eq!(wider.views, 3, "a wider window counts the older view too");
+    assert_eq!(
+        stats_of(p.store.as_ref(), t.window, quiet).await,
+        VideoStats::default(),
+        "a video without events in the window has no (or empty) stats"
+    );
+}
+
+/// `views` views and `likes` likes on `video`, each by the same user.
+fn engagement(video: VideoId, views: usize, likes: usize, at: DateTime<Utc>) -> Vec<EngagementEvent> {
+    let (u, c) = (user(), creator());
+    let mut events: Vec<_> = (0..views)
+        .map(|_| event(u, video, c, EventType::View, at))
+        .collect();
+    events.extend((0..likes).map(|_| event(u, video, c, EventType::Like, at)));
+    events
+}
+
+async fn trending_counts_viewed_videos_best_first(p: SignalPipeline) {
+    let t = times();
+    let (best, good, unviewed, stale) = (video_id(), video_id(), video_id(), video_id());
+    let mut events = engagement(best, 2, 2, t.recent);
+    events.extend(engagement(good, 4, 1, t.recent));
+    // Likes and a share but no view: engagement would clamp to 1, yet it is not trending.
+    events.extend(engagement(unviewed, 0, 3, t.recent));
+    events.push(event(user(), unviewed, creator(), EventType::Share, t.recent));
+    events.extend(engagement(stale, 3, 3, t.old));
+    publish(p.sink.as_ref(), &events).await;
+
+    let mine = [best, good, unviewed, stale];
+    let list = eventually(
+        || async {
+            let list = p.store.trending(t.window, 10_000).await.expect("trending");
+            list.into_iter()
+                .filter(|v| mine.contains(v))
+                .collect::<Vec<_>>()
+        },
+        |l| l.len() >= 2,
+    )
+    .await;
+    assert_eq!(
+        list,
+        vec![best, good],
+        "only videos viewed in the window, highest engagement first"
+    );
+    let top = p.store.trending(t.window, 1).await.expect("trending");
+    assert_eq!(top.len(), 1, "at most `limit` videos");
+}
+
+async fn creator_affinity_sums_then_floors(p: SignalPipeline) {
+    let t = times();
+    let (u, other) = (user(), user());
+    let [liked, undone, skipped, recovered, stale, seen] = std::array::from_fn(|_| creator());
+    let by = |who: UserId, c: CreatorId, event_type, at| event(who, video_id(), c, event_type, at);
+    let events = vec![
+        by(u, liked, EventType::View, t.recent),
+        by(u, liked, EventType::Like, t.recent),
+        by(u, undone, EventType::Like, t.recent),
+        by(u, undone, EventType::Unlike, t.recent),
+        by(u, skipped, EventType::Skip, t.recent),
+        by(u, skipped, EventType::Skip, t.recent),
+        // The sum is floored, not each step: -3 + 3 + 3 = 3.
+        by(u, recovered, EventType::Unlike, t.recent),
+        by(u, recovered, EventType::Like, t.recent),
+        by(u, recovered, EventType::Like, t.recent),
+        by(u, stale, EventType::Share, t.old),
+        by(u, seen, EventType::Impression, t.recent),
+        by(other, liked, EventType::Share, t.recent),
+    ];
+    publish(p.sink.as_ref(), &events).await;
+
+    let rows = eventually(
+        || async {
+            p.store
+                .creator_affinity(u, t.window)
+                .await
+                .expect("creator_affinity")
+        },
+        |rows| rows.len() >= 2,
+    )
+    .await;
+    let strength = |c: CreatorId| rows.iter().find(|(id, _)| *id == c).map(|(_, s)| *s);
+    assert!(
+        rows.iter().all(|(_, s)| s.is_finite() && *s >= 0.0),
+        "strengths are never negative: {rows:?}"
+    );
+    assert_eq!(strength(liked), Some(3.5), "view 0.5 + like 3, not other users' events");
+    assert_eq!(strength(recovered), Some(3.0), "the sum is floored, not each event");
+    for (c, why) in [
+        (undone, "a like and an unlike cancel out"),
+        (skipped, "negative sums are floored at zero"),
+        (stale, "events before the window do not count"),
+        (seen, "impressions carry no affinity"),
+    ] {
+        assert_eq!(strength(c).unwrap_or(0.0), 0.0, "{why}");
+    }
+    let unknown = p
+        .store
+        .creator_affinity(user(), t.window)
+        .await
+        .expect("creator_affinity");
+    assert!(unknown.is_empty(), "a user without history has no affinity");
+}
+
+async fn most_active_users_come_first(p: SignalPipeline) {
+    let t = times();
+    let (busy, middle, quiet, former) = (user(), user(), user(), user());
+    let many = |u: UserId, n: usize, at| -> Vec<EngagementEvent> {
+        (0..n)
+            .map(|_| event(u, video_id(), creator(), EventType::Impression, at))
+            .collect()
+    };
+    let mut events = many(middle, 3, t.recent);
+    events.extend(many(busy, 5, t.recent));
+    events.extend(many(quiet, 1, t.recent));
+    events.extend(many(former, 10, t.old));
+    publish(p.sink.as_ref(), &events).await;
+
+    let mine = [busy, middle, quiet, former];
+    let list = eventually(
+        || async {
+            let list = p
+                .store
+                .most_active_users(t.window, 10_000)
+                .await
+                .expect("most_active_users");
+            list.into_iter()
+                .filter(|u| mine.contains(u))
+                .collect::<Vec<_>>()
+        },
+        |l| l.len() >= 3,
+    )
+    .await;
+    assert_eq!(
+        list,
+        vec![busy, middle, quiet],
+        "users ordered by their number of events in the window; older activity does not count"
+    );
+    let top = p
+        .store
+        .most_active_users(t.window, 2)
+        .await
+        .expect("most_active_users");
+    assert_eq!(top.len(), 2, "at most `limit` users");
+}

@@ -1,0 +1,150 @@
+//! Record engagement: validate a batch all-or-nothing, remember watches at once (so the next page
+//! leaves them out), and hand the events to the event sink.
+
+use crate::ports::{PortError, Ports, PublishOutcome};
+use crate::snapshot::CandidateSnapshot;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+use vrs_domain::{CreatorId, EngagementEvent, EventError, EventType, UserId, VideoId};
+
+/// Most events one request may carry.
+pub const MAX_BATCH: usize = 100;
+
+/// An event as a client sent it, already shaped but not yet checked against the catalog.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub video_id: VideoId,
+    pub event_type: EventType,
+    pub watch_ms: Option<u64>,
+    pub completion: Option<f64>,
+    /// Defaults to the time the batch is received.
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// The result of an accepted batch.
+pub type RecordOutcome = PublishOutcome;
+
+/// Why a batch was refused. Nothing of a refused batch is recorded.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EngagementError {
+    #[error("the batch must hold 1 to {MAX_BATCH} events")]
+    BatchSize,
+    #[error("events[{index}].{}: {}", .error.field, .error.message)]
+    Invalid { index: usize, error: EventError },
+    #[error("events cannot be recorded right now")]
+    Unavailable(#[source] PortError),
+}
+
+/// The record-engagement use case.
+pub struct EngagementService {
+    ports: Ports,
+    snapshot: Arc<CandidateSnapshot>,
+}
+
+impl std::fmt::Debug for EngagementService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngagementService").finish_non_exhaustive()
+    }
+}
+
+impl EngagementService {
+    pub fn new(ports: Ports, snapshot: Arc<CandidateSnapshot>) -> Self {
+        Self { ports, snapshot }
+    }
+
+    /// Validates and records a batch of one user's events.
+    #[tracing::instrument(skip_all, fields(user_id = %user, events = events.len()))]
+    pub async fn record(
+        &self,
+        user: UserId,
+        events: Vec<NewEvent>,
+    ) -> Result<RecordOutcome, EngagementError> {
+        if events.is_empty() || events.len() > MAX_BATCH {
+            return Err(EngagementError::BatchSize);
+        }
+        let now = self.ports.clock.now();
+        let creators = self.resolve_creators(&events).await?;
+        let mut accepted = Vec::with_capacity(events.len());
+        for (index, e) in events.into_iter().enumerate() {
+            let creator_id = *creators.get(&e.video_id).ok_or(EngagementError::Invalid {
+                index,
+                error: EventError::new("video_id", "no published video has this id"),
+            })?;
+            let event = EngagementEvent {
+                event_id: e.event_id,
+                user_id: user,
+                video_id: e.video_id,
+                creator_id,
+                event_type: e.event_type,
+                watch_ms: e.watch_ms,
+                completion: e.completion,
+                occurred_at: e.occurred_at.unwrap_or(now),
+            };
+            event
+                .validate(now)
+                .map_err(|error| EngagementError::Invalid { index, error })?;
+            accepted.push(event);
+        }
+
+        // Watches are remembered before the sink accepts the batch: if the sink then fails, the
+        // client retries and the (idempotent) watch is simply recorded again.
+        let watched: Vec<VideoId> = accepted
+            .iter()
+            .filter(|e| e.event_type.is_watch())
+            .map(|e| e.video_id)
+            .collect();
+        if !watched.is_empty() {
+            self.ports
+                .history
+                .record_watched(user, &watched, now)
+                .await
+                .map_err(EngagementError::Unavailable)?;
+        }
+        let outcome = self
+            .ports
+            .events
+            .publish(&accepted)
+            .await
+            .map_err(EngagementError::Unavailable)?;
+        for e in &accepted {
+            metrics::counter!("engagement_events_accepted_total", "type" => e.event_type.as_str())
+                .increment(1);
+        }
+        Ok(outcome)
+    }
+
+    /// Creator of every video in the batch, from the snapshot or else the catalog.
+    async fn resolve_creators(
+        &self,
+        events: &[NewEvent],
+    ) -> Result<HashMap<VideoId, CreatorId>, EngagementError> {
+        let mut creators = HashMap::new();
+        let mut missing = Vec::new();
+        let snapshot = self.snapshot.load();
+        for e in events {
+            match snapshot.as_ref().and_then(|s| s.pool.get(&e.video_id)) {
+                Some(entry) => {
+                    creators.insert(e.video_id, entry.video.creator_id);
+                }
+                None => missing.push(e.video_id),
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            let videos = self
+                .ports
+                .catalog
+                .videos_by_ids(&missing)
+                .await
+                .map_err(EngagementError::Unavailable)?;
+            for v in videos.into_iter().filter(|v| v.is_servable()) {
+                creators.insert(v.id, v.creator_id);
+            }
+        }
+        Ok(creators)
+    }
+}

@@ -1,0 +1,433 @@
+//! Get a feed page: serve from the user's cached session when it still has enough unseen videos,
+//! else rank a new session from the candidate snapshot.
+
+use crate::ports::{PortError, Ports};
+use crate::snapshot::{CandidateSnapshot, SnapshotState};
+use chrono::{DateTime, Duration, Utc};
+use rand::Rng;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use vrs_domain::ranking::{self, RankingConfig, UserContext};
+use vrs_domain::{
+    FeedSession, Limit, Reason, SessionId, SessionItem, SignalValues, UserId, Video, VideoId,
+    VideoStats, Weights,
+};
+
+/// Policy knobs of the feed use case.
+#[derive(Clone, Debug)]
+pub struct FeedConfig {
+    pub ranking: RankingConfig,
+    /// Lifetime of a ranked session (and of cursors into it), before jitter.
+    pub session_ttl: Duration,
+    /// Up to this much is added at random to each session's lifetime, so sessions ranked together
+    /// do not all expire together.
+    pub session_ttl_jitter: Duration,
+    /// A first page does not repeat videos served this recently (while enough others exist).
+    pub served_window: Duration,
+    /// Videos watched this recently are never ranked.
+    pub watched_window: Duration,
+    /// Affinity is computed over this window.
+    pub affinity_window: Duration,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            ranking: RankingConfig::default(),
+            session_ttl: Duration::hours(1),
+            session_ttl_jitter: Duration::minutes(5),
+            served_window: Duration::hours(24),
+            watched_window: Duration::days(30),
+            affinity_window: Duration::days(90),
+        }
+    }
+}
+
+/// Where a follow-up page starts: decoded from a client's cursor after it was authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeedPosition {
+    pub session_id: SessionId,
+    pub offset: usize,
+}
+
+/// A request for one page.
+#[derive(Clone, Copy, Debug)]
+pub struct PageRequest {
+    pub user_id: UserId,
+    pub limit: Limit,
+    /// `None` for a first page.
+    pub position: Option<FeedPosition>,
+    /// Attach signal values, weights and contributions to each item.
+    pub explain: bool,
+}
+
+/// Whether the page came from a cached session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    /// The feed cache is unavailable; the page was ranked for this request alone.
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+/// Why an item is ranked where it is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Explanation {
+    pub signals: SignalValues,
+    pub weights: Weights,
+    pub contributions: SignalValues,
+}
+
+/// One video of a page.
+#[derive(Clone, Debug)]
+pub struct FeedItem {
+    pub video: Video,
+    pub stats: VideoStats,
+    pub completion_rate: f64,
+    pub score: f64,
+    pub reason: Reason,
+    pub playback_url: String,
+    pub thumbnail_url: String,
+    pub explanation: Option<Explanation>,
+}
+
+/// Where the next page starts, and until when it can be fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextPage {
+    pub position: FeedPosition,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One page of a user's feed.
+#[derive(Clone, Debug)]
+pub struct FeedPage {
+    pub items: Vec<FeedItem>,
+    pub next: Option<NextPage>,
+    pub cache: CacheStatus,
+}
+
+/// Why a page could not be served.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    /// No candidate snapshot has been loaded yet.
+    #[error("the feed is not ready yet")]
+    NotReady,
+    /// The session a cursor points into no longer exists.
+    #[error("this feed session has expired; request the first page again")]
+    SessionExpired,
+    /// A dependency the request cannot do without failed.
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] PortError),
+}
+
+/// The get-feed-page use case.
+pub struct FeedService {
+    ports: Ports,
+    snapshot: Arc<CandidateSnapshot>,
+    config: FeedConfig,
+}
+
+impl std::fmt::Debug for FeedService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FeedService {
+    pub fn new(ports: Ports, snapshot: Arc<CandidateSnapshot>, config: FeedConfig) -> Self {
+        Self {
+            ports,
+            snapshot,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &FeedConfig {
+        &self.config
+    }
+
+    /// Serves one page.
+    #[tracing::instrument(skip_all, fields(user_id = %request.user_id, cursor = request.position.is_some()))]
+    pub async fn page(&self, request: PageRequest) -> Result<FeedPage, FeedError> {
+        let state = self.snapshot.load().ok_or(FeedError::NotReady)?;
+        let now = self.ports.clock.now();
+        let page = match request.position {
+            Some(position) => self.continue_session(&state, request, position, now).await?,
+            None => self.first_page(&state, request, now).await?,
+        };
+        let served: Vec<VideoId> = page.items.iter().map(|i| i.video.id).collect();
+        if !served.is_empty()
+            && let Err(e) = self
+                .ports
+                .history
+                .record_served(request.user_id, &served, now)
+                .await
+        {
+            tracing::warn!(error = %e, "could not record served videos");
+        }
+        Ok(page)
+    }
+
+    async fn continue_session(
+        &self,
+        state: &SnapshotState,
+        request: PageRequest,
+        position: FeedPosition,
+        now: DateTime<Utc>,
+    ) -> Result<FeedPage, FeedError> {
+        let user = request.user_id;
+        let (session, watched) = tokio::join!(
+            self.ports.feed_cache.session(user, position.session_id),
+            self.ports.history.watched_since(user, now - self.config.watched_window),
+        );
+        let session = session
+            .map_err(FeedError::Unavailable)?
+            .filter(|s| s.expires_at > now)
+            .ok_or(FeedError::SessionExpired)?;
+        let watched = degrade_to_empty(watched, "watched history");
+        let servable = |item: &SessionItem| {
+            !watched.contains(&item.video_id) && state.pool.get(&item.video_id).is_some()
+        };
+        let slice = session.slice(position.offset, request.limit, servable, servable);
+        Ok(self.render(state, &session, &slice, request.explain, CacheStatus::Hit))
+    }
+
+    async fn first_page(
+        &self,
+        state: &SnapshotState,
+        request: PageRequest,
+        now: DateTime<Utc>,
+    ) -> Result<FeedPage, FeedError> {
+        let user = request.user_id;
+        let (cached, served, watched) = tokio::join!(
+            self.ports.feed_cache.current_session(user),
+            self.ports.history.served_since(user, now - self.config.served_window),
+            self.ports.history.watched_since(user, now - self.config.watched_window),
+        );
+        let served = degrade_to_empty(served, "served history");
+        let watched = degrade_to_empty(watched, "watched history");
+        let servable = |item: &SessionItem| {
+            !watched.contains(&item.video_id) && state.pool.get(&item.video_id).is_some()
+        };
+        let unseen = |item: &SessionItem| servable(item) && !served.contains(&item.video_id);
+
+        let cache_up = match cached {
+            Ok(Some(session))
+                if session.expires_at > now && session.count(unseen) >= request.limit.get() =>
+            {
+                metrics::counter!("feed_cache_hits_total").increment(1);
+                let slice = session.slice(0, request.limit, unseen, servable);
+                return Ok(self.render(state, &session, &slice, request.explain, CacheStatus::Hit));
+            }
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "feed cache unavailable; ranking without it");
+                false
+            }
+        };
+        metrics::counter!("feed_cache_misses_total").increment(1);
+
+        let session = self.generate(state, user, now, served, watched.clone()).await?;
+        let mut status = CacheStatus::Bypass;
+        if cache_up {
+            match self.store(&session).await {
+                Ok(()) => status = CacheStatus::Miss,
+                Err(e) => tracing::warn!(error = %e, "could not cache the feed session"),
+            }
+        }
+        // A new session already ranks recently served videos last, so the page takes items in order.
+        let servable = |item: &SessionItem| !watched.contains(&item.video_id);
+        let slice = session.slice(0, request.limit, servable, servable);
+        let mut page = self.render(state, &session, &slice, request.explain, status);
+        if status == CacheStatus::Bypass {
+            // Nothing to continue from: a bypassed session is not stored.
+            page.next = None;
+        }
+        Ok(page)
+    }
+
+    /// Ranks a new session for `user` and stores it in the feed cache (cache warm-up).
+    pub async fn warm(&self, user: UserId) -> Result<(), FeedError> {
+        let state = self.snapshot.load().ok_or(FeedError::NotReady)?;
+        let now = self.ports.clock.now();
+        let (served, watched) = tokio::join!(
+            self.ports.history.served_since(user, now - self.config.served_window),
+            self.ports.history.watched_since(user, now - self.config.watched_window),
+        );
+        let served = served.map_err(FeedError::Unavailable)?.into_iter().collect();
+        let watched = watched.map_err(FeedError::Unavailable)?.into_iter().collect();
+        let session = self.generate(&state, user, now, served, watched).await?;
+        self.store(&session).await.map_err(FeedError::Unavailable)
+    }
+
+    async fn store(&self, session: &FeedSession) -> Result<(), PortError> {
+        let ttl = (session.expires_at - session.created_at)
+            .to_std()
+            .unwrap_or_default();
+        self.ports.feed_cache.store_session(session, ttl).await
+    }
+
+    /// Runs the ranking pipeline for one user. Failures of per-user data degrade the ranking
+    /// (fewer sources, renormalized weights); they never fail the request.
+    async fn generate(
+        &self,
+        state: &SnapshotState,
+        user: UserId,
+        now: DateTime<Utc>,
+        served: HashSet<VideoId>,
+        watched: HashSet<VideoId>,
+    ) -> Result<FeedSession, FeedError> {
+        let started = Instant::now();
+        metrics::counter!("feed_generation_total").increment(1);
+        let (follows, affinity) = tokio::join!(
+            self.ports.follows.followed_creators(user),
+            self.ports
+                .signals
+                .creator_affinity(user, now - self.config.affinity_window),
+        );
+        let context = UserContext {
+            user_id: user,
+            now,
+            follows: degrade_to_empty(follows, "follows"),
+            affinity: match affinity {
+                Ok(rows) => Some(rows.into_iter().collect::<HashMap<_, _>>()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "affinity unavailable; renormalizing weights");
+                    None
+                }
+            },
+            watched,
+            recently_served: served,
+        };
+        let cfg = &self.config.ranking;
+        let stage = Instant::now();
+        let candidates = ranking::filter_candidates(
+            &state.pool,
+            &context,
+            ranking::gather_candidates(&state.pool, &context, cfg),
+            cfg,
+        );
+        record_stage("candidates", stage);
+
+        let model_scores = match &self.ports.model {
+            Some(model) => {
+                let stage = Instant::now();
+                let ids = ranking::candidate_ids(&state.pool, &candidates);
+                let scores = model.score(user, &ids).await;
+                record_stage("model", stage);
+                match scores {
+                    Ok(s) if s.len() == ids.len() => Some(s),
+                    Ok(_) => {
+                        tracing::warn!("model returned a wrong number of scores; ignoring it");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "model unavailable; renormalizing weights");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+
+        let stage = Instant::now();
+        let (weights, scored) = ranking::score_candidates(
+            &state.pool,
+            &context,
+            &candidates,
+            &state.weights,
+            model_scores.as_deref(),
+        );
+        let items = ranking::select_diverse(&state.pool, scored, cfg);
+        record_stage("scoring", stage);
+
+        let jitter_secs = self.config.session_ttl_jitter.num_seconds().max(0);
+        let jitter = Duration::seconds(rand::thread_rng().gen_range(0..=jitter_secs));
+        let session = FeedSession {
+            id: SessionId(crate::ports::new_uuid()),
+            user_id: user,
+            created_at: now,
+            expires_at: now + self.config.session_ttl + jitter,
+            weights,
+            items,
+        };
+        metrics::counter!("feed_generation_success_total").increment(1);
+        metrics::histogram!("feed_generation_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(session)
+    }
+
+    fn render(
+        &self,
+        state: &SnapshotState,
+        session: &FeedSession,
+        slice: &vrs_domain::PageSlice,
+        explain: bool,
+        cache: CacheStatus,
+    ) -> FeedPage {
+        let items = slice
+            .indexes
+            .iter()
+            .filter_map(|&i| {
+                let item = &session.items[i];
+                let entry = state.pool.get(&item.video_id)?;
+                Some(FeedItem {
+                    playback_url: self.ports.media.playback_url(&entry.video),
+                    thumbnail_url: self.ports.media.thumbnail_url(&entry.video),
+                    video: entry.video.clone(),
+                    stats: entry.stats,
+                    completion_rate: entry.completion,
+                    score: item.score,
+                    reason: item.reason,
+                    explanation: explain.then(|| Explanation {
+                        signals: item.signals,
+                        weights: session.weights,
+                        contributions: session.weights.contributions(&item.signals),
+                    }),
+                })
+            })
+            .collect();
+        FeedPage {
+            items,
+            next: slice.next.map(|offset| NextPage {
+                position: FeedPosition {
+                    session_id: session.id,
+                    offset,
+                },
+                expires_at: session.expires_at,
+            }),
+            cache,
+        }
+    }
+}
+
+fn record_stage(stage: &'static str, started: Instant) {
+    metrics::histogram!("feed_stage_duration_seconds", "stage" => stage)
+        .record(started.elapsed().as_secs_f64());
+}
+
+fn degrade_to_empty<T: std::hash::Hash + Eq>(
+    result: Result<Vec<T>, PortError>,
+    what: &'static str,
+) -> HashSet<T> {
+    match result {
+        Ok(v) => v.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "{what} unavailable; ranking without it");
+            HashSet::new()
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Use cases of the video ranking service and the ports they need.
+//!
+//! Depends only on `vrs-domain` and on the port traits defined in [`ports`]; adapters implement the
+//! ports and `bootstrap` wires them.
+
+#[cfg(feature = "contract")]
+pub mod contract;
+pub mod demo;
+pub mod engagement;
+pub mod feed;
+pub mod health;
+pub mod ports;
+pub mod snapshot;
+pub mod warmup;
+
+pub use engagement::{EngagementError, EngagementService, NewEvent, RecordOutcome};
+pub use feed::{
+    CacheStatus, Explanation, FeedConfig, FeedError, FeedItem, FeedPage, FeedPosition,
+    FeedService, PageRequest,
+};
+pub use health::{CheckReport, HealthReport, HealthService, HealthStatus};
+pub use ports::{Ports, PortError, SystemClock};
+pub use snapshot::{CandidateSnapshot, SnapshotRefresher, SnapshotState};
+pub use warmup::{CacheWarmer, WarmupReport};

@@ -1,0 +1,264 @@
+//! The ports: what the use cases need from the outside world.
+//!
+//! Every trait documents its contract; each adapter (memory, PostgreSQL, Redis, ...) passes the same
+//! contract test suite. Traits are object-safe (`async_trait`) because `bootstrap` picks adapters at
+//! run time from configuration.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+use vrs_domain::{
+    CreatorId, EngagementEvent, FeedSession, SessionId, UserId, Video, VideoId, VideoStats, Weights,
+};
+
+#[cfg(any(test, feature = "mocks"))]
+use mockall::automock;
+
+/// A failure of an adapter. Use cases degrade on it where the policy allows, or report it as
+/// "unavailable"; they never expose its text to clients.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// The backing service could not be reached or refused the operation.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The backing service did not answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// Stored data could not be decoded.
+    #[error("invalid stored data: {0}")]
+    InvalidData(String),
+    /// The adapter refused the input (e.g. a size bound was reached).
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+/// Position in the catalog's change stream: everything up to and including this change was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CatalogWatermark {
+    pub updated_at: DateTime<Utc>,
+    pub video_id: VideoId,
+}
+
+impl CatalogWatermark {
+    /// The watermark just past a video's current record.
+    pub fn of(video: &Video) -> Self {
+        Self {
+            updated_at: video.updated_at,
+            video_id: video.id,
+        }
+    }
+}
+
+/// The video catalog.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait VideoCatalog: Send + Sync {
+    /// Videos of any status whose record changed strictly after `after` (all when `None`), ordered
+    /// by `(updated_at, id)`, at most `limit`. MUST include deleted and unpublished videos, so that the
+    /// candidate snapshot can drop them.
+    async fn changed_since(
+        &self,
+        after: Option<CatalogWatermark>,
+        limit: usize,
+    ) -> Result<Vec<Video>, PortError>;
+
+    /// The videos with these ids, of any status, in no particular order; unknown ids are left out.
+    async fn videos_by_ids(&self, ids: &[VideoId]) -> Result<Vec<Video>, PortError>;
+
+    /// Inserts or replaces videos by id. The stored `updated_at` MUST be the one given, so
+    /// `changed_since` sees the change.
+    async fn upsert_videos(&self, videos: &[Video]) -> Result<(), PortError>;
+}
+
+/// Who follows whom.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait FollowGraph: Send + Sync {
+    /// The creators `user` follows; empty for an unknown user.
+    async fn followed_creators(&self, user: UserId) -> Result<Vec<CreatorId>, PortError>;
+
+    /// Records follows; following twice is a no-op.
+    async fn add_follows(&self, follows: &[(UserId, CreatorId)]) -> Result<(), PortError>;
+}
+
+/// The active ranking configuration.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait RankingConfigStore: Send + Sync {
+    /// The active weight set (validated by construction).
+    async fn active_weights(&self) -> Result<Weights, PortError>;
+}
+
+/// Aggregated engagement signals.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait SignalStore: Send + Sync {
+    /// Per-video aggregates of the events that occurred at or after `since`; videos without events
+    /// may be left out.
+    async fn video_stats(&self, since: DateTime<Utc>) -> Result<Vec<(VideoId, VideoStats)>, PortError>;
+
+    /// Up to `limit` videos with the highest engagement (as [`vrs_domain::signals::engagement`])
+    /// over events at or after `since`, best first; only videos with at least one view count.
+    async fn trending(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<VideoId>, PortError>;
+
+    /// The user's raw interaction strength per creator (sum of
+    /// [`vrs_domain::EventType::affinity_weight`] over events at or after `since`, floored at 0);
+    /// creators with zero strength may be left out. Empty for a user without history.
+    async fn creator_affinity(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(CreatorId, f64)>, PortError>;
+
+    /// Up to `limit` users with the most events at or after `since`, most active first.
+    async fn most_active_users(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<UserId>, PortError>;
+}
+
+/// Each user's served and watched videos.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait ViewHistory: Send + Sync {
+    /// Videos served to `user` at or after `since`.
+    async fn served_since(&self, user: UserId, since: DateTime<Utc>)
+    -> Result<Vec<VideoId>, PortError>;
+
+    /// Records that `videos` were served to `user` at `at`.
+    async fn record_served(
+        &self,
+        user: UserId,
+        videos: &[VideoId],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+
+    /// Videos `user` watched at or after `since`.
+    async fn watched_since(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<VideoId>, PortError>;
+
+    /// Records that `user` watched `videos` at `at`. MUST be visible to `watched_since` as soon as
+    /// it returns: the next page depends on it.
+    async fn record_watched(
+        &self,
+        user: UserId,
+        videos: &[VideoId],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+}
+
+/// Ranked feed sessions.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait FeedCache: Send + Sync {
+    /// The session most recently stored for `user`, if it has not expired.
+    async fn current_session(&self, user: UserId) -> Result<Option<FeedSession>, PortError>;
+
+    /// One session of `user` by id, if it has not expired. MUST return `None` for another user's
+    /// session id.
+    async fn session(&self, user: UserId, id: SessionId) -> Result<Option<FeedSession>, PortError>;
+
+    /// Stores a session for `ttl` and makes it the user's current one. Sessions stored earlier stay
+    /// readable by id until they expire, so cursors into them keep working.
+    async fn store_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError>;
+
+    /// Drops the user's current session, so the next first page is ranked anew.
+    async fn invalidate(&self, user: UserId) -> Result<(), PortError>;
+}
+
+/// What an event sink did with a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// Events durably accepted for processing.
+    pub accepted: usize,
+    /// Events whose `event_id` had been accepted before (or repeats within the batch).
+    pub duplicates: usize,
+}
+
+/// Where accepted engagement events go.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Publishes a batch. When it returns `Ok`, every event is durable: it will reach the signal
+    /// store even if the process dies. MUST count an event whose `event_id` it accepted before as a
+    /// duplicate and not apply it again. On `Err` nothing of the batch may count as accepted.
+    async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError>;
+}
+
+/// A learned relevance model.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait ModelScorer: Send + Sync {
+    /// One score in [0, 1] per video, in the order given.
+    async fn score(&self, user: UserId, videos: &[VideoId]) -> Result<Vec<f64>, PortError>;
+}
+
+/// Turns media object keys into URLs clients can fetch.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+pub trait MediaUrls: Send + Sync {
+    fn playback_url(&self, video: &Video) -> String;
+    fn thumbnail_url(&self, video: &Video) -> String;
+}
+
+/// The time, injectable for tests.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A dependency whose health is reported by `GET /health`.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait HealthProbe: Send + Sync {
+    /// Name shown in the health report, e.g. `redis`.
+    fn name(&self) -> &'static str;
+    /// `Ok` when the dependency answers.
+    async fn check(&self) -> Result<(), PortError>;
+}
+
+/// Every port, as the use cases receive them.
+#[derive(Clone)]
+pub struct Ports {
+    pub catalog: Arc<dyn VideoCatalog>,
+    pub follows: Arc<dyn FollowGraph>,
+    pub ranking_config: Arc<dyn RankingConfigStore>,
+    pub signals: Arc<dyn SignalStore>,
+    pub history: Arc<dyn ViewHistory>,
+    pub feed_cache: Arc<dyn FeedCache>,
+    pub events: Arc<dyn EventSink>,
+    /// `None` when no model is deployed: the model signal is then dropped and weights renormalized.
+    pub model: Option<Arc<dyn ModelScorer>>,
+    pub media: Arc<dyn MediaUrls>,
+    pub clock: Arc<dyn Clock>,
+    pub probes: Vec<Arc<dyn HealthProbe>>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports")
+            .field("model", &self.model.is_some())
+            .field("probes", &self.probes.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh random id for events and sessions.
+pub fn new_uuid() -> Uuid {
+    Uuid::new_v4()
+}

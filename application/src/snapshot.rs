@@ -1,0 +1,208 @@
+//! The candidate snapshot: every servable video with its aggregated signals, refreshed in the
+//! background and swapped atomically, so a feed request does no catalog or signal-store I/O.
+
+use crate::ports::{CatalogWatermark, PortError, Ports};
+use arc_swap::ArcSwapOption;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use vrs_domain::{CandidatePool, Video, VideoId, VideoStats, Weights};
+
+/// How many catalog changes one refresh reads per round trip.
+const CATALOG_PAGE: usize = 5_000;
+/// Window of the per-video aggregates (completion, engagement).
+pub const SIGNAL_WINDOW: Duration = Duration::days(30);
+/// Window of the trending source.
+pub const TRENDING_WINDOW: Duration = Duration::hours(24);
+/// How many trending videos the snapshot keeps.
+pub const TRENDING_SIZE: usize = 200;
+
+/// One consistent view of the catalog, its signals and the active weights.
+#[derive(Debug)]
+pub struct SnapshotState {
+    pub pool: CandidatePool,
+    pub weights: Weights,
+    pub built_at: DateTime<Utc>,
+    /// Whether the signal store answered for this snapshot (else the last good signals were used).
+    pub signals_fresh: bool,
+}
+
+/// The current snapshot, readable without locks by every request.
+#[derive(Debug, Default)]
+pub struct CandidateSnapshot {
+    current: ArcSwapOption<SnapshotState>,
+}
+
+impl CandidateSnapshot {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current snapshot; `None` until the first refresh succeeded.
+    pub fn load(&self) -> Option<Arc<SnapshotState>> {
+        self.current.load_full()
+    }
+
+    pub fn store(&self, state: SnapshotState) {
+        self.current.store(Some(Arc::new(state)));
+    }
+}
+
+#[derive(Debug, Default)]
+struct RefresherState {
+    videos: HashMap<VideoId, Video>,
+    watermark: Option<CatalogWatermark>,
+    stats: HashMap<VideoId, VideoStats>,
+    trending: Vec<VideoId>,
+    weights: Option<Weights>,
+}
+
+/// What one refresh did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefreshReport {
+    pub videos: usize,
+    pub catalog_changes: usize,
+    /// Parts that failed and were served from the previous snapshot instead.
+    pub degraded: Vec<&'static str>,
+}
+
+/// Rebuilds the snapshot from the catalog (incrementally, past a watermark), the signal store and
+/// the ranking configuration.
+pub struct SnapshotRefresher {
+    ports: Ports,
+    snapshot: Arc<CandidateSnapshot>,
+    state: Mutex<RefresherState>,
+}
+
+impl std::fmt::Debug for SnapshotRefresher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotRefresher").finish_non_exhaustive()
+    }
+}
+
+impl SnapshotRefresher {
+    pub fn new(ports: Ports, snapshot: Arc<CandidateSnapshot>) -> Self {
+        Self {
+            ports,
+            snapshot,
+            state: Mutex::new(RefresherState::default()),
+        }
+    }
+
+    /// Reads what changed and swaps in a new snapshot.
+    ///
+    /// Fails only when the catalog cannot be read and no snapshot exists yet; a failing signal store
+    /// or ranking configuration keeps their last good values (reported in `degraded`).
+    pub async fn refresh(&self) -> Result<RefreshReport, PortError> {
+        let started = std::time::Instant::now();
+        let mut state = self.state.lock().await;
+        let now = self.ports.clock.now();
+        let mut degraded = Vec::new();
+
+        let mut changes = 0;
+        let catalog_result = loop {
+            match self
+                .ports
+                .catalog
+                .changed_since(state.watermark, CATALOG_PAGE)
+                .await
+            {
+                Ok(page) => {
+                    let full = page.len() == CATALOG_PAGE;
+                    changes += page.len();
+                    for video in page {
+                        state.watermark = Some(CatalogWatermark::of(&video));
+                        if video.is_servable() {
+                            state.videos.insert(video.id, video);
+                        } else {
+                            state.videos.remove(&video.id);
+                        }
+                    }
+                    if !full {
+                        break Ok(());
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = catalog_result {
+            if self.snapshot.load().is_none() && state.watermark.is_none() {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "catalog refresh failed; keeping the videos already known");
+            degraded.push("catalog");
+        }
+
+        let (stats, trending, weights) = tokio::join!(
+            self.ports.signals.video_stats(now - SIGNAL_WINDOW),
+            self.ports.signals.trending(now - TRENDING_WINDOW, TRENDING_SIZE),
+            self.ports.ranking_config.active_weights(),
+        );
+        let mut signals_fresh = true;
+        match stats {
+            Ok(rows) => state.stats = rows.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "signal store unavailable; keeping the last signals");
+                degraded.push("signals");
+                signals_fresh = false;
+            }
+        }
+        match trending {
+            Ok(ids) => state.trending = ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "trending unavailable; keeping the last list");
+                if signals_fresh {
+                    degraded.push("signals");
+                }
+                signals_fresh = false;
+            }
+        }
+        match weights {
+            Ok(w) => state.weights = Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "ranking configuration unavailable; keeping the last weights");
+                degraded.push("ranking_config");
+            }
+        }
+
+        let pool = CandidatePool::build(state.videos.values().cloned(), &state.stats, &state.trending);
+        let videos = pool.len();
+        self.snapshot.store(SnapshotState {
+            pool,
+            weights: state.weights.unwrap_or_default(),
+            built_at: now,
+            signals_fresh,
+        });
+        metrics::gauge!("candidate_snapshot_videos").set(videos as f64);
+        metrics::gauge!("candidate_snapshot_built_timestamp_seconds").set(now.timestamp() as f64);
+        metrics::histogram!("candidate_snapshot_refresh_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(RefreshReport {
+            videos,
+            catalog_changes: changes,
+            degraded,
+        })
+    }
+
+    /// Refreshes every `interval` until `shutdown` resolves.
+    pub async fn run(
+        self: Arc<Self>,
+        interval: std::time::Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticker.tick() => {
+                    if let Err(e) = self.refresh().await {
+                        tracing::error!(error = %e, "candidate snapshot refresh failed");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! EngagementService: batches are validated all-or-nothing; watches are remembered before the sink.
+
+use super::*;
+
+fn engagement(mocks: Mocks) -> EngagementService {
+    EngagementService::new(mocks.ports(), loaded_snapshot())
+}
+
+fn new_event(video: VideoId, event_type: EventType, completion: Option<f64>) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        video_id: video,
+        event_type,
+        watch_ms: None,
+        completion,
+        occurred_at: None,
+    }
+}
+
+fn known_video() -> VideoId {
+    videos(1)[0].id
+}
+
+#[tokio::test]
+async fn sink_failure_is_unavailable_after_the_watch_was_recorded() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let mut mocks = Mocks::new();
+    let log = calls.clone();
+    mocks
+        .history
+        .expect_record_watched()
+        .returning(move |u, videos, _| {
+            log.lock().expect("log").push(format!("record_watched {u} {videos:?}"));
+            Ok(())
+        });
+    let log = calls.clone();
+    mocks.events.expect_publish().returning(move |batch| {
+        log.lock().expect("log").push(format!("publish {}", batch.len()));
+        Err(down())
+    });
+    let video = known_video();
+    let result = engagement(mocks)
+        .record(
+            user(),
+            vec![
+                new_event(video, EventType::View, None),
+                new_event(video, EventType::Complete, Some(1.0)),
+            ],
+        )
+        .await;
+    assert_eq!(result, Err(EngagementError::Unavailable(down())));
+    assert_eq!(
+        *calls.lock().expect("log"),
+        vec![
+            format!("record_watched {} {:?}", user(), vec![video]),
+            "publish 2".to_owned()
+        ],
+        "the watch is remembered before the sink is asked, so the next page leaves it out"
+    );
+}
+
+/// A service whose history and sink count their calls, to check that nothing was recorded.
+fn counting_engagement(mocks: Mocks) -> (EngagementService, Arc<AtomicUsize>) {
+    let mut mocks = mocks;
+    let calls = counter();
+    let seen = calls.clone();
+    mocks
+        .history
+        .expect_record_watched()
+        .returning(move |_, _, _| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+    let seen = calls.clone();
+    mocks.events.expect_publish().returning(move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        Ok(PublishOutcome::default())
+    });
+    (engagement(mocks), calls)
+}
+
+#[tokio::test]
+async fn invalid_completion_refuses_the_batch_naming_index_and_field() {
+    let (service, calls) = counting_engagement(Mocks::new());
+    let video = known_video();
+    let result = service
+        .record(
+            user(),
+            vec![
+                new_event(video, EventType::Watch, Some(0.5)),
+                new_event(video, EventType::Watch, Some(1.5)),
+            ],
+        )
+        .await;
+    match result {
+        Err(EngagementError::Invalid { index, error }) => {
+            assert_eq!((index, error.field), (1, "completion"));
+        }
+        other => panic!("expected an invalid completion, got {other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing of a refused batch is recorded");
+}
+
+#[tokio::test]
+async fn unknown_or_unservable_video_refuses_the_batch() {
+    let mut deleted = videos(20).pop().expect("a video outside the snapshot");
+    deleted.status = VideoStatus::Deleted;
+    deleted.deleted_at = Some(now());
+    let deleted_id = deleted.id;
+    let mut mocks = Mocks::new();
+    mocks
+        .catalog
+        .expect_videos_by_ids()
+        .returning(move |_| Ok(vec![deleted.clone()]));
+    let (service, calls) = counting_engagement(mocks);
+    for unknown in [VideoId(Uuid::new_v4()), deleted_id] {
+        let result = service
+            .record(
+                user(),
+                vec![
+                    new_event(known_video(), EventType::View, None),
+                    new_event(unknown, EventType::View, None),
+                ],
+            )
+            .await;
+        match result {
+            Err(EngagementError::Invalid { index, error }) => {
+                assert_eq!((index, error.field), (1, "video_id"));
+            }
+            other => panic!("expected an invalid video id, got {other:?}"),
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing of a refused batch is recorded");
+}
+
+#[tokio::test]
+async fn a_video_outside_the_snapshot_is_resolved_through_the_catalog() {
+    let fresh = videos(20).pop().expect("a video outside the snapshot");
+    let id = fresh.id;
+    let mut mocks = Mocks::new();
+    mocks
+        .catalog
+        .expect_videos_by_ids()
+        .returning(move |_| Ok(vec![fresh.clone()]));
+    let outcome = engagement(mocks)
+        .record(user(), vec![new_event(id, EventType::Like, None)])
+        .await;
+    assert_eq!(outcome.map(|o| o.accepted), Ok(1));
+}
+
+#[tokio::test]
+async fn catalog_error_while_resolving_is_unavailable() {
+    let mut mocks = Mocks::new();
+    mocks
+        .catalog
+        .expect_videos_by_ids()
+        .returning(|_| Err(down()));
+    let result = engagement(mocks)
+        .record(user(), vec![new_event(VideoId(Uuid::new_v4()), EventType::View, None)])
+        .await;
+    assert_eq!(result, Err(EngagementError::Unavailable(down())));
+}
+
+#[tokio::test]
+async fn batches_hold_one_to_a_hundred_events() {
+    let service = engagement(Mocks::new());
+    let batch = |n: usize| -> Vec<NewEvent> {
+        (0..n)
+            .map(|_| new_event(known_video(), EventType::Impression, None))
+            .collect()
+    };
+    assert_eq!(service.record(user(), batch(0)).await, Err(EngagementError::BatchSize));
+    assert_eq!(service.record(user(), batch(101)).await, Err(EngagementError::BatchSize));
+    let full = service.record(user(), batch(100)).await;
+    assert_eq!(full.map(|o| o.accepted), Ok(100), "100 events are one full batch");
+}
+

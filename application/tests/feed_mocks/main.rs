@@ -1,0 +1,384 @@
+//! Use cases against mocked ports: how each of them degrades or fails when a port misbehaves.
+//!
+//! This file holds the mocks and the feed cases; `engagement` and `health` hold the others.
+
+mod engagement;
+mod health;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+use vrs_application::ports::{
+    HealthProbe, MockClock, MockEventSink, MockFeedCache, MockFollowGraph, MockHealthProbe,
+    MockMediaUrls, MockModelScorer, MockRankingConfigStore, MockSignalStore, MockVideoCatalog,
+    MockViewHistory, PortError, Ports, PublishOutcome,
+};
+use vrs_application::{
+    CacheStatus, CandidateSnapshot, EngagementError, EngagementService, FeedConfig, FeedError,
+    FeedPage, FeedPosition, FeedService, HealthService, HealthStatus, NewEvent, PageRequest,
+    SnapshotState,
+};
+use vrs_domain::{
+    CandidatePool, CreatorId, EventType, FeedSession, Limit, SessionId, Signal, UserId, Video,
+    VideoId, VideoStatus, Weights,
+};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn down() -> PortError {
+    PortError::Unavailable("down".into())
+}
+
+/// `n` published videos, one per creator, published 1..=n hours ago.
+fn videos(n: u128) -> Vec<Video> {
+    (1..=n)
+        .map(|i| {
+            let id = VideoId(Uuid::from_u128(0x1000 + i));
+            let published = now() - Duration::hours(i as i64);
+            Video {
+                id,
+                creator_id: CreatorId(Uuid::from_u128(0x2000 + i)),
+                title: format!("video {i}"),
+                duration_seconds: 30,
+                status: VideoStatus::Published,
+                media_key: format!("v/{id}.m3u8"),
+                thumbnail_key: format!("t/{id}.jpg"),
+                published_at: Some(published),
+                updated_at: published,
+                deleted_at: None,
+            }
+        })
+        .collect()
+}
+
+/// A snapshot of `videos(12)` with the default weights.
+fn loaded_snapshot() -> Arc<CandidateSnapshot> {
+    let snapshot = Arc::new(CandidateSnapshot::new());
+    snapshot.store(SnapshotState {
+        pool: CandidatePool::build(videos(12), &HashMap::new(), &[]),
+        weights: Weights::DEFAULT,
+        built_at: now(),
+        signals_fresh: true,
+    });
+    snapshot
+}
+
+fn user() -> UserId {
+    UserId(Uuid::from_u128(0xabc))
+}
+
+fn first_page(limit: i64) -> PageRequest {
+    PageRequest {
+        user_id: user(),
+        limit: Limit::new(limit).expect("limit"),
+        position: None,
+        explain: true,
+    }
+}
+
+/// Counts the calls of a mocked method.
+fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+/// Every port as a mock. Tests set the expectations they care about first; `ports()` then adds
+/// healthy defaults behind them, which mockall only uses when no earlier expectation matches.
+struct Mocks {
+    catalog: MockVideoCatalog,
+    follows: MockFollowGraph,
+    signals: MockSignalStore,
+    history: MockViewHistory,
+    feed_cache: MockFeedCache,
+    events: MockEventSink,
+    model: Option<MockModelScorer>,
+    probes: Vec<Arc<dyn HealthProbe>>,
+}
+
+impl Mocks {
+    fn new() -> Self {
+        Self {
+            catalog: MockVideoCatalog::new(),
+            follows: MockFollowGraph::new(),
+            signals: MockSignalStore::new(),
+            history: MockViewHistory::new(),
+            feed_cache: MockFeedCache::new(),
+            events: MockEventSink::new(),
+            model: None,
+            probes: Vec::new(),
+        }
+    }
+
+    /// A model that scores every video 0.75.
+    fn with_model(mut self) -> Self {
+        let mut model = MockModelScorer::new();
+        model
+            .expect_score()
+            .returning(|_, ids| Ok(vec![0.75; ids.len()]));
+        self.model = Some(model);
+        self
+    }
+
+    fn ports(mut self) -> Ports {
+        self.catalog.expect_videos_by_ids().returning(|_| Ok(vec![]));
+        self.follows.expect_followed_creators().returning(|_| Ok(vec![]));
+        self.signals
+            .expect_creator_affinity()
+            .returning(|_, _| Ok(vec![]));
+        self.history.expect_served_since().returning(|_, _| Ok(vec![]));
+        self.history.expect_watched_since().returning(|_, _| Ok(vec![]));
+        self.history.expect_record_served().returning(|_, _, _| Ok(()));
+        self.history.expect_record_watched().returning(|_, _, _| Ok(()));
+        self.feed_cache.expect_current_session().returning(|_| Ok(None));
+        self.feed_cache.expect_session().returning(|_, _| Ok(None));
+        self.feed_cache.expect_store_session().returning(|_, _| Ok(()));
+        self.events.expect_publish().returning(|batch| {
+            Ok(PublishOutcome {
+                accepted: batch.len(),
+                duplicates: 0,
+            })
+        });
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        let mut media = MockMediaUrls::new();
+        media
+            .expect_playback_url()
+            .returning(|v| format!("https://cdn/{}", v.media_key));
+        media
+            .expect_thumbnail_url()
+            .returning(|v| format!("https://cdn/{}", v.thumbnail_key));
+        Ports {
+            catalog: Arc::new(self.catalog),
+            follows: Arc::new(self.follows),
+            ranking_config: Arc::new(MockRankingConfigStore::new()),
+            signals: Arc::new(self.signals),
+            history: Arc::new(self.history),
+            feed_cache: Arc::new(self.feed_cache),
+            events: Arc::new(self.events),
+            model: self.model.map(|m| Arc::new(m) as _),
+            media: Arc::new(media),
+            clock: Arc::new(clock),
+            probes: self.probes,
+        }
+    }
+
+    fn feed(self) -> FeedService {
+        FeedService::new(self.ports(), loaded_snapshot(), FeedConfig::default())
+    }
+}
+
+/// The weights the page's items were scored with.
+fn weights(page: &FeedPage) -> Weights {
+    page.items
+        .first()
+        .and_then(|i| i.explanation)
+        .map(|e| e.weights)
+        .expect("an explained item")
+}
+
+fn assert_sums_to_one(w: Weights) {
+    let sum: f64 = Signal::ALL.iter().map(|&s| w.get(s)).sum();
+    assert!((sum - 1.0).abs() < 1e-9, "renormalized weights sum to 1: {w:?}");
+}
+
+#[tokio::test]
+async fn cache_read_error_serves_a_bypassed_page_without_cursor() {
+    let mut mocks = Mocks::new();
+    mocks
+        .feed_cache
+        .expect_current_session()
+        .returning(|_| Err(down()));
+    let stores = counter();
+    let seen = stores.clone();
+    mocks.feed_cache.expect_store_session().returning(move |_, _| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
+    let page = mocks.feed().page(first_page(5)).await.expect("page");
+    assert_eq!(page.items.len(), 5, "the page is still served");
+    assert_eq!(page.cache, CacheStatus::Bypass);
+    assert_eq!(page.next, None, "no cursor into a session that was not stored");
+    assert_eq!(stores.load(Ordering::SeqCst), 0, "a cache that failed is not written");
+}
+
+#[tokio::test]
+async fn cache_write_error_serves_a_bypassed_page_without_cursor() {
+    let mut mocks = Mocks::new();
+    mocks
+        .feed_cache
+        .expect_store_session()
+        .returning(|_, _| Err(down()));
+    let page = mocks.feed().page(first_page(5)).await.expect("page");
+    assert_eq!(page.items.len(), 5);
+    assert_eq!(page.cache, CacheStatus::Bypass);
+    assert_eq!(page.next, None, "the session a cursor would point into was not stored");
+}
+
+#[tokio::test]
+async fn a_stored_session_is_a_miss_with_a_cursor() {
+    let page = Mocks::new().feed().page(first_page(5)).await.expect("page");
+    assert_eq!(page.cache, CacheStatus::Miss);
+    let next = page.next.expect("12 videos make more than one page of 5");
+    assert_eq!(next.position.offset, 5);
+}
+
+#[tokio::test]
+async fn follows_error_still_serves_with_every_signal() {
+    let mut mocks = Mocks::new().with_model();
+    mocks
+        .follows
+        .expect_followed_creators()
+        .returning(|_| Err(down()));
+    let page = mocks.feed().page(first_page(5)).await.expect("page");
+    assert_eq!(page.items.len(), 5);
+    assert_eq!(
+        weights(&page),
+        Weights::DEFAULT,
+        "missing follows remove a source, not a signal"
+    );
+}
+
+#[tokio::test]
+async fn affinity_error_still_serves_with_affinity_renormalized_away() {
+    let mut mocks = Mocks::new().with_model();
+    mocks
+        .signals
+        .expect_creator_affinity()
+        .returning(|_, _| Err(down()));
+    let page = mocks.feed().page(first_page(5)).await.expect("page");
+    assert_eq!(page.items.len(), 5);
+    let w = weights(&page);
+    assert_eq!(w.get(Signal::Affinity), 0.0, "affinity dropped");
+    assert!(w.get(Signal::Model) > Weights::DEFAULT.get(Signal::Model), "others scaled up");
+    assert_sums_to_one(w);
+    assert!(
+        page.items.iter().all(|i| i.explanation.map(|e| e.contributions.affinity) == Some(0.0)),
+        "no item gets an affinity contribution"
+    );
+}
+
+#[tokio::test]
+async fn model_scores_are_used_when_they_fit() {
+    let page = Mocks::new().with_model().feed().page(first_page(5)).await.expect("page");
+    assert_eq!(weights(&page), Weights::DEFAULT, "every signal available");
+    assert!(
+        page.items.iter().all(|i| i.explanation.map(|e| e.signals.model) == Some(0.75)),
+        "each item carries its model score"
+    );
+}
+
+#[tokio::test]
+async fn model_error_renormalizes_without_the_model() {
+    let mut model = MockModelScorer::new();
+    model.expect_score().returning(|_, _| Err(down()));
+    let mut mocks = Mocks::new();
+    mocks.model = Some(model);
+    let page = mocks.feed().page(first_page(5)).await.expect("page");
+    assert_eq!(page.items.len(), 5);
+    let w = weights(&page);
+    assert_eq!(w.get(Signal::Model), 0.0);
+    assert!(w.get(Signal::Affinity) > 0.0, "affinity is still available");
+    assert_sums_to_one(w);
+}
+
+#[tokio::test]
+async fn model_answer_of_the_wrong_length_is_ignored() {
+    let mut model = MockModelScorer::new();
+    model.expect_score().returning(|_, _| Ok(vec![0.9]));
+    let mut mocks = Mocks::new();
+    mocks.model = Some(model);
+    let page = mocks.feed().page(first_page(5)).await.expect("page");
+    assert_eq!(page.items.len(), 5);
+    assert_eq!(weights(&page).get(Signal::Model), 0.0, "scores that do not fit are dropped");
+    assert!(
+        page.items.iter().all(|i| i.explanation.map(|e| e.signals.model) == Some(0.0)),
+        "no item keeps a misaligned score"
+    );
+}
+
+#[tokio::test]
+async fn history_errors_degrade_to_an_unfiltered_page() {
+    let mut mocks = Mocks::new();
+    mocks
+        .history
+        .expect_served_since()
+        .returning(|_, _| Err(down()));
+    mocks
+        .history
+        .expect_watched_since()
+        .returning(|_, _| Err(down()));
+    mocks
+        .history
+        .expect_record_served()
+        .returning(|_, _, _| Err(down()));
+    let page = mocks.feed().page(first_page(5)).await.expect("page");
+    assert_eq!(page.items.len(), 5);
+    assert_eq!(page.cache, CacheStatus::Miss);
+}
+
+#[tokio::test]
+async fn no_snapshot_is_not_ready() {
+    let feed = FeedService::new(
+        Mocks::new().ports(),
+        Arc::new(CandidateSnapshot::new()),
+        FeedConfig::default(),
+    );
+    assert_eq!(feed.page(first_page(5)).await.err(), Some(FeedError::NotReady));
+    let cursor = PageRequest {
+        position: Some(FeedPosition {
+            session_id: SessionId(Uuid::new_v4()),
+            offset: 5,
+        }),
+        ..first_page(5)
+    };
+    assert_eq!(feed.page(cursor).await.err(), Some(FeedError::NotReady));
+}
+
+fn cursor_into(session: SessionId) -> PageRequest {
+    PageRequest {
+        position: Some(FeedPosition {
+            session_id: session,
+            offset: 5,
+        }),
+        ..first_page(5)
+    }
+}
+
+#[tokio::test]
+async fn cursor_into_an_unknown_session_is_expired() {
+    let feed = Mocks::new().feed();
+    let result = feed.page(cursor_into(SessionId(Uuid::new_v4()))).await;
+    assert_eq!(result.err(), Some(FeedError::SessionExpired));
+}
+
+#[tokio::test]
+async fn cursor_into_a_session_past_its_expiry_is_expired() {
+    let mut mocks = Mocks::new();
+    mocks.feed_cache.expect_session().returning(|user, id| {
+        Ok(Some(FeedSession {
+            id,
+            user_id: user,
+            created_at: now() - Duration::hours(2),
+            // The cache still holds it, but its own expiry has passed.
+            expires_at: now(),
+            weights: Weights::DEFAULT,
+            items: Vec::new(),
+        }))
+    });
+    let result = mocks.feed().page(cursor_into(SessionId(Uuid::new_v4()))).await;
+    assert_eq!(result.err(), Some(FeedError::SessionExpired));
+}
+
+#[tokio::test]
+async fn cursor_with_the_cache_down_is_unavailable() {
+    let mut mocks = Mocks::new();
+    mocks.feed_cache.expect_session().returning(|_, _| Err(down()));
+    let result = mocks.feed().page(cursor_into(SessionId(Uuid::new_v4()))).await;
+    assert_eq!(result.err(), Some(FeedError::Unavailable(down())));
+}
+

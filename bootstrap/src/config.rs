@@ -1,0 +1,304 @@
+//! Configuration: every environment variable, parsed once into a typed value. An invalid value
+//! stops startup with a message naming the variable.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where the service runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+impl FromStr for AppEnv {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "development" | "dev" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" | "prod" => Ok(Self::Production),
+            _ => Err("expected development, test or production".into()),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "text" => Ok(Self::Text),
+            _ => Err("expected json or text".into()),
+        }
+    }
+}
+
+/// A configuration error, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+/// JWT verification settings.
+#[derive(Clone, Debug, Default)]
+pub struct JwtSettings {
+    /// PEM of one public key (`JWT_PUBLIC_KEY`).
+    pub public_key: Option<String>,
+    /// A file holding one PEM public key (`JWT_PUBLIC_KEY_FILE`).
+    pub public_key_file: Option<PathBuf>,
+    /// `kid` of the key given by `JWT_PUBLIC_KEY` or `JWT_PUBLIC_KEY_FILE`.
+    pub key_id: Option<String>,
+    /// A directory of `<kid>.pem` public keys, for rotation (`JWT_PUBLIC_KEYS_DIR`).
+    pub public_keys_dir: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl JwtSettings {
+    pub fn has_keys(&self) -> bool {
+        self.public_key.is_some() || self.public_key_file.is_some() || self.public_keys_dir.is_some()
+    }
+}
+
+/// Sizes of the generated demo catalog.
+#[derive(Clone, Copy, Debug)]
+pub struct DemoSettings {
+    pub videos: usize,
+    pub creators: usize,
+    pub users: usize,
+    pub seed: u64,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub host: String,
+    pub port: u16,
+    pub log_format: LogFormat,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub clickhouse_url: Option<String>,
+    pub clickhouse_database: String,
+    pub kafka_brokers: Option<String>,
+    pub jwt: JwtSettings,
+    pub cursor_secret: Option<String>,
+    pub cdn_base_url: String,
+    pub feed_session_size: usize,
+    pub feed_session_ttl: Duration,
+    pub feed_session_ttl_jitter: Duration,
+    pub snapshot_refresh: Duration,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub demo: DemoSettings,
+}
+
+/// Reads variables from a map, so tests need not touch the process environment.
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    fn opt(&self, var: &'static str) -> Option<String> {
+        self.0.get(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.opt(var) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|e: T::Err| ConfigError {
+                var,
+                message: format!("invalid value {raw:?}: {expected} ({e})"),
+            }),
+        }
+    }
+
+    fn secs(&self, var: &'static str, default: u64, min: u64) -> Result<Duration, ConfigError> {
+        let v: u64 = self.parse(var, default, "expected a whole number of seconds")?;
+        if v < min {
+            return Err(ConfigError {
+                var,
+                message: format!("must be at least {min}"),
+            });
+        }
+        Ok(Duration::from_secs(v))
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads configuration from a map of variables.
+    pub fn from_vars(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let v = Vars(map);
+        let app_env: AppEnv = v.parse("APP_ENV", AppEnv::Development, "expected development, test or production")?;
+        let default_format = if app_env == AppEnv::Production {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
+        let port: u16 = v.parse("APP_PORT", 8000, "expected a port number from 0 to 65535")?;
+        let session_size: usize = v.parse("FEED_SESSION_SIZE", 200, "expected a positive integer")?;
+        if !(50..=1000).contains(&session_size) {
+            return Err(ConfigError {
+                var: "FEED_SESSION_SIZE",
+                message: "must be from 50 to 1000".into(),
+            });
+        }
+        let cursor_secret = v.opt("CURSOR_SECRET");
+        if let Some(s) = &cursor_secret
+            && s.len() < 32
+        {
+            return Err(ConfigError {
+                var: "CURSOR_SECRET",
+                message: "must be at least 32 characters".into(),
+            });
+        }
+        let config = Self {
+            app_env,
+            host: v.opt("APP_HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port,
+            log_format: v.parse("LOG_FORMAT", default_format, "expected json or text")?,
+            data_dir: v.opt("DATA_DIR").map_or_else(|| PathBuf::from("data"), PathBuf::from),
+            database_url: v.opt("DATABASE_URL"),
+            redis_url: v.opt("REDIS_URL"),
+            clickhouse_url: v.opt("CLICKHOUSE_URL"),
+            clickhouse_database: v.opt("CLICKHOUSE_DATABASE").unwrap_or_else(|| "nova".into()),
+            kafka_brokers: v.opt("KAFKA_BROKERS"),
+            jwt: JwtSettings {
+                public_key: v.opt("JWT_PUBLIC_KEY"),
+                public_key_file: v.opt("JWT_PUBLIC_KEY_FILE").map(PathBuf::from),
+                key_id: v.opt("JWT_KEY_ID"),
+                public_keys_dir: v.opt("JWT_PUBLIC_KEYS_DIR").map(PathBuf::from),
+                issuer: v.opt("JWT_ISSUER"),
+                audience: v.opt("JWT_AUDIENCE"),
+            },
+            cursor_secret,
+            cdn_base_url: v
+                .opt("CDN_BASE_URL")
+                .unwrap_or_else(|| "https://cdn.nova.example".into()),
+            feed_session_size: session_size,
+            feed_session_ttl: v.secs("FEED_SESSION_TTL_SECS", 3600, 3600)?,
+            feed_session_ttl_jitter: v.secs("FEED_SESSION_TTL_JITTER_SECS", 300, 0)?,
+            snapshot_refresh: v.secs("SNAPSHOT_REFRESH_SECS", 5, 1)?,
+            rate_limit_per_second: v.parse("RATE_LIMIT_PER_SECOND", 20, "expected a whole number (0 disables)")?,
+            rate_limit_burst: v.parse("RATE_LIMIT_BURST", 40, "expected a positive whole number")?,
+            request_timeout: Duration::from_millis(v.parse(
+                "REQUEST_TIMEOUT_MS",
+                10_000,
+                "expected milliseconds",
+            )?),
+            shutdown_grace: v.secs("SHUTDOWN_GRACE_SECS", 30, 0)?,
+            demo: DemoSettings {
+                videos: v.parse("DEMO_VIDEOS", 10_000, "expected a whole number")?,
+                creators: v.parse("DEMO_CREATORS", 1_000, "expected a whole number")?,
+                users: v.parse("DEMO_USERS", 2_000, "expected a whole number")?,
+                seed: v.parse("DEMO_SEED", 42, "expected a whole number")?,
+            },
+        };
+        config.check_production()?;
+        Ok(config)
+    }
+
+    /// Production refuses the conveniences of development.
+    fn check_production(&self) -> Result<(), ConfigError> {
+        if self.app_env != AppEnv::Production {
+            return Ok(());
+        }
+        if !self.jwt.has_keys() {
+            return Err(ConfigError {
+                var: "JWT_PUBLIC_KEY",
+                message: "APP_ENV=production needs a public key (JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_FILE or JWT_PUBLIC_KEYS_DIR)".into(),
+            });
+        }
+        if self.cursor_secret.is_none() {
+            return Err(ConfigError {
+                var: "CURSOR_SECRET",
+                message: "APP_ENV=production needs a secret of at least 32 characters".into(),
+            });
+        }
+        for (var, value) in [
+            ("DATABASE_URL", &self.database_url),
+            ("REDIS_URL", &self.redis_url),
+            ("CLICKHOUSE_URL", &self.clickhouse_url),
+            ("KAFKA_BROKERS", &self.kafka_brokers),
+        ] {
+            if value.is_none() {
+                return Err(ConfigError {
+                    var,
+                    message: "APP_ENV=production refuses the in-memory adapters; set it".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_vars(&vars(&[])).map_err(|e| e.to_string());
+        let c = c.as_ref().map_err(Clone::clone);
+        assert_eq!(c.map(|c| c.port), Ok(8000));
+        assert_eq!(c.map(|c| c.app_env), Ok(AppEnv::Development));
+        assert_eq!(c.map(|c| c.log_format), Ok(LogFormat::Text));
+        assert_eq!(c.map(|c| c.feed_session_size), Ok(200));
+        assert_eq!(c.map(|c| c.clickhouse_database.clone()), Ok("nova".to_owned()));
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        for (var, value) in [
+            ("APP_PORT", "eighty"),
+            ("APP_ENV", "staging"),
+            ("FEED_SESSION_SIZE", "5"),
+            ("FEED_SESSION_TTL_SECS", "60"),
+            ("CURSOR_SECRET", "short"),
+            ("LOG_FORMAT", "xml"),
+            ("RATE_LIMIT_PER_SECOND", "-1"),
+        ] {
+            let err = Config::from_vars(&vars(&[(var, value)])).err().map(|e| e.to_string());
+            assert!(err.as_deref().is_some_and(|e| e.starts_with(var)), "{var}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn production_needs_keys_secret_and_real_stores() {
+        let err = Config::from_vars(&vars(&[("APP_ENV", "production")])).err();
+        assert_eq!(err.map(|e| e.var), Some("JWT_PUBLIC_KEY"));
+        let err = Config::from_vars(&vars(&[
+            ("APP_ENV", "production"),
+            ("JWT_PUBLIC_KEY", "pem"),
+            ("CURSOR_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]))
+        .err();
+        assert_eq!(err.map(|e| e.var), Some("DATABASE_URL"));
+    }
+}

@@ -1,0 +1,86 @@
+//! `video-ranking-service`: the Nova reels ranking service.
+
+mod config;
+mod keys;
+mod serve;
+mod telemetry;
+mod wiring;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use uuid::Uuid;
+use vrs_domain::UserId;
+
+#[derive(Debug, Parser)]
+#[command(name = "video-ranking-service", version, about = "Personalized, ranked reels feeds over HTTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API (configuration from environment variables; see the README).
+    Serve,
+    /// Print a development access token signed with the local development key.
+    DevToken {
+        /// The user's UUID.
+        #[arg(long, conflicts_with = "demo_user", required_unless_present = "demo_user")]
+        user: Option<Uuid>,
+        /// Number of a demo user (1 = 00000000-0000-4000-8000-000000000001).
+        #[arg(long)]
+        demo_user: Option<u64>,
+        /// Grant the admin role.
+        #[arg(long)]
+        admin: bool,
+        /// Lifetime, e.g. 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let result = match cli.command {
+        Command::Serve => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(serve::run(config))),
+        Command::DevToken {
+            user,
+            demo_user,
+            admin,
+            ttl,
+        } => {
+            let user = user
+                .map(UserId)
+                .unwrap_or_else(|| vrs_application::demo::demo_user_id(demo_user.unwrap_or(1)));
+            keys::dev_token(&config, user, admin, ttl).map(|t| println!("{t}"))
+        }
+        Command::Openapi => {
+            let (_, doc) = vrs_adapter_http::router::routes();
+            doc.to_pretty_json()
+                .map(|json| println!("{json}"))
+                .map_err(anyhow::Error::from)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

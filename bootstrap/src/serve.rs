@@ -1,0 +1,77 @@
+//! `serve`: the HTTP server, the background snapshot refresh, and graceful shutdown.
+
+use crate::config::Config;
+use crate::wiring;
+use anyhow::Context;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let app = wiring::build(&config).await?;
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .with_context(|| format!("APP_PORT: cannot listen on {}:{}", config.host, config.port))?;
+    let addr = listener.local_addr()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    tokio::spawn(app.refresher.clone().run(config.snapshot_refresh, stopped(stop_rx.clone())));
+    if let Some(limiter) = app.state.rate_limiter.clone() {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tick.tick() => limiter.retain_recent(),
+                }
+            }
+        });
+    }
+
+    let router = vrs_adapter_http::router(app.state, app.http);
+    tracing::info!("listening on http://{addr}");
+    let server = axum::serve(listener, router).with_graceful_shutdown({
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+            let _ = stop_tx.send(true);
+        }
+    });
+    let grace = config.shutdown_grace;
+    let mut stop = stop_rx;
+    tokio::select! {
+        result = server => result.context("HTTP server failed")?,
+        _ = async {
+            let _ = stop.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("requests still in flight after {grace:?}; exiting anyway"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Engagement events and the per-video aggregates built from them.
+
+use crate::ids::{CreatorId, UserId, VideoId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a user did with a video.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    Impression,
+    View,
+    Watch,
+    Complete,
+    Like,
+    Unlike,
+    Share,
+    Comment,
+    Skip,
+}
+
+impl EventType {
+    /// Every event type, in documentation order.
+    pub const ALL: [EventType; 9] = [
+        Self::Impression,
+        Self::View,
+        Self::Watch,
+        Self::Complete,
+        Self::Like,
+        Self::Unlike,
+        Self::Share,
+        Self::Comment,
+        Self::Skip,
+    ];
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Impression => "impression",
+            Self::View => "view",
+            Self::Watch => "watch",
+            Self::Complete => "complete",
+            Self::Like => "like",
+            Self::Unlike => "unlike",
+            Self::Share => "share",
+            Self::Comment => "comment",
+            Self::Skip => "skip",
+        }
+    }
+
+    /// Parses the lowercase wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether the event means the user watched the video: it then leaves their feed.
+    pub fn is_watch(self) -> bool {
+        matches!(self, Self::Watch | Self::Complete)
+    }
+
+    /// How much one such event adds to the user's affinity with the video's creator.
+    ///
+    /// Deliberate actions (share, like, comment) say more than passive ones; a skip or an unlike takes
+    /// some back. A user's affinity with a creator is the sum over 90 days, floored at zero.
+    pub fn affinity_weight(self) -> f64 {
+        match self {
+            Self::Impression => 0.0,
+            Self::View => 0.5,
+            Self::Watch => 1.0,
+            Self::Complete => 2.0,
+            Self::Like => 3.0,
+            Self::Unlike => -3.0,
+            Self::Share => 4.0,
+            Self::Comment => 2.0,
+            Self::Skip => -0.5,
+        }
+    }
+}
+
+/// A validated engagement event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngagementEvent {
+    /// Client-chosen id; a repeated id is applied once.
+    pub event_id: Uuid,
+    pub user_id: UserId,
+    pub video_id: VideoId,
+    /// The video's creator, resolved from the catalog when the event is accepted.
+    pub creator_id: CreatorId,
+    pub event_type: EventType,
+    pub watch_ms: Option<u64>,
+    /// Fraction of the video watched, in [0, 1]. `complete` events count as 1.0 when absent.
+    pub completion: Option<f64>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Why an event was rejected; `field` names the offending JSON field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct EventError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl EventError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// How far in the future a client clock may be before `occurred_at` is rejected.
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
+
+impl EngagementEvent {
+    /// Checks the rules every accepted event satisfies.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), EventError> {
+        if let Some(c) = self.completion
+            && !(c.is_finite() && (0.0..=1.0).contains(&c))
+        {
+            return Err(EventError::new(
+                "completion",
+                "must be a number from 0 to 1",
+            ));
+        }
+        if (self.occurred_at - now).num_seconds() > MAX_CLOCK_SKEW_SECONDS {
+            return Err(EventError::new(
+                "occurred_at",
+                "must not be more than 5 minutes in the future",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The completion ratio this event contributes when it is a watch event.
+    pub fn effective_completion(&self) -> Option<f64> {
+        match self.event_type {
+            EventType::Complete => Some(self.completion.unwrap_or(1.0)),
+            EventType::Watch => Some(self.completion.unwrap_or(0.0)),
+            _ => None,
+        }
+    }
+}
+
+/// Aggregated engagement of one video over a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VideoStats {
+    pub impressions: u64,
+    pub views: u64,
+    /// Watch events (`watch` and `complete`).
+    pub watches: u64,
+    /// Sum of the completion ratios of the watch events.
+    pub completion_sum: f64,
+    pub likes: u64,
+    pub unlikes: u64,
+    pub shares: u64,
+    pub comments: u64,
+    pub skips: u64,
+}
+
+impl VideoStats {
+    /// Adds one event to the aggregate.
+    pub fn add(&mut self, event: &EngagementEvent) {
+        match event.event_type {
+            EventType::Impression => self.impressions += 1,
+            EventType::View => self.views += 1,
+            EventType::Watch | EventType::Complete => {
+                self.watches += 1;
+                self.completion_sum += event.effective_completion().unwrap_or(0.0);
+            }
+            EventType::Like => self.likes += 1,
+            EventType::Unlike => self.unlikes += 1,
+            EventType::Share => self.shares += 1,
+            EventType::Comment => self.comments += 1,
+            EventType::Skip => self.skips += 1,
+        }
+    }
+
+    /// Sums two aggregates (e.g. two hourly buckets).
+    pub fn merge(&mut self, other: &VideoStats) {
+        self.impressions += other.impressions;
+        self.views += other.views;
+        self.watches += other.watches;
+        self.completion_sum += other.completion_sum;
+        self.likes += other.likes;
+        self.unlikes += other.unlikes;
+        self.shares += other.shares;
+        self.comments += other.comments;
+        self.skips += other.skips;
+    }
+
+    /// Likes net of unlikes, never negative.
+    pub fn net_likes(&self) -> u64 {
+        self.likes.saturating_sub(self.unlikes)
+    }
+}

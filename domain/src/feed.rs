@@ -1,0 +1,197 @@
+//! Feed sessions and the pages cut from them.
+
+use crate::ids::{CreatorId, SessionId, UserId, VideoId};
+use crate::signals::SignalValues;
+use crate::weights::Weights;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Why a video is in the user's feed: the strongest source that proposed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A recent video of a creator the user follows.
+    Following,
+    /// A creator the user interacts with.
+    Affinity,
+    /// Among the most engaging videos of the last 24 hours.
+    Trending,
+    /// Published in the last 30 days.
+    Fresh,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Following => "following",
+            Self::Affinity => "affinity",
+            Self::Trending => "trending",
+            Self::Fresh => "fresh",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Following, Self::Affinity, Self::Trending, Self::Fresh]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// Page size: an integer from 1 to 50.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(u8);
+
+/// A page size outside 1..=50.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("limit must be an integer from {min} to {max}", min = Limit::MIN, max = Limit::MAX)]
+pub struct LimitError;
+
+impl Limit {
+    pub const MIN: u8 = 1;
+    pub const MAX: u8 = 50;
+    pub const DEFAULT: Limit = Limit(40);
+
+    pub fn new(n: i64) -> Result<Self, LimitError> {
+        if (i64::from(Self::MIN)..=i64::from(Self::MAX)).contains(&n) {
+            Ok(Self(n as u8))
+        } else {
+            Err(LimitError)
+        }
+    }
+
+    pub fn get(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// One ranked video of a session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionItem {
+    pub video_id: VideoId,
+    pub creator_id: CreatorId,
+    pub score: f64,
+    pub reason: Reason,
+    pub signals: SignalValues,
+}
+
+/// A ranked list of videos for one user; pages are cut from it in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedSession {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created_at: DateTime<Utc>,
+    /// After this the session and every cursor into it are gone.
+    pub expires_at: DateTime<Utc>,
+    /// The (renormalized) weights the items were scored with, for explanations.
+    pub weights: Weights,
+    /// Unique videos, best first.
+    pub items: Vec<SessionItem>,
+}
+
+/// The positions of a page within its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageSlice {
+    /// Indexes into `FeedSession::items`, in order.
+    pub indexes: Vec<usize>,
+    /// Where the next page starts; `None` when nothing servable remains after this page.
+    pub next: Option<usize>,
+}
+
+impl FeedSession {
+    /// Cuts a page: from `start`, the first `limit` items that `take` accepts. `servable` tells
+    /// which items a later page could still show; it decides whether there is a next page.
+    pub fn slice(
+        &self,
+        start: usize,
+        limit: Limit,
+        take: impl Fn(&SessionItem) -> bool,
+        servable: impl Fn(&SessionItem) -> bool,
+    ) -> PageSlice {
+        let mut indexes = Vec::with_capacity(limit.get());
+        let mut position = start.min(self.items.len());
+        while position < self.items.len() && indexes.len() < limit.get() {
+            if take(&self.items[position]) {
+                indexes.push(position);
+            }
+            position += 1;
+        }
+        let more = self.items[position..].iter().any(servable);
+        PageSlice {
+            indexes,
+            next: more.then_some(position),
+        }
+    }
+
+    /// How many items `take` accepts; a cached session is reused while this covers a page.
+    pub fn count(&self, take: impl Fn(&SessionItem) -> bool) -> usize {
+        self.items.iter().filter(|i| take(i)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn session(n: u128) -> FeedSession {
+        let now = Utc::now();
+        FeedSession {
+            id: SessionId(Uuid::from_u128(1)),
+            user_id: UserId(Uuid::from_u128(2)),
+            created_at: now,
+            expires_at: now,
+            weights: Weights::DEFAULT,
+            items: (0..n)
+                .map(|i| SessionItem {
+                    video_id: VideoId(Uuid::from_u128(100 + i)),
+                    creator_id: CreatorId(Uuid::from_u128(i)),
+                    score: 1.0 - i as f64 / 100.0,
+                    reason: Reason::Fresh,
+                    signals: SignalValues::default(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn limit_bounds() {
+        assert!(Limit::new(0).is_err());
+        assert!(Limit::new(51).is_err());
+        assert_eq!(Limit::new(1).map(Limit::get), Ok(1));
+        assert_eq!(Limit::new(50).map(Limit::get), Ok(50));
+        assert_eq!(Limit::default().get(), 40);
+    }
+
+    #[test]
+    fn slices_consecutive_pages_without_overlap() {
+        let s = session(10);
+        let limit = Limit::new(4).unwrap_or_default();
+        let first = s.slice(0, limit, |_| true, |_| true);
+        assert_eq!(first.indexes, vec![0, 1, 2, 3]);
+        assert_eq!(first.next, Some(4));
+        let second = s.slice(4, limit, |_| true, |_| true);
+        assert_eq!(second.indexes, vec![4, 5, 6, 7]);
+        let last = s.slice(8, limit, |_| true, |_| true);
+        assert_eq!(last.indexes, vec![8, 9]);
+        assert_eq!(last.next, None);
+    }
+
+    #[test]
+    fn skipped_items_are_passed_over_and_end_the_feed_when_nothing_is_left() {
+        let s = session(6);
+        let skip_odd = |i: &SessionItem| i.video_id.0.as_u128() % 2 == 0;
+        let page = s.slice(0, Limit::new(2).unwrap_or_default(), skip_odd, skip_odd);
+        assert_eq!(page.indexes, vec![0, 2]);
+        assert_eq!(page.next, Some(3));
+        let rest = s.slice(3, Limit::new(2).unwrap_or_default(), skip_odd, skip_odd);
+        assert_eq!(rest.indexes, vec![4]);
+        assert_eq!(rest.next, None);
+    }
+}

@@ -1,0 +1,22 @@
+//! Feed entities and ranking policy of the video ranking service.
+//!
+//! Pure: no async, no I/O, no framework crates. Everything here is a deterministic function of its
+//! inputs, so the same policy serves the HTTP path, the cache warm-up and the benchmarks.
+
+pub mod engagement;
+pub mod feed;
+pub mod ids;
+pub mod pool;
+pub mod ranking;
+pub mod signals;
+pub mod video;
+pub mod weights;
+
+pub use engagement::{EngagementEvent, EventError, EventType, VideoStats};
+pub use feed::{FeedSession, Limit, LimitError, PageSlice, Reason, SessionItem};
+pub use ids::{CreatorId, SessionId, UserId, VideoId};
+pub use pool::{CandidatePool, PoolEntry};
+pub use ranking::{Candidate, Ranking, RankingConfig, ScoredCandidate, UserContext};
+pub use signals::{Signal, SignalSet, SignalValues};
+pub use video::{Video, VideoStatus};
+pub use weights::{Weights, WeightsError};

@@ -1,0 +1,140 @@
+//! The candidate pool: an immutable, indexed snapshot of servable videos and their aggregated
+//! signals. Built in the background, shared by every request until the next snapshot replaces it.
+
+use crate::engagement::VideoStats;
+use crate::ids::{CreatorId, VideoId};
+use crate::signals;
+use crate::video::Video;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+/// One servable video with the per-video parts of its signals precomputed.
+#[derive(Clone, Debug)]
+pub struct PoolEntry {
+    pub video: Video,
+    /// Aggregates over the signal window (30 days).
+    pub stats: VideoStats,
+    /// Publish time (always set for servable videos).
+    pub published_at: DateTime<Utc>,
+    pub engagement: f64,
+    pub completion: f64,
+}
+
+/// Servable videos indexed for the candidate sources.
+#[derive(Debug, Default)]
+pub struct CandidatePool {
+    entries: Vec<PoolEntry>,
+    by_id: HashMap<VideoId, u32>,
+    /// Per creator, entry indexes newest first.
+    by_creator: HashMap<CreatorId, Vec<u32>>,
+    /// Entry indexes of the trending videos, most engaging first.
+    trending: Vec<u32>,
+}
+
+impl CandidatePool {
+    /// Builds the pool from catalog videos (non-servable ones are dropped; of several records of one
+    /// video the latest `updated_at` wins, ties to the later one), their aggregated stats, and the
+    /// ids of the trending videos, best first.
+    pub fn build(
+        videos: impl IntoIterator<Item = Video>,
+        stats: &HashMap<VideoId, VideoStats>,
+        trending: &[VideoId],
+    ) -> Self {
+        // Deduplicate before the servability check: a deletion must hide an older published record
+        // of the same video, and a republished one must not appear twice. Indexes, because moving
+        // whole videos through a map made a 10k-video build 15% slower.
+        let videos: Vec<Video> = videos.into_iter().collect();
+        let mut latest: HashMap<VideoId, usize> = HashMap::with_capacity(videos.len());
+        let mut superseded = vec![false; videos.len()];
+        for (i, video) in videos.iter().enumerate() {
+            match latest.entry(video.id) {
+                Entry::Vacant(slot) => {
+                    slot.insert(i);
+                }
+                Entry::Occupied(mut seen) => {
+                    let loser = if video.updated_at >= videos[*seen.get()].updated_at {
+                        seen.insert(i)
+                    } else {
+                        i
+                    };
+                    superseded[loser] = true;
+                }
+            }
+        }
+        let mut entries: Vec<PoolEntry> = videos
+            .into_iter()
+            .zip(superseded)
+            .filter(|(_, superseded)| !superseded)
+            .map(|(video, _)| video)
+            .filter(Video::is_servable)
+            .filter_map(|video| {
+                let published_at = video.published_at?;
+                let stats = stats.get(&video.id).copied().unwrap_or_default();
+                Some(PoolEntry {
+                    engagement: signals::engagement(&stats),
+                    completion: signals::completion(&stats),
+                    published_at,
+                    stats,
+                    video,
+                })
+            })
+            .collect();
+        // Newest first, ties by id: the order of `entries` is the "newest" index itself. Ids are
+        // unique, so an unstable sort gives the same order; it halved a 10k-video build (8 → 4 ms).
+        entries.sort_unstable_by(|a, b| {
+            b.published_at
+                .cmp(&a.published_at)
+                .then_with(|| a.video.id.cmp(&b.video.id))
+        });
+        let mut by_id = HashMap::with_capacity(entries.len());
+        let mut by_creator: HashMap<CreatorId, Vec<u32>> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            by_id.insert(e.video.id, i as u32);
+            by_creator
+                .entry(e.video.creator_id)
+                .or_default()
+                .push(i as u32);
+        }
+        let trending = trending
+            .iter()
+            .filter_map(|id| by_id.get(id).copied())
+            .collect();
+        Self {
+            entries,
+            by_id,
+            by_creator,
+            trending,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry of a servable video.
+    pub fn get(&self, id: &VideoId) -> Option<&PoolEntry> {
+        self.by_id.get(id).map(|&i| &self.entries[i as usize])
+    }
+
+    pub(crate) fn entry(&self, index: u32) -> &PoolEntry {
+        &self.entries[index as usize]
+    }
+
+    /// All entries, newest first.
+    pub fn entries(&self) -> &[PoolEntry] {
+        &self.entries
+    }
+
+    pub(crate) fn by_creator(&self, creator: &CreatorId) -> &[u32] {
+        self.by_creator.get(creator).map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn trending(&self) -> &[u32] {
+        &self.trending
+    }
+}

@@ -1,0 +1,128 @@
+//! The five ranking signals and how each is computed. Every signal is in [0, 1].
+
+use crate::engagement::VideoStats;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Hours after which a video has no freshness left.
+pub const FRESHNESS_HORIZON_HOURS: f64 = 720.0;
+
+/// One ranking signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    Freshness,
+    Completion,
+    Engagement,
+    Affinity,
+    Model,
+}
+
+impl Signal {
+    /// All signals, in the order used by arrays of signal values.
+    pub const ALL: [Signal; 5] = [
+        Self::Freshness,
+        Self::Completion,
+        Self::Engagement,
+        Self::Affinity,
+        Self::Model,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of signals, e.g. those available for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SignalSet(u8);
+
+impl SignalSet {
+    /// Every signal.
+    pub const ALL: SignalSet = SignalSet(0b1_1111);
+
+    /// No signal.
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+
+    pub fn contains(self, signal: Signal) -> bool {
+        self.0 & signal.bit() != 0
+    }
+
+    #[must_use]
+    pub fn with(self, signal: Signal) -> Self {
+        Self(self.0 | signal.bit())
+    }
+
+    #[must_use]
+    pub fn without(self, signal: Signal) -> Self {
+        Self(self.0 & !signal.bit())
+    }
+}
+
+/// The value of each signal for one (user, video) pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SignalValues {
+    pub freshness: f64,
+    pub completion: f64,
+    pub engagement: f64,
+    pub affinity: f64,
+    pub model: f64,
+}
+
+impl SignalValues {
+    /// The value of one signal.
+    pub fn get(&self, signal: Signal) -> f64 {
+        match signal {
+            Signal::Freshness => self.freshness,
+            Signal::Completion => self.completion,
+            Signal::Engagement => self.engagement,
+            Signal::Affinity => self.affinity,
+            Signal::Model => self.model,
+        }
+    }
+}
+
+/// `(1 - min(age_hours / 720, 1))^2`: 1.0 at publish, 0.25 at 15 days, 0 from 30 days on.
+///
+/// A publish time in the future (clock skew between services) counts as "just published".
+pub fn freshness(published_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    let age_hours = ((now - published_at).num_seconds() as f64 / 3600.0).max(0.0);
+    let remaining = 1.0 - (age_hours / FRESHNESS_HORIZON_HOURS).min(1.0);
+    remaining * remaining
+}
+
+/// `clamp((likes + 2*shares + 0.5*comments) / max(views, 1), 0, 1)`, with likes net of unlikes.
+pub fn engagement(stats: &VideoStats) -> f64 {
+    let weighted =
+        stats.net_likes() as f64 + 2.0 * stats.shares as f64 + 0.5 * stats.comments as f64;
+    clamp_unit(weighted / stats.views.max(1) as f64)
+}
+
+/// Mean completion ratio over watch events; 0 when the video has none.
+pub fn completion(stats: &VideoStats) -> f64 {
+    if stats.watches == 0 {
+        return 0.0;
+    }
+    clamp_unit(stats.completion_sum / stats.watches as f64)
+}
+
+/// Affinity value for a user with no interaction history at all.
+pub const NEUTRAL_AFFINITY: f64 = 0.5;
+
+/// The user's interaction strength with a creator, normalized by their strongest creator.
+///
+/// `strongest` is the user's largest strength; `None` (or zero) means the user has no history, and
+/// every creator then gets the neutral 0.5.
+pub fn affinity(strength: Option<f64>, strongest: Option<f64>) -> f64 {
+    match strongest {
+        Some(max) if max > 0.0 && max.is_finite() => clamp_unit(strength.unwrap_or(0.0) / max),
+        _ => NEUTRAL_AFFINITY,
+    }
+}
+
+/// Clamps into [0, 1]; NaN becomes 0 so a corrupt aggregate cannot poison a score.
+pub fn clamp_unit(x: f64) -> f64 {
+    if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+}
