@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn skipped_items_are_passed_over_and_end_the_feed_when_nothing_is_left() {
         let s = session(6);
-        let skip_odd = |i: &SessionItem| i.video_id.0.as_u128() % 2 == 0;
+        let skip_odd = |i: &SessionItem| i.video_id.0.as_u128().is_multiple_of(2);
         let page = s.slice(0, Limit::new(2).unwrap_or_default(), skip_odd, skip_odd);
         assert_eq!(page.indexes, vec![0, 2]);
         assert_eq!(page.next, Some(3));

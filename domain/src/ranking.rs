@@ -288,7 +288,9 @@ fn finite_or_zero(x: f64) -> f64 {
 /// CreatorDiversitySelector: takes the best `session_size` candidates such that no two adjacent items
 /// share a creator and no creator has more than `max_per_creator_in_window` items in any window of
 /// `diversity_window` consecutive items, whenever the candidates allow it. When they do not, the
-/// window rule is relaxed first, then adjacency.
+/// window rule is relaxed first, then adjacency. Diversity never moves a video ahead of one that
+/// ranks in a better tier (never served before ahead of recently served; finite scores ahead of
+/// non-finite ones).
 pub fn select_diverse(
     pool: &CandidatePool,
     mut scored: Vec<ScoredCandidate>,
@@ -300,6 +302,20 @@ pub fn select_diverse(
         .iter()
         .map(|s| pool.entry(s.candidate.index).video.creator_id)
         .collect();
+    // Tiers in sorted order: finite unserved, finite served, non-finite unserved, non-finite served.
+    // Diversity may reorder videos within a tier but never lift one across a tier boundary, so a
+    // recently served or a broken-score video never jumps ahead to make room for variety.
+    let tier = |s: &ScoredCandidate| {
+        (u8::from(!s.score.is_finite()) << 1) | u8::from(s.candidate.previously_served)
+    };
+    let mut tier_end = vec![scored.len(); scored.len()];
+    for i in (0..scored.len().saturating_sub(1)).rev() {
+        tier_end[i] = if tier(&scored[i]) == tier(&scored[i + 1]) {
+            tier_end[i + 1]
+        } else {
+            i + 1
+        };
+    }
     let mut taken = vec![false; scored.len()];
     let mut head = 0;
     let lookback = config.diversity_window.saturating_sub(1);
@@ -316,7 +332,8 @@ pub fn select_diverse(
         let window_ok = |i: usize| {
             recent.iter().filter(|&&c| c == creators[i]).count() < config.max_per_creator_in_window
         };
-        let find = |ok: &dyn Fn(usize) -> bool| (head..scored.len()).find(|&i| !taken[i] && ok(i));
+        let end = tier_end[head];
+        let find = |ok: &dyn Fn(usize) -> bool| (head..end).find(|&i| !taken[i] && ok(i));
         let pick = find(&|i| adjacent_ok(i) && window_ok(i))
             .or_else(|| find(&adjacent_ok))
             .unwrap_or(head);

@@ -517,3 +517,29 @@ fn a_session_with_a_sunk_item_survives_a_json_round_trip() {
         }
     }
 }
+
+/// Diversity never lifts a recently served video above an unserved one: with only one creator's
+/// videos unserved, the first page still repeats nothing (rule 3 outranks variety).
+#[test]
+fn diversity_never_lifts_served_videos_above_unserved_ones() {
+    // Videos 1-4 by creator 1 (unserved), 5-8 by creator 2 (served), all equally fresh.
+    let videos: Vec<_> = (1..=8u128)
+        .map(|n| video(n, if n <= 4 { 1 } else { 2 }, Duration::hours(1)))
+        .collect();
+    let pool = pool(videos, &[], &[]);
+    let mut u = user();
+    u.recently_served = (5..=8).map(vid).collect();
+    let ranking = ranking::rank(&pool, &u, &Weights::DEFAULT, &config(200));
+    let first_four: Vec<_> = ranking.items[..4].iter().map(|i| i.video_id).collect();
+    for n in 1..=4 {
+        assert!(
+            first_four.contains(&vid(n)),
+            "unserved video {n} ranked after a served one"
+        );
+    }
+    assert_eq!(
+        ranking.items.len(),
+        8,
+        "served videos still fill the session after"
+    );
+}
