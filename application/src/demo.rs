@@ -12,9 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use uuid::Uuid;
-use vrs_domain::{
-    CreatorId, EngagementEvent, EventType, UserId, Video, VideoId, VideoStatus,
-};
+use vrs_domain::{CreatorId, EngagementEvent, EventType, UserId, Video, VideoId, VideoStatus};
 
 /// How large the demo data set is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,8 +64,18 @@ pub fn demo_video_id(n: u64) -> VideoId {
 }
 
 const TOPICS: [&str; 12] = [
-    "street food", "skateboarding", "home workout", "guitar cover", "cat antics", "travel vlog",
-    "speed painting", "coding tips", "dance challenge", "cooking hack", "science trick", "football skills",
+    "street food",
+    "skateboarding",
+    "home workout",
+    "guitar cover",
+    "cat antics",
+    "travel vlog",
+    "speed painting",
+    "coding tips",
+    "dance challenge",
+    "cooking hack",
+    "science trick",
+    "football skills",
 ];
 
 /// Generates the demo data relative to `now`, the same for the same `seed` and size.
@@ -75,7 +83,8 @@ pub fn generate(size: DemoSize, now: DateTime<Utc>, seed: u64) -> DemoCatalog {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let creators = size.creators.max(1);
     // Popular creators (low numbers) publish more and get followed more: u^2 skews toward 0.
-    let skewed = |rng: &mut ChaCha8Rng, n: usize| ((rng.r#gen::<f64>().powi(2)) * n as f64) as usize % n;
+    let skewed =
+        |rng: &mut ChaCha8Rng, n: usize| ((rng.r#gen::<f64>().powi(2)) * n as f64) as usize % n;
 
     let mut videos = Vec::with_capacity(size.videos);
     let mut model_scores = HashMap::with_capacity(size.videos);
@@ -98,18 +107,15 @@ pub fn generate(size: DemoSize, now: DateTime<Utc>, seed: u64) -> DemoCatalog {
         videos.push(Video {
             id,
             creator_id: demo_creator_id(creator as u64 + 1),
-            title: format!(
-                "{} #{}",
-                TOPICS[rng.gen_range(0..TOPICS.len())],
-                n + 1
-            ),
+            title: format!("{} #{}", TOPICS[rng.gen_range(0..TOPICS.len())], n + 1),
             duration_seconds: rng.gen_range(5..=90),
             status,
             media_key: format!("videos/{id}/master.m3u8"),
             thumbnail_key: format!("thumbnails/{id}.jpg"),
             published_at: (status != VideoStatus::Draft).then_some(published_at),
             updated_at: published_at,
-            deleted_at: (status == VideoStatus::Deleted).then_some(published_at + Duration::hours(1)),
+            deleted_at: (status == VideoStatus::Deleted)
+                .then_some(published_at + Duration::hours(1)),
         });
     }
 
@@ -122,7 +128,11 @@ pub fn generate(size: DemoSize, now: DateTime<Utc>, seed: u64) -> DemoCatalog {
             .collect();
         followed.sort_unstable();
         followed.dedup();
-        follows.extend(followed.iter().map(|&c| (user, demo_creator_id(c as u64 + 1))));
+        follows.extend(
+            followed
+                .iter()
+                .map(|&c| (user, demo_creator_id(c as u64 + 1))),
+        );
         if videos.is_empty() {
             continue;
         }
@@ -145,19 +155,20 @@ pub fn generate(size: DemoSize, now: DateTime<Utc>, seed: u64) -> DemoCatalog {
             let span = (now - published_at).num_seconds().max(1);
             let at = published_at + Duration::seconds(rng.gen_range(0..span));
             let q = quality[n];
-            let mut push = |rng: &mut ChaCha8Rng, event_type: EventType, completion: Option<f64>| {
-                events.push(EngagementEvent {
-                    event_id: Uuid::from_u128(rng.r#gen()),
-                    user_id: user,
-                    video_id: video.id,
-                    creator_id: video.creator_id,
-                    event_type,
-                    watch_ms: completion
-                        .map(|c| (c * f64::from(video.duration_seconds) * 1000.0) as u64),
-                    completion,
-                    occurred_at: at,
-                });
-            };
+            let mut push =
+                |rng: &mut ChaCha8Rng, event_type: EventType, completion: Option<f64>| {
+                    events.push(EngagementEvent {
+                        event_id: Uuid::from_u128(rng.r#gen()),
+                        user_id: user,
+                        video_id: video.id,
+                        creator_id: video.creator_id,
+                        event_type,
+                        watch_ms: completion
+                            .map(|c| (c * f64::from(video.duration_seconds) * 1000.0) as u64),
+                        completion,
+                        occurred_at: at,
+                    });
+                };
             push(&mut rng, EventType::Impression, None);
             if rng.r#gen::<f64>() > q.mul_add(0.6, 0.2) {
                 push(&mut rng, EventType::Skip, None);
@@ -214,7 +225,10 @@ pub async fn seed(
     for chunk in demo.events.chunks(CHUNK) {
         ports.events.publish(chunk).await?;
         for e in chunk.iter().filter(|e| e.event_type.is_watch()) {
-            watched.entry(e.user_id).or_default().push((e.video_id, e.occurred_at));
+            watched
+                .entry(e.user_id)
+                .or_default()
+                .push((e.video_id, e.occurred_at));
         }
         done += chunk.len() as u64;
         progress(done, total);

@@ -165,7 +165,10 @@ impl FeedService {
         let state = self.snapshot.load().ok_or(FeedError::NotReady)?;
         let now = self.ports.clock.now();
         let page = match request.position {
-            Some(position) => self.continue_session(&state, request, position, now).await?,
+            Some(position) => {
+                self.continue_session(&state, request, position, now)
+                    .await?
+            }
             None => self.first_page(&state, request, now).await?,
         };
         let served: Vec<VideoId> = page.items.iter().map(|i| i.video.id).collect();
@@ -191,7 +194,9 @@ impl FeedService {
         let user = request.user_id;
         let (session, watched) = tokio::join!(
             self.ports.feed_cache.session(user, position.session_id),
-            self.ports.history.watched_since(user, now - self.config.watched_window),
+            self.ports
+                .history
+                .watched_since(user, now - self.config.watched_window),
         );
         let session = session
             .map_err(FeedError::Unavailable)?
@@ -214,8 +219,12 @@ impl FeedService {
         let user = request.user_id;
         let (cached, served, watched) = tokio::join!(
             self.ports.feed_cache.current_session(user),
-            self.ports.history.served_since(user, now - self.config.served_window),
-            self.ports.history.watched_since(user, now - self.config.watched_window),
+            self.ports
+                .history
+                .served_since(user, now - self.config.served_window),
+            self.ports
+                .history
+                .watched_since(user, now - self.config.watched_window),
         );
         let served = degrade_to_empty(served, "served history");
         let watched = degrade_to_empty(watched, "watched history");
@@ -240,7 +249,9 @@ impl FeedService {
         };
         metrics::counter!("feed_cache_misses_total").increment(1);
 
-        let session = self.generate(state, user, now, served, watched.clone()).await?;
+        let session = self
+            .generate(state, user, now, served, watched.clone())
+            .await?;
         let mut status = CacheStatus::Bypass;
         if cache_up {
             match self.store(&session).await {
@@ -264,11 +275,21 @@ impl FeedService {
         let state = self.snapshot.load().ok_or(FeedError::NotReady)?;
         let now = self.ports.clock.now();
         let (served, watched) = tokio::join!(
-            self.ports.history.served_since(user, now - self.config.served_window),
-            self.ports.history.watched_since(user, now - self.config.watched_window),
+            self.ports
+                .history
+                .served_since(user, now - self.config.served_window),
+            self.ports
+                .history
+                .watched_since(user, now - self.config.watched_window),
         );
-        let served = served.map_err(FeedError::Unavailable)?.into_iter().collect();
-        let watched = watched.map_err(FeedError::Unavailable)?.into_iter().collect();
+        let served = served
+            .map_err(FeedError::Unavailable)?
+            .into_iter()
+            .collect();
+        let watched = watched
+            .map_err(FeedError::Unavailable)?
+            .into_iter()
+            .collect();
         let session = self.generate(&state, user, now, served, watched).await?;
         self.store(&session).await.map_err(FeedError::Unavailable)
     }

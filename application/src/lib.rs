@@ -15,10 +15,10 @@ pub mod warmup;
 
 pub use engagement::{EngagementError, EngagementService, NewEvent, RecordOutcome};
 pub use feed::{
-    CacheStatus, Explanation, FeedConfig, FeedError, FeedItem, FeedPage, FeedPosition,
-    FeedService, PageRequest,
+    CacheStatus, Explanation, FeedConfig, FeedError, FeedItem, FeedPage, FeedPosition, FeedService,
+    PageRequest,
 };
 pub use health::{CheckReport, HealthReport, HealthService, HealthStatus};
-pub use ports::{Ports, PortError, SystemClock};
+pub use ports::{PortError, Ports, SystemClock};
 pub use snapshot::{CandidateSnapshot, SnapshotRefresher, SnapshotState};
 pub use warmup::{CacheWarmer, WarmupReport};

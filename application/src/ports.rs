@@ -97,11 +97,15 @@ pub trait RankingConfigStore: Send + Sync {
 pub trait SignalStore: Send + Sync {
     /// Per-video aggregates of the events that occurred at or after `since`; videos without events
     /// may be left out.
-    async fn video_stats(&self, since: DateTime<Utc>) -> Result<Vec<(VideoId, VideoStats)>, PortError>;
+    async fn video_stats(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(VideoId, VideoStats)>, PortError>;
 
     /// Up to `limit` videos with the highest engagement (as [`vrs_domain::signals::engagement`])
     /// over events at or after `since`, best first; only videos with at least one view count.
-    async fn trending(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<VideoId>, PortError>;
+    async fn trending(&self, since: DateTime<Utc>, limit: usize)
+    -> Result<Vec<VideoId>, PortError>;
 
     /// The user's raw interaction strength per creator (sum of
     /// [`vrs_domain::EventType::affinity_weight`] over events at or after `since`, floored at 0);
@@ -125,8 +129,11 @@ pub trait SignalStore: Send + Sync {
 #[async_trait]
 pub trait ViewHistory: Send + Sync {
     /// Videos served to `user` at or after `since`.
-    async fn served_since(&self, user: UserId, since: DateTime<Utc>)
-    -> Result<Vec<VideoId>, PortError>;
+    async fn served_since(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<VideoId>, PortError>;
 
     /// Records that `videos` were served to `user` at `at`.
     async fn record_served(
@@ -253,7 +260,10 @@ impl std::fmt::Debug for Ports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ports")
             .field("model", &self.model.is_some())
-            .field("probes", &self.probes.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .field(
+                "probes",
+                &self.probes.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -136,7 +136,9 @@ impl SnapshotRefresher {
 
         let (stats, trending, weights) = tokio::join!(
             self.ports.signals.video_stats(now - SIGNAL_WINDOW),
-            self.ports.signals.trending(now - TRENDING_WINDOW, TRENDING_SIZE),
+            self.ports
+                .signals
+                .trending(now - TRENDING_WINDOW, TRENDING_SIZE),
             self.ports.ranking_config.active_weights(),
         );
         let mut signals_fresh = true;
@@ -166,7 +168,11 @@ impl SnapshotRefresher {
             }
         }
 
-        let pool = CandidatePool::build(state.videos.values().cloned(), &state.stats, &state.trending);
+        let pool = CandidatePool::build(
+            state.videos.values().cloned(),
+            &state.stats,
+            &state.trending,
+        );
         let videos = pool.len();
         self.snapshot.store(SnapshotState {
             pool,

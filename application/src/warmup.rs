@@ -41,7 +41,11 @@ impl CacheWarmer {
         progress: impl Fn(usize) + Send + Sync,
     ) -> Result<WarmupReport, PortError> {
         let since = self.ports.clock.now() - chrono::Duration::days(7);
-        let users = self.ports.signals.most_active_users(since, user_count).await?;
+        let users = self
+            .ports
+            .signals
+            .most_active_users(since, user_count)
+            .await?;
         Ok(self.warm(users, concurrency, progress).await)
     }
 

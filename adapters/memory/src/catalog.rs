@@ -50,7 +50,10 @@ impl VideoCatalog for MemoryCatalog {
 
     async fn videos_by_ids(&self, ids: &[VideoId]) -> Result<Vec<Video>, PortError> {
         let inner = self.inner.read().map_err(lock_error)?;
-        Ok(ids.iter().filter_map(|id| inner.by_id.get(id).cloned()).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|id| inner.by_id.get(id).cloned())
+            .collect())
     }
 
     async fn upsert_videos(&self, videos: &[Video]) -> Result<(), PortError> {

@@ -16,7 +16,12 @@ struct Entry<T> {
 struct PerEntryTtl;
 
 impl<K, T> Expiry<K, Entry<T>> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &K, entry: &Entry<T>, _created_at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &K,
+        entry: &Entry<T>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
         Some(entry.ttl)
     }
 

@@ -18,7 +18,11 @@ pub struct MemoryViewHistory {
     watched: RwLock<PerUser>,
 }
 
-fn since(map: &RwLock<PerUser>, user: UserId, since: DateTime<Utc>) -> Result<Vec<VideoId>, PortError> {
+fn since(
+    map: &RwLock<PerUser>,
+    user: UserId,
+    since: DateTime<Utc>,
+) -> Result<Vec<VideoId>, PortError> {
     let map = map.read().map_err(lock_error)?;
     let mut list: Vec<VideoId> = map
         .get(&user)
@@ -31,7 +35,12 @@ fn since(map: &RwLock<PerUser>, user: UserId, since: DateTime<Utc>) -> Result<Ve
     Ok(list)
 }
 
-fn record(map: &RwLock<PerUser>, user: UserId, videos: &[VideoId], at: DateTime<Utc>) -> Result<(), PortError> {
+fn record(
+    map: &RwLock<PerUser>,
+    user: UserId,
+    videos: &[VideoId],
+    at: DateTime<Utc>,
+) -> Result<(), PortError> {
     let mut map = map.write().map_err(lock_error)?;
     let entries = map.entry(user).or_default();
     for v in videos {
@@ -39,7 +48,8 @@ fn record(map: &RwLock<PerUser>, user: UserId, videos: &[VideoId], at: DateTime<
         *t = (*t).max(at);
     }
     if entries.len() > HISTORY_CAP {
-        let mut by_age: Vec<(DateTime<Utc>, VideoId)> = entries.iter().map(|(v, t)| (*t, *v)).collect();
+        let mut by_age: Vec<(DateTime<Utc>, VideoId)> =
+            entries.iter().map(|(v, t)| (*t, *v)).collect();
         by_age.sort_unstable();
         for (_, v) in by_age.iter().take(entries.len() - HISTORY_CAP) {
             entries.remove(v);
@@ -50,19 +60,37 @@ fn record(map: &RwLock<PerUser>, user: UserId, videos: &[VideoId], at: DateTime<
 
 #[async_trait]
 impl ViewHistory for MemoryViewHistory {
-    async fn served_since(&self, user: UserId, from: DateTime<Utc>) -> Result<Vec<VideoId>, PortError> {
+    async fn served_since(
+        &self,
+        user: UserId,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<VideoId>, PortError> {
         since(&self.served, user, from)
     }
 
-    async fn record_served(&self, user: UserId, videos: &[VideoId], at: DateTime<Utc>) -> Result<(), PortError> {
+    async fn record_served(
+        &self,
+        user: UserId,
+        videos: &[VideoId],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
         record(&self.served, user, videos, at)
     }
 
-    async fn watched_since(&self, user: UserId, from: DateTime<Utc>) -> Result<Vec<VideoId>, PortError> {
+    async fn watched_since(
+        &self,
+        user: UserId,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<VideoId>, PortError> {
         since(&self.watched, user, from)
     }
 
-    async fn record_watched(&self, user: UserId, videos: &[VideoId], at: DateTime<Utc>) -> Result<(), PortError> {
+    async fn record_watched(
+        &self,
+        user: UserId,
+        videos: &[VideoId],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
         record(&self.watched, user, videos, at)
     }
 }

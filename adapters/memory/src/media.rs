@@ -21,6 +21,10 @@ impl MediaUrls for BaseUrlMediaUrls {
     }
 
     fn thumbnail_url(&self, video: &Video) -> String {
-        format!("{}/{}", self.base, video.thumbnail_key.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            self.base,
+            video.thumbnail_key.trim_start_matches('/')
+        )
     }
 }

@@ -70,12 +70,19 @@ impl MemorySignalStore {
 
 #[async_trait]
 impl SignalStore for MemorySignalStore {
-    async fn video_stats(&self, since: DateTime<Utc>) -> Result<Vec<(VideoId, VideoStats)>, PortError> {
+    async fn video_stats(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(VideoId, VideoStats)>, PortError> {
         let inner = self.inner.read().map_err(lock_error)?;
         Ok(Self::stats_since(&inner, hour(since)).collect())
     }
 
-    async fn trending(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<VideoId>, PortError> {
+    async fn trending(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<VideoId>, PortError> {
         let inner = self.inner.read().map_err(lock_error)?;
         let mut scored: Vec<(f64, VideoId)> = Self::stats_since(&inner, hour(since))
             .filter(|(_, s)| s.views > 0)
@@ -97,7 +104,12 @@ impl SignalStore for MemorySignalStore {
             .get(&user)
             .into_iter()
             .flatten()
-            .map(|(creator, buckets)| (*creator, buckets.range(since..).map(|(_, w)| w).sum::<f64>()))
+            .map(|(creator, buckets)| {
+                (
+                    *creator,
+                    buckets.range(since..).map(|(_, w)| w).sum::<f64>(),
+                )
+            })
             .filter(|(_, strength)| *strength > 0.0)
             .collect();
         rows.sort_by_key(|a| a.0);

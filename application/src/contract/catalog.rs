@@ -25,7 +25,10 @@ where
 /// A random start time in 2001-2004, so cases sharing a catalog rarely overlap in time.
 fn base_time() -> DateTime<Utc> {
     let offset = rand::thread_rng().gen_range(0..100_000_000i64);
-    let start = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).single().unwrap_or_default();
+    let start = Utc
+        .with_ymd_and_hms(2001, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
     micros(start + Duration::seconds(offset) + Duration::microseconds(offset % 1_000_000))
 }
 
@@ -270,7 +273,10 @@ async fn no_watermark_reads_from_the_beginning(catalog: Arc<dyn VideoCatalog>) {
     catalog.upsert_videos(&videos).await.expect("upsert");
     videos.sort_by_key(key);
     const LIMIT: usize = 10_000;
-    let page = catalog.changed_since(None, LIMIT).await.expect("changed_since");
+    let page = catalog
+        .changed_since(None, LIMIT)
+        .await
+        .expect("changed_since");
     assert_strictly_ordered(&page);
     assert!(page.len() <= LIMIT, "at most `limit` videos");
     // A shared catalog may hold more than a page of older changes; a fresh one holds only these.

@@ -1,7 +1,7 @@
 //! Contract of [`EventSink`]: deduplication by `event_id`, and accepted events reaching the signal
 //! store it feeds.
 
-use super::{SignalPipeline, creator, eventually, event, now_micros, user, video_id};
+use super::{SignalPipeline, creator, event, eventually, now_micros, user, video_id};
 use crate::ports::{PublishOutcome, SignalStore};
 use chrono::{DateTime, Duration, Utc};
 use std::future::Future;
@@ -71,13 +71,23 @@ async fn accepted_events_reach_the_signal_store(p: SignalPipeline) {
         shares: 1,
         ..VideoStats::default()
     };
-    assert_stats(p.store.as_ref(), v, expected, "accepted events are aggregated").await;
+    assert_stats(
+        p.store.as_ref(),
+        v,
+        expected,
+        "accepted events are aggregated",
+    )
+    .await;
     let affinity = p
         .store
         .creator_affinity(u, since())
         .await
         .expect("creator_affinity");
-    assert_eq!(affinity, vec![(c, 7.5)], "and reach the user's creator affinity");
+    assert_eq!(
+        affinity,
+        vec![(c, 7.5)],
+        "and reach the user's creator affinity"
+    );
     let active = p
         .store
         .most_active_users(since(), 10_000)
@@ -110,7 +120,12 @@ async fn a_repeated_batch_is_all_duplicates(p: SignalPipeline) {
 async fn repeats_within_a_batch_are_duplicates(p: SignalPipeline) {
     let v = video_id();
     let events = events_on(v, &[EventType::View, EventType::Like]);
-    let batch = [events[0].clone(), events[0].clone(), events[1].clone(), events[0].clone()];
+    let batch = [
+        events[0].clone(),
+        events[0].clone(),
+        events[1].clone(),
+        events[0].clone(),
+    ];
     assert_eq!(
         p.sink.publish(&batch).await.expect("publish"),
         outcome(2, 2),
@@ -141,7 +156,13 @@ async fn a_known_event_id_is_a_duplicate_whatever_its_content(p: SignalPipeline)
         views: 1,
         ..VideoStats::default()
     };
-    assert_stats(p.store.as_ref(), v, expected, "the duplicate's content is not applied").await;
+    assert_stats(
+        p.store.as_ref(),
+        v,
+        expected,
+        "the duplicate's content is not applied",
+    )
+    .await;
 }
 
 async fn a_mixed_batch_applies_only_the_new_events(p: SignalPipeline) {

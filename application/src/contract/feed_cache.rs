@@ -169,15 +169,25 @@ async fn sessions_expire_after_their_own_ttl(cache: Arc<dyn FeedCache>) {
     );
     tokio::time::sleep(SHORT + Duration::from_millis(600)).await;
 
-    assert_eq!(by_id(cache.as_ref(), alone.user_id, alone.id).await, None, "expired by id");
-    assert_eq!(current(cache.as_ref(), alone.user_id).await, None, "expired as current");
+    assert_eq!(
+        by_id(cache.as_ref(), alone.user_id, alone.id).await,
+        None,
+        "expired by id"
+    );
+    assert_eq!(
+        current(cache.as_ref(), alone.user_id).await,
+        None,
+        "expired as current"
+    );
     assert_eq!(
         current(cache.as_ref(), lasting.user_id).await,
         None,
         "the most recently stored session expired, and an older one does not become current"
     );
     assert_eq!(
-        by_id(cache.as_ref(), lasting.user_id, lasting.id).await.as_ref(),
+        by_id(cache.as_ref(), lasting.user_id, lasting.id)
+            .await
+            .as_ref(),
         Some(&lasting),
         "an older session lives for its own TTL"
     );

@@ -19,7 +19,10 @@ where
 }
 
 async fn followed(graph: &dyn FollowGraph, user: UserId) -> Vec<CreatorId> {
-    let mut list = graph.followed_creators(user).await.expect("followed_creators");
+    let mut list = graph
+        .followed_creators(user)
+        .await
+        .expect("followed_creators");
     list.sort_unstable();
     list
 }
@@ -64,6 +67,14 @@ async fn users_do_not_share_follows(graph: Arc<dyn FollowGraph>) {
     let (u1, u2) = (user(), user());
     let (a, b) = (creator(), creator());
     graph.add_follows(&[(u1, a), (u2, b)]).await.expect("add");
-    assert_eq!(followed(graph.as_ref(), u1).await, vec![a], "only u1's follows");
-    assert_eq!(followed(graph.as_ref(), u2).await, vec![b], "only u2's follows");
+    assert_eq!(
+        followed(graph.as_ref(), u1).await,
+        vec![a],
+        "only u1's follows"
+    );
+    assert_eq!(
+        followed(graph.as_ref(), u2).await,
+        vec![b],
+        "only u2's follows"
+    );
 }

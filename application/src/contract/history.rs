@@ -36,15 +36,23 @@ async fn watched(h: &dyn ViewHistory, u: UserId, since: DateTime<Utc>) -> Vec<Vi
 
 async fn unknown_user_has_no_history(h: Arc<dyn ViewHistory>) {
     let (u, long_ago) = (user(), now_micros() - Duration::days(30));
-    assert!(served(h.as_ref(), u, long_ago).await.is_empty(), "nothing served");
-    assert!(watched(h.as_ref(), u, long_ago).await.is_empty(), "nothing watched");
+    assert!(
+        served(h.as_ref(), u, long_ago).await.is_empty(),
+        "nothing served"
+    );
+    assert!(
+        watched(h.as_ref(), u, long_ago).await.is_empty(),
+        "nothing watched"
+    );
 }
 
 async fn served_videos_are_listed_from_their_time_on(h: Arc<dyn ViewHistory>) {
     let u = user();
     let at = now_micros() - Duration::hours(1);
     let (a, b) = (video_id(), video_id());
-    h.record_served(u, &[a, b], at).await.expect("record_served");
+    h.record_served(u, &[a, b], at)
+        .await
+        .expect("record_served");
     assert_eq!(
         served(h.as_ref(), u, at - Duration::hours(1)).await,
         sorted(vec![a, b]),
@@ -68,8 +76,12 @@ async fn watches_are_visible_at_once_and_apart_from_serves(h: Arc<dyn ViewHistor
     let at = now_micros();
     let since = at - Duration::hours(1);
     let (shown, seen) = (video_id(), video_id());
-    h.record_served(u, &[shown], at).await.expect("record_served");
-    h.record_watched(u, &[seen], at).await.expect("record_watched");
+    h.record_served(u, &[shown], at)
+        .await
+        .expect("record_served");
+    h.record_watched(u, &[seen], at)
+        .await
+        .expect("record_watched");
     assert_eq!(
         watched(h.as_ref(), u, since).await,
         vec![seen],
@@ -94,8 +106,12 @@ async fn the_latest_time_of_a_video_counts(h: Arc<dyn ViewHistory>) {
         vec![again],
         "a video served again counts from its last serve"
     );
-    h.record_watched(u, &[backfilled], late).await.expect("record");
-    h.record_watched(u, &[backfilled], early).await.expect("record");
+    h.record_watched(u, &[backfilled], late)
+        .await
+        .expect("record");
+    h.record_watched(u, &[backfilled], early)
+        .await
+        .expect("record");
     assert_eq!(
         watched(h.as_ref(), u, late).await,
         vec![backfilled],
@@ -111,7 +127,17 @@ async fn users_do_not_share_history(h: Arc<dyn ViewHistory>) {
     h.record_served(u1, &[a], at).await.expect("record");
     h.record_watched(u2, &[b], at).await.expect("record");
     assert_eq!(served(h.as_ref(), u1, since).await, vec![a], "u1's serves");
-    assert!(served(h.as_ref(), u2, since).await.is_empty(), "u2 was served nothing");
-    assert_eq!(watched(h.as_ref(), u2, since).await, vec![b], "u2's watches");
-    assert!(watched(h.as_ref(), u1, since).await.is_empty(), "u1 watched nothing");
+    assert!(
+        served(h.as_ref(), u2, since).await.is_empty(),
+        "u2 was served nothing"
+    );
+    assert_eq!(
+        watched(h.as_ref(), u2, since).await,
+        vec![b],
+        "u2's watches"
+    );
+    assert!(
+        watched(h.as_ref(), u1, since).await.is_empty(),
+        "u1 watched nothing"
+    );
 }

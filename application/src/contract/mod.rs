@@ -108,5 +108,9 @@ where
 /// Publishes a batch that the case expects to be accepted.
 pub(crate) async fn publish(sink: &dyn EventSink, events: &[EngagementEvent]) {
     let outcome = sink.publish(events).await.expect("publish");
-    assert_eq!(outcome.accepted, events.len(), "every fresh event is accepted");
+    assert_eq!(
+        outcome.accepted,
+        events.len(),
+        "every fresh event is accepted"
+    );
 }

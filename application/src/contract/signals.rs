@@ -1,6 +1,6 @@
 //! Contract of [`SignalStore`], fed through the event sink of its [`SignalPipeline`].
 
-use super::{SignalPipeline, creator, eventually, event, now_micros, publish, user, video_id};
+use super::{SignalPipeline, creator, event, eventually, now_micros, publish, user, video_id};
 use crate::ports::SignalStore;
 use chrono::{DateTime, Duration, Utc};
 use std::future::Future;
@@ -111,7 +111,12 @@ async fn video_stats_aggregate_the_events_in_the_window(p: SignalPipeline) {
 }
 
 /// `views` views and `likes` likes on `video`, each by the same user.
-fn engagement(video: VideoId, views: usize, likes: usize, at: DateTime<Utc>) -> Vec<EngagementEvent> {
+fn engagement(
+    video: VideoId,
+    views: usize,
+    likes: usize,
+    at: DateTime<Utc>,
+) -> Vec<EngagementEvent> {
     let (u, c) = (user(), creator());
     let mut events: Vec<_> = (0..views)
         .map(|_| event(u, video, c, EventType::View, at))
@@ -127,7 +132,13 @@ async fn trending_counts_viewed_videos_best_first(p: SignalPipeline) {
     events.extend(engagement(good, 4, 1, t.recent));
     // Likes and a share but no view: engagement would clamp to 1, yet it is not trending.
     events.extend(engagement(unviewed, 0, 3, t.recent));
-    events.push(event(user(), unviewed, creator(), EventType::Share, t.recent));
+    events.push(event(
+        user(),
+        unviewed,
+        creator(),
+        EventType::Share,
+        t.recent,
+    ));
     events.extend(engagement(stale, 3, 3, t.old));
     publish(p.sink.as_ref(), &events).await;
 
@@ -188,8 +199,16 @@ async fn creator_affinity_sums_then_floors(p: SignalPipeline) {
         rows.iter().all(|(_, s)| s.is_finite() && *s >= 0.0),
         "strengths are never negative: {rows:?}"
     );
-    assert_eq!(strength(liked), Some(3.5), "view 0.5 + like 3, not other users' events");
-    assert_eq!(strength(recovered), Some(3.0), "the sum is floored, not each event");
+    assert_eq!(
+        strength(liked),
+        Some(3.5),
+        "view 0.5 + like 3, not other users' events"
+    );
+    assert_eq!(
+        strength(recovered),
+        Some(3.0),
+        "the sum is floored, not each event"
+    );
     for (c, why) in [
         (undone, "a like and an unlike cancel out"),
         (skipped, "negative sums are floored at zero"),

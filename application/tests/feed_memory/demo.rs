@@ -14,7 +14,9 @@ async fn demo_users_get_unique_servable_unwatched_videos() {
         users: 30,
     };
     let data = demo::generate(size, app.now(), 7);
-    demo::seed(&app.ports, &data, |_, _| {}).await.expect("seed");
+    demo::seed(&app.ports, &data, |_, _| {})
+        .await
+        .expect("seed");
     app.refresh().await;
     let catalog: HashMap<VideoId, &Video> = data.videos.iter().map(|v| (v.id, v)).collect();
 
@@ -29,14 +31,19 @@ async fn demo_users_get_unique_servable_unwatched_videos() {
         assert!(!watched.is_empty(), "demo users have a watch history");
         let pages = app.walk(u, 20).await;
         let seen = all_ids(&pages);
-        assert!(seen.len() >= 100, "a long feed from 400 videos: {}", seen.len());
+        assert!(
+            seen.len() >= 100,
+            "a long feed from 400 videos: {}",
+            seen.len()
+        );
         assert_unique(&seen, "no video twice within a session");
         assert!(
             seen.iter().all(|v| !watched.contains(v)),
             "watched videos are never ranked"
         );
         assert!(
-            seen.iter().all(|v| catalog.get(v).is_some_and(|v| v.is_servable())),
+            seen.iter()
+                .all(|v| catalog.get(v).is_some_and(|v| v.is_servable())),
             "only published, undeleted videos"
         );
     }

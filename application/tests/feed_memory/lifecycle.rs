@@ -29,11 +29,18 @@ async fn a_deleted_or_unpublished_video_never_appears_even_from_a_cached_session
             v
         })
         .collect();
-    app.ports.catalog.upsert_videos(&changed).await.expect("upsert");
+    app.ports
+        .catalog
+        .upsert_videos(&changed)
+        .await
+        .expect("upsert");
     app.refresh().await;
     let absent = |pages: &[FeedPage], why: &str| {
         let seen = all_ids(pages);
-        assert!(!seen.contains(&deleted) && !seen.contains(&unpublished), "{why}");
+        assert!(
+            !seen.contains(&deleted) && !seen.contains(&unpublished),
+            "{why}"
+        );
     };
 
     let cursor = app
@@ -41,7 +48,11 @@ async fn a_deleted_or_unpublished_video_never_appears_even_from_a_cached_session
         .await;
     absent(std::slice::from_ref(&cursor), "not on a cursor page");
     let pages = app.walk(u, 10).await;
-    assert_eq!(pages[0].cache, CacheStatus::Hit, "served from the cached session");
+    assert_eq!(
+        pages[0].cache,
+        CacheStatus::Hit,
+        "served from the cached session"
+    );
     absent(&pages, "not on pages of the cached session");
     assert_eq!(
         all_ids(&pages).len() + 20,
@@ -63,7 +74,11 @@ async fn a_like_raises_the_videos_engagement_after_the_next_refresh() {
             .load()
             .and_then(|s| s.pool.get(&liked).map(|e| e.engagement))
     };
-    assert_eq!(engagement(&app), Some(0.0), "signals change only with a refresh");
+    assert_eq!(
+        engagement(&app),
+        Some(0.0),
+        "signals change only with a refresh"
+    );
 
     app.refresh().await;
     assert_eq!(engagement(&app), Some(1.0), "one like per view");
@@ -100,7 +115,11 @@ async fn warm_up_makes_the_next_first_page_a_hit() {
         .await
         .expect("warm-up");
     assert_eq!((report.warmed, report.failed), (2, 0), "both active users");
-    assert_eq!(progress.load(Ordering::SeqCst), 2, "progress reported per user");
+    assert_eq!(
+        progress.load(Ordering::SeqCst),
+        2,
+        "progress reported per user"
+    );
 
     for u in [busy, active] {
         assert_eq!(app.page(u, 10, None).await.cache, CacheStatus::Hit);
@@ -121,14 +140,20 @@ async fn health_and_feed_are_ready_only_after_the_first_refresh() {
         std::time::Duration::from_secs(300),
     );
     let before = health.check().await;
-    assert_eq!((before.status, before.ready), (HealthStatus::Degraded, false));
+    assert_eq!(
+        (before.status, before.ready),
+        (HealthStatus::Degraded, false)
+    );
     let request = PageRequest {
         user_id: user(),
         limit: Limit::default(),
         position: None,
         explain: false,
     };
-    assert_eq!(app.feed.page(request).await.err(), Some(FeedError::NotReady));
+    assert_eq!(
+        app.feed.page(request).await.err(),
+        Some(FeedError::NotReady)
+    );
 
     app.with_videos(5).await;
     let after = health.check().await;
@@ -150,19 +175,32 @@ async fn a_ranking_configuration_change_is_picked_up_by_the_next_refresh() {
     let videos = app.with_videos(20).await;
     let fresh_only = Weights::new(1.0, 0.0, 0.0, 0.0, 0.0).expect("valid");
     app.adapters.ranking_config.set(fresh_only);
-    let weights = |page: &FeedPage| page.items.first().and_then(|i| i.explanation).map(|e| e.weights);
+    let weights = |page: &FeedPage| {
+        page.items
+            .first()
+            .and_then(|i| i.explanation)
+            .map(|e| e.weights)
+    };
 
     let before = app.page(user(), 10, None).await;
     assert_eq!(
         weights(&before).map(|w| w.get(Signal::Freshness)),
-        Some(Weights::DEFAULT.renormalized(vrs_domain::SignalSet::ALL.without(Signal::Model)).get(Signal::Freshness)),
+        Some(
+            Weights::DEFAULT
+                .renormalized(vrs_domain::SignalSet::ALL.without(Signal::Model))
+                .get(Signal::Freshness)
+        ),
         "the old weights until the snapshot is refreshed"
     );
 
     app.refresh().await;
     assert_eq!(app.snapshot.load().map(|s| s.weights), Some(fresh_only));
     let after = app.page(user(), 10, None).await;
-    assert_eq!(weights(&after), Some(fresh_only), "a new session ranks with the new set");
+    assert_eq!(
+        weights(&after),
+        Some(fresh_only),
+        "a new session ranks with the new set"
+    );
     let newest: Vec<VideoId> = videos[..10].iter().map(|v| v.id).collect();
     assert_eq!(ids(&after), newest, "by freshness alone: newest first");
 }

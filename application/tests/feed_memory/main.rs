@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
 use vrs_adapter_memory::{BaseUrlMediaUrls, ManualClock, MemoryAdapters};
-use vrs_application::ports::{FeedCache, Ports, VideoCatalog};
+use vrs_application::ports::{FeedCache, Ports};
 use vrs_application::{
     CacheStatus, CandidateSnapshot, EngagementService, FeedConfig, FeedPage, FeedPosition,
     FeedService, NewEvent, PageRequest, SnapshotRefresher,
@@ -167,7 +167,11 @@ async fn pages_of_one_session_never_repeat_a_video() {
     assert_unique(&seen, "no video twice within a session");
     assert_eq!(seen.len(), 60, "the session covers every candidate");
     let statuses: Vec<CacheStatus> = pages.iter().map(|p| p.cache).collect();
-    assert_eq!(statuses[0], CacheStatus::Miss, "the first page ranks the session");
+    assert_eq!(
+        statuses[0],
+        CacheStatus::Miss,
+        "the first page ranks the session"
+    );
     assert!(
         statuses[1..].iter().all(|s| *s == CacheStatus::Hit),
         "follow-up pages are cut from it: {statuses:?}"
@@ -189,18 +193,31 @@ async fn a_watched_video_leaves_every_later_page() {
     app.record(u, ahead, EventType::Watch).await;
     let gone = |pages: &[FeedPage], why: &str| {
         let seen = all_ids(pages);
-        assert!(!seen.contains(&on_screen) && !seen.contains(&ahead), "{why}");
+        assert!(
+            !seen.contains(&on_screen) && !seen.contains(&ahead),
+            "{why}"
+        );
     };
 
     let again = app.page(u, 10, Some(second_at)).await;
-    gone(std::slice::from_ref(&again), "not on a page fetched again by cursor");
+    gone(
+        std::slice::from_ref(&again),
+        "not on a page fetched again by cursor",
+    );
 
     // 38 unseen videos are left in the cached session: the first page and its cursors use it.
     let cached = app.walk(u, 10).await;
     assert_eq!(cached[0].cache, CacheStatus::Hit);
-    gone(&cached, "not on a first page or any cursor page cut from the cached session");
+    gone(
+        &cached,
+        "not on a first page or any cursor page cut from the cached session",
+    );
 
-    app.adapters.feed_cache.invalidate(u).await.expect("invalidate");
+    app.adapters
+        .feed_cache
+        .invalidate(u)
+        .await
+        .expect("invalidate");
     let ranked = app.walk(u, 10).await;
     assert_eq!(ranked[0].cache, CacheStatus::Miss);
     gone(&ranked, "not in a newly ranked session");
@@ -227,7 +244,11 @@ async fn first_pages_skip_recent_serves_and_reuse_the_session_while_a_page_is_le
     );
     let seventh = app.page(u, 10, None).await;
     assert_eq!(seventh.cache, Miss, "no unseen video left in the session");
-    assert_eq!(seventh.items.len(), 10, "repeats are served once nothing else is left");
+    assert_eq!(
+        seventh.items.len(),
+        10,
+        "repeats are served once nothing else is left"
+    );
 }
 
 #[tokio::test]
@@ -245,13 +266,21 @@ async fn a_new_session_leaves_out_recent_serves_while_enough_others_exist() {
         served.extend(ids(&page));
     }
     use CacheStatus::{Hit, Miss};
-    assert_eq!(statuses, [Miss, Hit, Miss, Hit, Miss, Hit], "sessions of 20, pages of 10");
+    assert_eq!(
+        statuses,
+        [Miss, Hit, Miss, Hit, Miss, Hit],
+        "sessions of 20, pages of 10"
+    );
     assert_unique(&served, "each new session ranks only videos not served yet");
 
     app.clock.advance(Duration::hours(25));
     let later = app.page(u, 10, None).await;
     assert_eq!(later.cache, Miss, "the cached session has expired");
-    assert_eq!(later.items.len(), 10, "serves older than a day no longer hold videos back");
+    assert_eq!(
+        later.items.len(),
+        10,
+        "serves older than a day no longer hold videos back"
+    );
 }
 
 #[tokio::test]

@@ -30,12 +30,16 @@ async fn sink_failure_is_unavailable_after_the_watch_was_recorded() {
         .history
         .expect_record_watched()
         .returning(move |u, videos, _| {
-            log.lock().expect("log").push(format!("record_watched {u} {videos:?}"));
+            log.lock()
+                .expect("log")
+                .push(format!("record_watched {u} {videos:?}"));
             Ok(())
         });
     let log = calls.clone();
     mocks.events.expect_publish().returning(move |batch| {
-        log.lock().expect("log").push(format!("publish {}", batch.len()));
+        log.lock()
+            .expect("log")
+            .push(format!("publish {}", batch.len()));
         Err(down())
     });
     let video = known_video();
@@ -98,7 +102,11 @@ async fn invalid_completion_refuses_the_batch_naming_index_and_field() {
         }
         other => panic!("expected an invalid completion, got {other:?}"),
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing of a refused batch is recorded");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "nothing of a refused batch is recorded"
+    );
 }
 
 #[tokio::test]
@@ -130,7 +138,11 @@ async fn unknown_or_unservable_video_refuses_the_batch() {
             other => panic!("expected an invalid video id, got {other:?}"),
         }
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing of a refused batch is recorded");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "nothing of a refused batch is recorded"
+    );
 }
 
 #[tokio::test]
@@ -156,7 +168,10 @@ async fn catalog_error_while_resolving_is_unavailable() {
         .expect_videos_by_ids()
         .returning(|_| Err(down()));
     let result = engagement(mocks)
-        .record(user(), vec![new_event(VideoId(Uuid::new_v4()), EventType::View, None)])
+        .record(
+            user(),
+            vec![new_event(VideoId(Uuid::new_v4()), EventType::View, None)],
+        )
         .await;
     assert_eq!(result, Err(EngagementError::Unavailable(down())));
 }
@@ -169,9 +184,18 @@ async fn batches_hold_one_to_a_hundred_events() {
             .map(|_| new_event(known_video(), EventType::Impression, None))
             .collect()
     };
-    assert_eq!(service.record(user(), batch(0)).await, Err(EngagementError::BatchSize));
-    assert_eq!(service.record(user(), batch(101)).await, Err(EngagementError::BatchSize));
+    assert_eq!(
+        service.record(user(), batch(0)).await,
+        Err(EngagementError::BatchSize)
+    );
+    assert_eq!(
+        service.record(user(), batch(101)).await,
+        Err(EngagementError::BatchSize)
+    );
     let full = service.record(user(), batch(100)).await;
-    assert_eq!(full.map(|o| o.accepted), Ok(100), "100 events are one full batch");
+    assert_eq!(
+        full.map(|o| o.accepted),
+        Ok(100),
+        "100 events are one full batch"
+    );
 }
-

@@ -28,7 +28,10 @@ async fn failing_probe_degrades_but_stays_ready() {
     let mut mocks = Mocks::new();
     mocks.probes = vec![probe("redis", Ok(())), probe("clickhouse", Err(down()))];
     let report = health(mocks, loaded_snapshot()).check().await;
-    assert_eq!((report.status, report.ready), (HealthStatus::Degraded, true));
+    assert_eq!(
+        (report.status, report.ready),
+        (HealthStatus::Degraded, true)
+    );
     let failed: Vec<(&str, Option<&str>)> = report
         .checks
         .iter()
@@ -40,8 +43,13 @@ async fn failing_probe_degrades_but_stays_ready() {
 
 #[tokio::test]
 async fn health_without_snapshot_is_not_ready() {
-    let report = health(Mocks::new(), Arc::new(CandidateSnapshot::new())).check().await;
-    assert_eq!((report.status, report.ready), (HealthStatus::Degraded, false));
+    let report = health(Mocks::new(), Arc::new(CandidateSnapshot::new()))
+        .check()
+        .await;
+    assert_eq!(
+        (report.status, report.ready),
+        (HealthStatus::Degraded, false)
+    );
 }
 
 #[tokio::test]
@@ -55,7 +63,10 @@ async fn stale_snapshot_or_signals_degrade_but_stay_ready() {
             signals_fresh,
         });
         let report = health(Mocks::new(), snapshot).check().await;
-        assert_eq!((report.status, report.ready), (HealthStatus::Degraded, true));
+        assert_eq!(
+            (report.status, report.ready),
+            (HealthStatus::Degraded, true)
+        );
     }
 }
 
@@ -81,7 +92,10 @@ async fn probe_without_an_answer_fails_after_the_timeout() {
     let check = report.checks.first().expect("the probe's check");
     assert!(!check.ok, "a probe that does not answer is failing");
     assert!(
-        check.error.as_deref().is_some_and(|e| e.starts_with("no answer within")),
+        check
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("no answer within")),
         "{check:?}"
     );
     assert_eq!(report.status, HealthStatus::Degraded);

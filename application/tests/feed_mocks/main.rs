@@ -125,18 +125,34 @@ impl Mocks {
     }
 
     fn ports(mut self) -> Ports {
-        self.catalog.expect_videos_by_ids().returning(|_| Ok(vec![]));
-        self.follows.expect_followed_creators().returning(|_| Ok(vec![]));
+        self.catalog
+            .expect_videos_by_ids()
+            .returning(|_| Ok(vec![]));
+        self.follows
+            .expect_followed_creators()
+            .returning(|_| Ok(vec![]));
         self.signals
             .expect_creator_affinity()
             .returning(|_, _| Ok(vec![]));
-        self.history.expect_served_since().returning(|_, _| Ok(vec![]));
-        self.history.expect_watched_since().returning(|_, _| Ok(vec![]));
-        self.history.expect_record_served().returning(|_, _, _| Ok(()));
-        self.history.expect_record_watched().returning(|_, _, _| Ok(()));
-        self.feed_cache.expect_current_session().returning(|_| Ok(None));
+        self.history
+            .expect_served_since()
+            .returning(|_, _| Ok(vec![]));
+        self.history
+            .expect_watched_since()
+            .returning(|_, _| Ok(vec![]));
+        self.history
+            .expect_record_served()
+            .returning(|_, _, _| Ok(()));
+        self.history
+            .expect_record_watched()
+            .returning(|_, _, _| Ok(()));
+        self.feed_cache
+            .expect_current_session()
+            .returning(|_| Ok(None));
         self.feed_cache.expect_session().returning(|_, _| Ok(None));
-        self.feed_cache.expect_store_session().returning(|_, _| Ok(()));
+        self.feed_cache
+            .expect_store_session()
+            .returning(|_, _| Ok(()));
         self.events.expect_publish().returning(|batch| {
             Ok(PublishOutcome {
                 accepted: batch.len(),
@@ -183,7 +199,10 @@ fn weights(page: &FeedPage) -> Weights {
 
 fn assert_sums_to_one(w: Weights) {
     let sum: f64 = Signal::ALL.iter().map(|&s| w.get(s)).sum();
-    assert!((sum - 1.0).abs() < 1e-9, "renormalized weights sum to 1: {w:?}");
+    assert!(
+        (sum - 1.0).abs() < 1e-9,
+        "renormalized weights sum to 1: {w:?}"
+    );
 }
 
 #[tokio::test]
@@ -195,15 +214,25 @@ async fn cache_read_error_serves_a_bypassed_page_without_cursor() {
         .returning(|_| Err(down()));
     let stores = counter();
     let seen = stores.clone();
-    mocks.feed_cache.expect_store_session().returning(move |_, _| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    });
+    mocks
+        .feed_cache
+        .expect_store_session()
+        .returning(move |_, _| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
     let page = mocks.feed().page(first_page(5)).await.expect("page");
     assert_eq!(page.items.len(), 5, "the page is still served");
     assert_eq!(page.cache, CacheStatus::Bypass);
-    assert_eq!(page.next, None, "no cursor into a session that was not stored");
-    assert_eq!(stores.load(Ordering::SeqCst), 0, "a cache that failed is not written");
+    assert_eq!(
+        page.next, None,
+        "no cursor into a session that was not stored"
+    );
+    assert_eq!(
+        stores.load(Ordering::SeqCst),
+        0,
+        "a cache that failed is not written"
+    );
 }
 
 #[tokio::test]
@@ -216,7 +245,10 @@ async fn cache_write_error_serves_a_bypassed_page_without_cursor() {
     let page = mocks.feed().page(first_page(5)).await.expect("page");
     assert_eq!(page.items.len(), 5);
     assert_eq!(page.cache, CacheStatus::Bypass);
-    assert_eq!(page.next, None, "the session a cursor would point into was not stored");
+    assert_eq!(
+        page.next, None,
+        "the session a cursor would point into was not stored"
+    );
 }
 
 #[tokio::test]
@@ -254,20 +286,32 @@ async fn affinity_error_still_serves_with_affinity_renormalized_away() {
     assert_eq!(page.items.len(), 5);
     let w = weights(&page);
     assert_eq!(w.get(Signal::Affinity), 0.0, "affinity dropped");
-    assert!(w.get(Signal::Model) > Weights::DEFAULT.get(Signal::Model), "others scaled up");
+    assert!(
+        w.get(Signal::Model) > Weights::DEFAULT.get(Signal::Model),
+        "others scaled up"
+    );
     assert_sums_to_one(w);
     assert!(
-        page.items.iter().all(|i| i.explanation.map(|e| e.contributions.affinity) == Some(0.0)),
+        page.items
+            .iter()
+            .all(|i| i.explanation.map(|e| e.contributions.affinity) == Some(0.0)),
         "no item gets an affinity contribution"
     );
 }
 
 #[tokio::test]
 async fn model_scores_are_used_when_they_fit() {
-    let page = Mocks::new().with_model().feed().page(first_page(5)).await.expect("page");
+    let page = Mocks::new()
+        .with_model()
+        .feed()
+        .page(first_page(5))
+        .await
+        .expect("page");
     assert_eq!(weights(&page), Weights::DEFAULT, "every signal available");
     assert!(
-        page.items.iter().all(|i| i.explanation.map(|e| e.signals.model) == Some(0.75)),
+        page.items
+            .iter()
+            .all(|i| i.explanation.map(|e| e.signals.model) == Some(0.75)),
         "each item carries its model score"
     );
 }
@@ -294,9 +338,15 @@ async fn model_answer_of_the_wrong_length_is_ignored() {
     mocks.model = Some(model);
     let page = mocks.feed().page(first_page(5)).await.expect("page");
     assert_eq!(page.items.len(), 5);
-    assert_eq!(weights(&page).get(Signal::Model), 0.0, "scores that do not fit are dropped");
+    assert_eq!(
+        weights(&page).get(Signal::Model),
+        0.0,
+        "scores that do not fit are dropped"
+    );
     assert!(
-        page.items.iter().all(|i| i.explanation.map(|e| e.signals.model) == Some(0.0)),
+        page.items
+            .iter()
+            .all(|i| i.explanation.map(|e| e.signals.model) == Some(0.0)),
         "no item keeps a misaligned score"
     );
 }
@@ -328,7 +378,10 @@ async fn no_snapshot_is_not_ready() {
         Arc::new(CandidateSnapshot::new()),
         FeedConfig::default(),
     );
-    assert_eq!(feed.page(first_page(5)).await.err(), Some(FeedError::NotReady));
+    assert_eq!(
+        feed.page(first_page(5)).await.err(),
+        Some(FeedError::NotReady)
+    );
     let cursor = PageRequest {
         position: Some(FeedPosition {
             session_id: SessionId(Uuid::new_v4()),
@@ -370,15 +423,23 @@ async fn cursor_into_a_session_past_its_expiry_is_expired() {
             items: Vec::new(),
         }))
     });
-    let result = mocks.feed().page(cursor_into(SessionId(Uuid::new_v4()))).await;
+    let result = mocks
+        .feed()
+        .page(cursor_into(SessionId(Uuid::new_v4())))
+        .await;
     assert_eq!(result.err(), Some(FeedError::SessionExpired));
 }
 
 #[tokio::test]
 async fn cursor_with_the_cache_down_is_unavailable() {
     let mut mocks = Mocks::new();
-    mocks.feed_cache.expect_session().returning(|_, _| Err(down()));
-    let result = mocks.feed().page(cursor_into(SessionId(Uuid::new_v4()))).await;
+    mocks
+        .feed_cache
+        .expect_session()
+        .returning(|_, _| Err(down()));
+    let result = mocks
+        .feed()
+        .page(cursor_into(SessionId(Uuid::new_v4())))
+        .await;
     assert_eq!(result.err(), Some(FeedError::Unavailable(down())));
 }
-
