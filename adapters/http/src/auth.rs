@@ -3,9 +3,9 @@
 use crate::error::ApiError;
 use crate::router::AppState;
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
@@ -37,7 +37,10 @@ impl Claims {
     /// Whether the token grants the admin role (`role: admin` or `roles` containing `admin`).
     pub fn is_admin(&self) -> bool {
         self.role.as_deref() == Some("admin")
-            || self.roles.as_ref().is_some_and(|r| r.iter().any(|r| r == "admin"))
+            || self
+                .roles
+                .as_ref()
+                .is_some_and(|r| r.iter().any(|r| r == "admin"))
     }
 }
 
@@ -69,7 +72,9 @@ pub struct VerifyingKey {
 
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,8 +97,13 @@ impl AuthConfig {
             .into_iter()
             .map(|(kid, pem)| {
                 DecodingKey::from_rsa_pem(pem)
-                    .map(|key| VerifyingKey { kid: kid.clone(), key })
-                    .map_err(|e| format!("public key {}: {e}", kid.as_deref().unwrap_or("(no kid)")))
+                    .map(|key| VerifyingKey {
+                        kid: kid.clone(),
+                        key,
+                    })
+                    .map_err(|e| {
+                        format!("public key {}: {e}", kid.as_deref().unwrap_or("(no kid)"))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if keys.is_empty() {
@@ -116,7 +126,10 @@ pub struct Authenticator {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("keys", &self.keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>())
+            .field(
+                "keys",
+                &self.keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +142,12 @@ impl Authenticator {
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // jsonwebtoken only compares `iss`/`aud` when the token carries them: a configured one must
+        // also be required, or a token simply leaving it out would pass.
+        let mut required = vec!["exp", "sub"];
+        required.extend(config.issuer.as_ref().map(|_| "iss"));
+        required.extend(config.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
         match &config.issuer {
             Some(iss) => validation.set_issuer(&[iss]),
             None => validation.iss = None,
@@ -170,7 +188,9 @@ impl Authenticator {
                     last = match e.kind() {
                         ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
                         ErrorKind::ExpiredSignature => AuthError::Invalid("token expired".into()),
-                        ErrorKind::ImmatureSignature => AuthError::Invalid("token not yet valid".into()),
+                        ErrorKind::ImmatureSignature => {
+                            AuthError::Invalid("token not yet valid".into())
+                        }
                         ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
                         ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
                         ErrorKind::MissingRequiredClaim(c) => {
@@ -211,7 +231,9 @@ pub struct UserRateLimiter(DefaultKeyedRateLimiter<UserId>);
 
 impl std::fmt::Debug for UserRateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserRateLimiter").field("users", &self.0.len()).finish()
+        f.debug_struct("UserRateLimiter")
+            .field("users", &self.0.len())
+            .finish()
     }
 }
 
@@ -242,7 +264,10 @@ pub struct AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -255,7 +280,9 @@ impl FromRequestParts<AppState> for AuthUser {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
         let (user_id, claims) = state
             .auth
             .verify(token)
@@ -283,7 +310,10 @@ pub struct AdminUser(pub AuthUser);
 impl FromRequestParts<AppState> for AdminUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         if !user.claims.is_admin() {
             return Err(ApiError::new(

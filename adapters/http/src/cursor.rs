@@ -54,12 +54,21 @@ impl CursorCodec {
         <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
     }
 
-    pub fn encode(&self, user: UserId, position: FeedPosition, expires_at: DateTime<Utc>) -> String {
+    pub fn encode(
+        &self,
+        user: UserId,
+        position: FeedPosition,
+        expires_at: DateTime<Utc>,
+    ) -> String {
         let mut bytes = Vec::with_capacity(PAYLOAD + TAG);
         bytes.push(VERSION);
         bytes.extend_from_slice(user.0.as_bytes());
         bytes.extend_from_slice(position.session_id.0.as_bytes());
-        bytes.extend_from_slice(&u32::try_from(position.offset).unwrap_or(u32::MAX).to_be_bytes());
+        bytes.extend_from_slice(
+            &u32::try_from(position.offset)
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
         bytes.extend_from_slice(&expires_at.timestamp().to_be_bytes());
         let mut mac = self.mac();
         mac.update(&bytes);
@@ -67,7 +76,12 @@ impl CursorCodec {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    pub fn decode(&self, cursor: &str, user: UserId, now: DateTime<Utc>) -> Result<FeedPosition, CursorError> {
+    pub fn decode(
+        &self,
+        cursor: &str,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<FeedPosition, CursorError> {
         if cursor.len() > 128 {
             return Err(CursorError::Malformed);
         }
@@ -125,7 +139,11 @@ mod tests {
     fn round_trips_and_is_url_safe() {
         let (codec, user, pos, now) = fixture();
         let cursor = codec.encode(user, pos, now + Duration::hours(1));
-        assert!(cursor.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            cursor
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_eq!(codec.decode(&cursor, user, now), Ok(pos));
     }
 
@@ -133,7 +151,10 @@ mod tests {
     fn refuses_other_users_tampering_expiry_and_garbage() {
         let (codec, user, pos, now) = fixture();
         let cursor = codec.encode(user, pos, now + Duration::hours(1));
-        assert_eq!(codec.decode(&cursor, UserId(Uuid::new_v4()), now), Err(CursorError::WrongUser));
+        assert_eq!(
+            codec.decode(&cursor, UserId(Uuid::new_v4()), now),
+            Err(CursorError::WrongUser)
+        );
         assert_eq!(
             codec.decode(&cursor, user, now + Duration::hours(2)),
             Err(CursorError::Expired)
@@ -145,8 +166,14 @@ mod tests {
             Err(CursorError::Tampered)
         );
         let other_key = CursorCodec::new(b"another key".to_vec());
-        assert_eq!(other_key.decode(&cursor, user, now), Err(CursorError::Tampered));
-        assert_eq!(codec.decode("not a cursor!", user, now), Err(CursorError::Malformed));
+        assert_eq!(
+            other_key.decode(&cursor, user, now),
+            Err(CursorError::Tampered)
+        );
+        assert_eq!(
+            codec.decode("not a cursor!", user, now),
+            Err(CursorError::Malformed)
+        );
         assert_eq!(codec.decode("", user, now), Err(CursorError::Malformed));
     }
 }

@@ -241,7 +241,8 @@ impl HealthResponse {
                         c.name.clone(),
                         CheckDto {
                             status: if c.ok { "ok" } else { "error" }.to_owned(),
-                            latency_ms: (c.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                            latency_ms: (c.latency.as_secs_f64() * 1000.0 * 1000.0).round()
+                                / 1000.0,
                             error: c.error.clone(),
                         },
                     )

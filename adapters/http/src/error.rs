@@ -64,7 +64,11 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message);
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            message,
+        );
         e.retry_after = Some(1);
         e
     }
@@ -77,9 +81,10 @@ impl ApiError {
             StatusCode::UNAUTHORIZED => ("unauthorized", "authentication is required"),
             StatusCode::FORBIDDEN => ("forbidden", "this action is not allowed"),
             StatusCode::NOT_FOUND => ("not_found", "no such resource"),
-            StatusCode::METHOD_NOT_ALLOWED => {
-                ("method_not_allowed", "this method is not allowed on this resource")
-            }
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                "this method is not allowed on this resource",
+            ),
             StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
             StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
@@ -88,9 +93,10 @@ impl ApiError {
             ),
             StatusCode::UNPROCESSABLE_ENTITY => ("unprocessable_entity", "the request is invalid"),
             StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
-            StatusCode::SERVICE_UNAVAILABLE => {
-                ("service_unavailable", "the service is temporarily unavailable")
-            }
+            StatusCode::SERVICE_UNAVAILABLE => (
+                "service_unavailable",
+                "the service is temporarily unavailable",
+            ),
             s if s.is_client_error() => ("bad_request", "the request was rejected"),
             _ => ("internal_error", "an internal error occurred"),
         };

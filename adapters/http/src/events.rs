@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
-use vrs_application::{EngagementError, NewEvent};
 use vrs_application::engagement::MAX_BATCH;
+use vrs_application::{EngagementError, NewEvent};
 use vrs_domain::{EventError, EventType, VideoId};
 
 /// Largest accepted body.
@@ -148,7 +148,10 @@ mod tests {
     }
 
     fn field_of(body: Value) -> Option<Value> {
-        parse_batch(&body).err().and_then(|e| e.details).map(|d| d["field"].clone())
+        parse_batch(&body)
+            .err()
+            .and_then(|e| e.details)
+            .map(|d| d["field"].clone())
     }
 
     #[test]
@@ -169,7 +172,11 @@ mod tests {
         ] {
             let mut e = event();
             e[field] = value;
-            assert_eq!(field_of(json!({"events": [event(), e]})), Some(json!(field)), "{field}");
+            assert_eq!(
+                field_of(json!({"events": [event(), e]})),
+                Some(json!(field)),
+                "{field}"
+            );
         }
     }
 

@@ -27,7 +27,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthRes
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(HealthResponse::from_report(&report, state.version)))
+    (
+        status,
+        Json(HealthResponse::from_report(&report, state.version)),
+    )
 }
 
 /// Liveness: 200 while the process runs.

@@ -14,7 +14,7 @@ mod openapi;
 mod reels;
 pub mod router;
 
-pub use auth::{Authenticator, AuthConfig, AuthError, Claims, RateLimit};
+pub use auth::{AuthConfig, AuthError, Authenticator, Claims, RateLimit};
 pub use cursor::{CursorCodec, CursorError};
 pub use openapi::ApiDoc;
 pub use router::{AppState, HttpConfig, router};

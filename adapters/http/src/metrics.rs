@@ -36,19 +36,57 @@ pub fn install_recorder() -> PrometheusHandle {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!("http_requests_total", "HTTP requests by method, route template and status");
-    describe_histogram!("http_request_duration_seconds", Unit::Seconds, "HTTP request latency by method and route template");
-    describe_counter!("feed_cache_hits_total", "First-page requests served from a cached feed session");
-    describe_counter!("feed_cache_misses_total", "First-page requests that ranked a new feed session");
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests by method, route template and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route template"
+    );
+    describe_counter!(
+        "feed_cache_hits_total",
+        "First-page requests served from a cached feed session"
+    );
+    describe_counter!(
+        "feed_cache_misses_total",
+        "First-page requests that ranked a new feed session"
+    );
     describe_counter!("feed_generation_total", "Feed sessions ranking started");
-    describe_counter!("feed_generation_success_total", "Feed sessions ranked successfully");
-    describe_histogram!("feed_generation_duration_seconds", Unit::Seconds, "Time to rank one feed session");
-    describe_histogram!("feed_stage_duration_seconds", Unit::Seconds, "Time per ranking stage (candidates, model, scoring)");
-    describe_counter!("engagement_events_accepted_total", "Engagement events accepted by the API, by type");
-    describe_gauge!("candidate_snapshot_videos", "Videos in the candidate snapshot");
-    describe_gauge!("candidate_snapshot_built_timestamp_seconds", Unit::Seconds, "When the candidate snapshot was built (Unix time)");
-    describe_histogram!("candidate_snapshot_refresh_duration_seconds", Unit::Seconds, "Time to refresh the candidate snapshot");
+    describe_counter!(
+        "feed_generation_success_total",
+        "Feed sessions ranked successfully"
+    );
+    describe_histogram!(
+        "feed_generation_duration_seconds",
+        Unit::Seconds,
+        "Time to rank one feed session"
+    );
+    describe_histogram!(
+        "feed_stage_duration_seconds",
+        Unit::Seconds,
+        "Time per ranking stage (candidates, model, scoring)"
+    );
+    describe_counter!(
+        "engagement_events_accepted_total",
+        "Engagement events accepted by the API, by type"
+    );
+    describe_gauge!(
+        "candidate_snapshot_videos",
+        "Videos in the candidate snapshot"
+    );
+    describe_gauge!(
+        "candidate_snapshot_built_timestamp_seconds",
+        Unit::Seconds,
+        "When the candidate snapshot was built (Unix time)"
+    );
+    describe_histogram!(
+        "candidate_snapshot_refresh_duration_seconds",
+        Unit::Seconds,
+        "Time to refresh the candidate snapshot"
+    );
 }
 
 /// Prometheus text exposition of every metric.
@@ -57,7 +95,10 @@ fn describe() {
 pub async fn metrics_handler(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             handle.render(),
         )
             .into_response(),

@@ -31,7 +31,10 @@ impl ReelsQuery {
             None | Some("false" | "0") => false,
             Some("true" | "1" | "") => true,
             Some(_) => {
-                return Err(ApiError::bad_request("invalid_explain", "explain must be true or false"));
+                return Err(ApiError::bad_request(
+                    "invalid_explain",
+                    "explain must be true or false",
+                ));
             }
         };
         let position = match self.cursor.as_deref() {

@@ -88,8 +88,9 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
     let (routes, doc) = routes();
     routes
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
-        .method_not_allowed_fallback(|| async { ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED) })
-        .layer(middleware::from_fn(metrics::track_http))
+        .method_not_allowed_fallback(|| async {
+            ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
+        })
         .layer(Extension(Arc::new(doc)))
         .layer(DefaultBodyLimit::max(events::MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -97,6 +98,8 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
             config.request_timeout,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+        // Outside the timeout and panic layers, so their 503 and 500 answers are counted too.
+        .layer(middleware::from_fn(metrics::track_http))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let request_id = request
@@ -139,7 +142,10 @@ async fn json_errors(request: Request, next: Next) -> Response {
     let mut replaced = ApiError::from_status(status).into_response();
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            replaced.headers_mut().entry(name).or_insert_with(|| value.clone());
+            replaced
+                .headers_mut()
+                .entry(name)
+                .or_insert_with(|| value.clone());
         }
     }
     replaced
