@@ -69,7 +69,9 @@ pub struct JwtSettings {
 
 impl JwtSettings {
     pub fn has_keys(&self) -> bool {
-        self.public_key.is_some() || self.public_key_file.is_some() || self.public_keys_dir.is_some()
+        self.public_key.is_some()
+            || self.public_key_file.is_some()
+            || self.public_keys_dir.is_some()
     }
 }
 
@@ -114,10 +116,18 @@ struct Vars<'a>(&'a HashMap<String, String>);
 
 impl Vars<'_> {
     fn opt(&self, var: &'static str) -> Option<String> {
-        self.0.get(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        self.0
+            .get(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
-    fn parse<T: FromStr>(&self, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError>
+    fn parse<T: FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {
@@ -151,14 +161,19 @@ impl Config {
     /// Reads configuration from a map of variables.
     pub fn from_vars(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let v = Vars(map);
-        let app_env: AppEnv = v.parse("APP_ENV", AppEnv::Development, "expected development, test or production")?;
+        let app_env: AppEnv = v.parse(
+            "APP_ENV",
+            AppEnv::Development,
+            "expected development, test or production",
+        )?;
         let default_format = if app_env == AppEnv::Production {
             LogFormat::Json
         } else {
             LogFormat::Text
         };
         let port: u16 = v.parse("APP_PORT", 8000, "expected a port number from 0 to 65535")?;
-        let session_size: usize = v.parse("FEED_SESSION_SIZE", 200, "expected a positive integer")?;
+        let session_size: usize =
+            v.parse("FEED_SESSION_SIZE", 200, "expected a positive integer")?;
         if !(50..=1000).contains(&session_size) {
             return Err(ConfigError {
                 var: "FEED_SESSION_SIZE",
@@ -179,11 +194,15 @@ impl Config {
             host: v.opt("APP_HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port,
             log_format: v.parse("LOG_FORMAT", default_format, "expected json or text")?,
-            data_dir: v.opt("DATA_DIR").map_or_else(|| PathBuf::from("data"), PathBuf::from),
+            data_dir: v
+                .opt("DATA_DIR")
+                .map_or_else(|| PathBuf::from("data"), PathBuf::from),
             database_url: v.opt("DATABASE_URL"),
             redis_url: v.opt("REDIS_URL"),
             clickhouse_url: v.opt("CLICKHOUSE_URL"),
-            clickhouse_database: v.opt("CLICKHOUSE_DATABASE").unwrap_or_else(|| "nova".into()),
+            clickhouse_database: v
+                .opt("CLICKHOUSE_DATABASE")
+                .unwrap_or_else(|| "nova".into()),
             kafka_brokers: v.opt("KAFKA_BROKERS"),
             jwt: JwtSettings {
                 public_key: v.opt("JWT_PUBLIC_KEY"),
@@ -201,8 +220,16 @@ impl Config {
             feed_session_ttl: v.secs("FEED_SESSION_TTL_SECS", 3600, 3600)?,
             feed_session_ttl_jitter: v.secs("FEED_SESSION_TTL_JITTER_SECS", 300, 0)?,
             snapshot_refresh: v.secs("SNAPSHOT_REFRESH_SECS", 5, 1)?,
-            rate_limit_per_second: v.parse("RATE_LIMIT_PER_SECOND", 20, "expected a whole number (0 disables)")?,
-            rate_limit_burst: v.parse("RATE_LIMIT_BURST", 40, "expected a positive whole number")?,
+            rate_limit_per_second: v.parse(
+                "RATE_LIMIT_PER_SECOND",
+                20,
+                "expected a whole number (0 disables)",
+            )?,
+            rate_limit_burst: v.parse(
+                "RATE_LIMIT_BURST",
+                40,
+                "expected a positive whole number",
+            )?,
             request_timeout: Duration::from_millis(v.parse(
                 "REQUEST_TIMEOUT_MS",
                 10_000,
@@ -259,18 +286,21 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn defaults() {
-        let c = Config::from_vars(&vars(&[])).map_err(|e| e.to_string());
-        let c = c.as_ref().map_err(Clone::clone);
-        assert_eq!(c.map(|c| c.port), Ok(8000));
-        assert_eq!(c.map(|c| c.app_env), Ok(AppEnv::Development));
-        assert_eq!(c.map(|c| c.log_format), Ok(LogFormat::Text));
-        assert_eq!(c.map(|c| c.feed_session_size), Ok(200));
-        assert_eq!(c.map(|c| c.clickhouse_database.clone()), Ok("nova".to_owned()));
+        let c = Config::from_vars(&vars(&[])).expect("defaults are valid");
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.app_env, AppEnv::Development);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.feed_session_size, 200);
+        assert_eq!(c.feed_session_ttl, Duration::from_secs(3600));
+        assert_eq!(c.clickhouse_database, "nova");
     }
 
     #[test]
@@ -284,8 +314,13 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("RATE_LIMIT_PER_SECOND", "-1"),
         ] {
-            let err = Config::from_vars(&vars(&[(var, value)])).err().map(|e| e.to_string());
-            assert!(err.as_deref().is_some_and(|e| e.starts_with(var)), "{var}: {err:?}");
+            let err = Config::from_vars(&vars(&[(var, value)]))
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.starts_with(var)),
+                "{var}: {err:?}"
+            );
         }
     }
 

@@ -42,8 +42,10 @@ pub fn ensure_dev_keys(data_dir: &Path) -> anyhow::Result<(String, String)> {
         return Ok((fs::read_to_string(&private)?, fs::read_to_string(&public)?));
     }
     fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
-    let private_der = AsDer::<Pkcs8V1Der>::as_der(&pair).map_err(|_| anyhow::anyhow!("encoding the private key failed"))?;
+    let pair = KeyPair::generate(KeySize::Rsa2048)
+        .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+    let private_der = AsDer::<Pkcs8V1Der>::as_der(&pair)
+        .map_err(|_| anyhow::anyhow!("encoding the private key failed"))?;
     let public_der = AsDer::<PublicKeyX509Der>::as_der(pair.public_key())
         .map_err(|_| anyhow::anyhow!("encoding the public key failed"))?;
     let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", private_der.as_ref().to_vec()));
@@ -62,11 +64,13 @@ pub fn auth_config(config: &Config) -> anyhow::Result<AuthConfig> {
         pems.push((jwt.key_id.clone(), pem.replace("\\n", "\n").into_bytes()));
     }
     if let Some(path) = &jwt.public_key_file {
-        let pem = fs::read(path).with_context(|| format!("JWT_PUBLIC_KEY_FILE: reading {}", path.display()))?;
+        let pem = fs::read(path)
+            .with_context(|| format!("JWT_PUBLIC_KEY_FILE: reading {}", path.display()))?;
         pems.push((jwt.key_id.clone(), pem));
     }
     if let Some(dir) = &jwt.public_keys_dir {
-        let entries = fs::read_dir(dir).with_context(|| format!("JWT_PUBLIC_KEYS_DIR: reading {}", dir.display()))?;
+        let entries = fs::read_dir(dir)
+            .with_context(|| format!("JWT_PUBLIC_KEYS_DIR: reading {}", dir.display()))?;
         for entry in entries {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "pem") {
@@ -91,15 +95,23 @@ pub fn auth_config(config: &Config) -> anyhow::Result<AuthConfig> {
 }
 
 /// Signs a development access token with the development key.
-pub fn dev_token(config: &Config, user: UserId, admin: bool, ttl: std::time::Duration) -> anyhow::Result<String> {
+pub fn dev_token(
+    config: &Config,
+    user: UserId,
+    admin: bool,
+    ttl: std::time::Duration,
+) -> anyhow::Result<String> {
     if config.app_env == AppEnv::Production {
         bail!("dev-token is not available with APP_ENV=production");
     }
     if config.jwt.has_keys() {
-        bail!("dev-token signs with the development key, but JWT public keys are configured; unset JWT_PUBLIC_KEY* to use it");
+        bail!(
+            "dev-token signs with the development key, but JWT public keys are configured; unset JWT_PUBLIC_KEY* to use it"
+        );
     }
     let (private, _) = ensure_dev_keys(&config.data_dir)?;
-    let key = EncodingKey::from_rsa_pem(private.as_bytes()).context("loading the development key")?;
+    let key =
+        EncodingKey::from_rsa_pem(private.as_bytes()).context("loading the development key")?;
     let now = chrono::Utc::now().timestamp();
     let mut claims = serde_json::json!({
         "sub": user.to_string(),
@@ -139,7 +151,8 @@ pub fn cursor_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     }
     fs::create_dir_all(&config.data_dir)?;
     let mut secret = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no randomness for the cursor secret"))?;
+    aws_lc_rs::rand::fill(&mut secret)
+        .map_err(|_| anyhow::anyhow!("no randomness for the cursor secret"))?;
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     write_private(&path, hex.as_bytes())?;
     Ok(hex.into_bytes())

@@ -12,7 +12,11 @@ use uuid::Uuid;
 use vrs_domain::UserId;
 
 #[derive(Debug, Parser)]
-#[command(name = "video-ranking-service", version, about = "Personalized, ranked reels feeds over HTTP")]
+#[command(
+    name = "video-ranking-service",
+    version,
+    about = "Personalized, ranked reels feeds over HTTP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +29,11 @@ enum Command {
     /// Print a development access token signed with the local development key.
     DevToken {
         /// The user's UUID.
-        #[arg(long, conflicts_with = "demo_user", required_unless_present = "demo_user")]
+        #[arg(
+            long,
+            conflicts_with = "demo_user",
+            required_unless_present = "demo_user"
+        )]
         user: Option<Uuid>,
         /// Number of a demo user (1 = 00000000-0000-4000-8000-000000000001).
         #[arg(long)]

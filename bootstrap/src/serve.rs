@@ -39,7 +39,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    tokio::spawn(app.refresher.clone().run(config.snapshot_refresh, stopped(stop_rx.clone())));
+    tokio::spawn(
+        app.refresher
+            .clone()
+            .run(config.snapshot_refresh, stopped(stop_rx.clone())),
+    );
     if let Some(limiter) = app.state.rate_limiter.clone() {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {

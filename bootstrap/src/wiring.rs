@@ -35,7 +35,9 @@ async fn ports(config: &Config) -> anyhow::Result<Ports> {
             if var == "CLICKHOUSE_URL" {
                 tracing::error!(database = %config.clickhouse_database, "ClickHouse is configured");
             }
-            bail!("{var} is set, but this build has no {what} adapter yet; unset it to run on the embedded in-memory adapters");
+            bail!(
+                "{var} is set, but this build has no {what} adapter yet; unset it to run on the embedded in-memory adapters"
+            );
         }
     }
     if config.app_env == AppEnv::Production {
@@ -53,7 +55,9 @@ async fn ports(config: &Config) -> anyhow::Result<Ports> {
         users: config.demo.users,
     };
     let data = demo::generate(size, chrono::Utc::now(), config.demo.seed);
-    adapters.model.set_scores(data.model_scores.iter().map(|(k, v)| (*k, *v)));
+    adapters
+        .model
+        .set_scores(data.model_scores.iter().map(|(k, v)| (*k, *v)));
     demo::seed(&ports, &data, |_, _| {})
         .await
         .context("loading the demo catalog")?;
@@ -75,7 +79,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
 
     let snapshot = Arc::new(CandidateSnapshot::new());
     let refresher = Arc::new(SnapshotRefresher::new(ports.clone(), snapshot.clone()));
-    let report = refresher.refresh().await.context("building the first candidate snapshot")?;
+    let report = refresher
+        .refresh()
+        .await
+        .context("building the first candidate snapshot")?;
     tracing::info!(videos = report.videos, "candidate snapshot ready");
 
     let feed_config = FeedConfig {
@@ -87,7 +94,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         session_ttl_jitter: chrono::Duration::from_std(config.feed_session_ttl_jitter)?,
         ..FeedConfig::default()
     };
-    let feed = Arc::new(FeedService::new(ports.clone(), snapshot.clone(), feed_config));
+    let feed = Arc::new(FeedService::new(
+        ports.clone(),
+        snapshot.clone(),
+        feed_config,
+    ));
     let engagement = Arc::new(EngagementService::new(ports.clone(), snapshot.clone()));
     let health = Arc::new(HealthService::new(
         ports.clone(),

@@ -1,0 +1,292 @@
+//! Black-box tests: the built binary, started like an operator would, used like a client would.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use support::{Service, small_demo_env};
+
+struct Client {
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Client {
+    fn new(token: String) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            token,
+        }
+    }
+
+    async fn reels(&self, svc: &Service, query: &str) -> (StatusCode, Option<String>, Value) {
+        let res = self
+            .http
+            .get(svc.url(&format!("/api/v1/reels{query}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET reels: {e}"));
+        let status = res.status();
+        let cache = res
+            .headers()
+            .get("x-feed-cache")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = res.json::<Value>().await.unwrap_or(Value::Null);
+        (status, cache, body)
+    }
+
+    async fn events(&self, svc: &Service, body: Value) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .post(svc.url("/api/v1/events"))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST events: {e}"));
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["videos"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn cursor(page: &Value) -> Option<String> {
+    page["next_cursor"].as_str().map(str::to_owned)
+}
+
+fn event(video: &str, kind: &str) -> Value {
+    json!({"event_id": uuid::Uuid::new_v4(), "video_id": video, "type": kind, "completion": 1.0})
+}
+
+#[tokio::test]
+async fn a_client_pages_through_a_personalized_feed_and_the_feed_reacts_to_events() {
+    let svc = Service::start(&small_demo_env());
+    let alice = Client::new(svc.token(&["--demo-user", "1"]));
+
+    // Rule 1: within one session, pages reached through next_cursor never repeat a video.
+    let (status, cache, first) = alice.reels(&svc, "?limit=20").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(cache.as_deref(), Some("miss"));
+    assert_eq!(ids(&first).len(), 20);
+    assert_eq!(first["has_more"], json!(true));
+    let mut seen: HashSet<String> = ids(&first).into_iter().collect();
+    let mut next = cursor(&first);
+    let mut pages = vec![first.clone()];
+    while let Some(c) = next.take() {
+        let (status, _, page) = alice.reels(&svc, &format!("?limit=50&cursor={c}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for id in ids(&page) {
+            assert!(
+                seen.insert(id.clone()),
+                "video {id} repeated within one session"
+            );
+        }
+        assert_eq!(page["has_more"], json!(page["next_cursor"].is_string()));
+        next = cursor(&page);
+        pages.push(page);
+        assert!(pages.len() < 50, "the session never ends");
+    }
+    assert!(
+        seen.len() > 100,
+        "a session holds a full ranking, got {}",
+        seen.len()
+    );
+
+    // Rule 3: a new first page does not repeat what was just served while unserved candidates
+    // remain, and ranks a new session because the cached one is used up.
+    let (status, _, again) = alice.reels(&svc, "?limit=20").await;
+    assert_eq!(status, StatusCode::OK);
+    for id in ids(&again) {
+        assert!(!seen.contains(&id), "video {id} served again within 24 h");
+    }
+    // ...and the next first page is served from the session just ranked.
+    let (_, cache, third) = alice.reels(&svc, "?limit=20").await;
+    assert_eq!(cache.as_deref(), Some("hit"));
+    let again_ids: HashSet<String> = ids(&again).into_iter().collect();
+    assert!(ids(&third).iter().all(|id| !again_ids.contains(id)));
+
+    // Rule 4: the same cursor twice gives the same page.
+    let c = cursor(&third).unwrap_or_else(|| panic!("third page has a cursor: {third}"));
+    let (_, _, p1) = alice.reels(&svc, &format!("?limit=10&cursor={c}")).await;
+    let (_, _, p2) = alice.reels(&svc, &format!("?limit=10&cursor={c}")).await;
+    assert_eq!(ids(&p1), ids(&p2));
+    assert_eq!(ids(&p1).len(), 10);
+
+    // Rule 2: a watched video never appears in a page served after the event was accepted.
+    let watched = ids(&p1)[0].clone();
+    let (status, body) = alice
+        .events(&svc, json!({"events": [event(&watched, "complete")]}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"accepted": 1, "duplicates": 0}));
+    let (_, _, p3) = alice.reels(&svc, &format!("?limit=10&cursor={c}")).await;
+    assert!(!ids(&p3).contains(&watched), "watched video served again");
+    assert_eq!(
+        ids(&p3)[..9],
+        ids(&p1)[1..],
+        "the rest of the page is unchanged"
+    );
+
+    // Events feed the signals: likes from other users show up after the next snapshot refresh.
+    let liked = ids(&p3)[0].clone();
+    let likes_before = p3["videos"][0]["like_count"].as_u64().unwrap_or(0);
+    for n in 2..=4 {
+        let other = Client::new(svc.token(&["--demo-user", &n.to_string()]));
+        let (status, body) = other
+            .events(&svc, json!({"events": [event(&liked, "like")]}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, _, page) = alice.reels(&svc, &format!("?limit=10&cursor={c}")).await;
+        let now = page["videos"][0]["like_count"].as_u64().unwrap_or(0);
+        if page["videos"][0]["id"] == json!(liked) && now == likes_before + 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "likes never reached the feed (still {now})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn cursors_are_bound_to_their_user_and_tamper_proof() {
+    let svc = Service::start(&small_demo_env());
+    let alice = Client::new(svc.token(&["--demo-user", "1"]));
+    let bob = Client::new(svc.token(&["--user", "7b0b0b0b-0000-4000-8000-000000000000"]));
+    let (_, _, page) = alice.reels(&svc, "?limit=5&explain=true").await;
+    let c = cursor(&page).unwrap_or_default();
+    let signals = &page["videos"][0]["signals"];
+    let sum: f64 = ["freshness", "completion", "engagement", "affinity", "model"]
+        .iter()
+        .map(|s| signals["contributions"][s].as_f64().unwrap_or(f64::NAN))
+        .sum();
+    let score = page["videos"][0]["ranking_score"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    assert!(
+        (sum - score).abs() < 1e-9,
+        "contributions {sum} add up to the score {score}"
+    );
+
+    let (status, _, body) = bob.reels(&svc, &format!("?cursor={c}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], json!("invalid_cursor"));
+
+    let mut tampered = c.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap_or_default();
+    let (status, _, body) = alice.reels(&svc, &format!("?cursor={tampered}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], json!("invalid_cursor"));
+
+    // A user without any history still gets a feed (trending + fresh).
+    let (status, _, fresh) = bob.reels(&svc, "?limit=10").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&fresh).len(), 10);
+    let reasons: HashSet<&str> = fresh["videos"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().all(|r| *r == "trending" || *r == "fresh"),
+        "{reasons:?}"
+    );
+
+    let anonymous = reqwest::get(svc.url("/api/v1/reels")).await;
+    let anonymous = anonymous.unwrap_or_else(|e| panic!("GET: {e}"));
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = anonymous.json().await.unwrap_or(Value::Null);
+    assert_eq!(body["error"]["code"], json!("unauthorized"));
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi_are_served_and_sigterm_stops_cleanly() {
+    let svc = Service::start(&small_demo_env());
+    let alice = Client::new(svc.token(&["--demo-user", "3"]));
+    let (status, _, _) = alice.reels(&svc, "").await;
+    assert_eq!(status, StatusCode::OK);
+
+    for path in [
+        "/api/v1/health",
+        "/api/v1/health/ready",
+        "/api/v1/health/live",
+    ] {
+        let res = reqwest::get(svc.url(path))
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        assert_eq!(body["status"], json!("ok"), "{path}: {body}");
+    }
+    let metrics = reqwest::get(svc.url("/metrics")).await;
+    let metrics = metrics.unwrap_or_else(|e| panic!("metrics: {e}"));
+    let text = metrics.text().await.unwrap_or_default();
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "feed_cache_misses_total",
+        "feed_generation_total",
+        "feed_generation_success_total",
+        "feed_generation_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}");
+    }
+    assert!(text.contains(r#"route="/api/v1/reels""#));
+
+    let doc: Value = reqwest::get(svc.url("/api/v1/openapi.json"))
+        .await
+        .unwrap_or_else(|e| panic!("openapi: {e}"))
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    assert!(doc["paths"]["/api/v1/reels"]["get"].is_object());
+
+    let status = svc.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM exit: {status:?}"
+    );
+}
+
+#[test]
+fn production_refuses_to_start_without_keys_naming_the_variable() {
+    let out = std::process::Command::new(support::BIN)
+        .arg("serve")
+        .env_clear()
+        .env("APP_ENV", "production")
+        .output()
+        .unwrap_or_else(|e| panic!("running: {e}"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JWT_PUBLIC_KEY"), "{stderr}");
+
+    let out = std::process::Command::new(support::BIN)
+        .arg("serve")
+        .env_clear()
+        .env("APP_PORT", "not-a-port")
+        .output()
+        .unwrap_or_else(|e| panic!("running: {e}"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("APP_PORT"));
+}
