@@ -11,4 +11,9 @@ cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 log "cargo test"
-cargo test --locked --workspace --all-features
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo test --locked --workspace --all-features 2>&1 | tee "$results"
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
