@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting, lints, and every test of the workspace, including the
-# black-box tests of the built binary.
+# Runs the whole test suite: formatting, lints, and every test of the workspace — unit, contract
+# (against real PostgreSQL and Redis started here on free loopback ports), and black-box tests of
+# the built binary. URLs already set (TEST_DATABASE_URL, TEST_REDIS_URL) are used instead of
+# starting a server. Everything started is stopped on exit, failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
+source scripts/lib/services.sh
 ensure_build_tools
+
+results=$(mktemp)
+trap 'stop_services; rm -f "$results"' EXIT
+trap 'exit 130' INT TERM
 
 log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
+
+start_postgres
+start_redis
+
 log "cargo test"
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
 cargo test --locked --workspace --all-features 2>&1 | tee "$results"
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
