@@ -343,14 +343,17 @@ impl FeedService {
         );
         record_stage("candidates", stage);
 
-        let model_scores = match &self.ports.model {
-            Some(model) => {
+        let model_scores = match (&self.ports.model, &state.model) {
+            (Some(model), Some(_active)) => {
                 let stage = Instant::now();
                 let ids = ranking::candidate_ids(&state.pool, &candidates);
                 let scores = model.score(user, &ids).await;
                 record_stage("model", stage);
                 match scores {
-                    Ok(s) if s.len() == ids.len() => Some(s),
+                    Ok(s) if s.len() == ids.len() => {
+                        self.snapshot.count_inferences(ids.len() as u64);
+                        Some(s)
+                    }
                     Ok(_) => {
                         tracing::warn!("model returned a wrong number of scores; ignoring it");
                         None
@@ -361,7 +364,7 @@ impl FeedService {
                     }
                 }
             }
-            None => None,
+            _ => None,
         };
 
         let stage = Instant::now();

@@ -206,6 +206,24 @@ pub trait ModelScorer: Send + Sync {
     async fn score(&self, user: UserId, videos: &[VideoId]) -> Result<Vec<f64>, PortError>;
 }
 
+/// A deployed model version, as the model registry knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub version: String,
+    pub deployed_at: DateTime<Utc>,
+}
+
+/// Which model version is active, and how much it is used.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait ModelRegistry: Send + Sync {
+    /// The active model; `None` when no model is active (the model signal is then dropped).
+    async fn active_model(&self) -> Result<Option<ModelInfo>, PortError>;
+
+    /// Adds `count` inferences (videos scored) to `version`'s counter. Unknown versions are ignored.
+    async fn record_inferences(&self, version: &str, count: u64) -> Result<(), PortError>;
+}
+
 /// Turns media object keys into URLs clients can fetch.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 pub trait MediaUrls: Send + Sync {
@@ -251,6 +269,8 @@ pub struct Ports {
     pub events: Arc<dyn EventSink>,
     /// `None` when no model is deployed: the model signal is then dropped and weights renormalized.
     pub model: Option<Arc<dyn ModelScorer>>,
+    /// Which model version is active; the model signal is used only while one is.
+    pub model_registry: Arc<dyn ModelRegistry>,
     pub media: Arc<dyn MediaUrls>,
     pub clock: Arc<dyn Clock>,
     pub probes: Vec<Arc<dyn HealthProbe>>,

@@ -1,11 +1,12 @@
 //! The candidate snapshot: every servable video with its aggregated signals, refreshed in the
 //! background and swapped atomically, so a feed request does no catalog or signal-store I/O.
 
-use crate::ports::{CatalogWatermark, PortError, Ports};
+use crate::ports::{CatalogWatermark, ModelInfo, PortError, Ports};
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Mutex;
 use vrs_domain::{CandidatePool, Video, VideoId, VideoStats, Weights};
 
@@ -26,12 +27,16 @@ pub struct SnapshotState {
     pub built_at: DateTime<Utc>,
     /// Whether the signal store answered for this snapshot (else the last good signals were used).
     pub signals_fresh: bool,
+    /// The active model; the model signal is used only while there is one.
+    pub model: Option<ModelInfo>,
 }
 
 /// The current snapshot, readable without locks by every request.
 #[derive(Debug, Default)]
 pub struct CandidateSnapshot {
     current: ArcSwapOption<SnapshotState>,
+    /// Videos scored by the active model since the registry's counter was last updated.
+    pending_inferences: AtomicU64,
 }
 
 impl CandidateSnapshot {
@@ -47,6 +52,11 @@ impl CandidateSnapshot {
     pub fn store(&self, state: SnapshotState) {
         self.current.store(Some(Arc::new(state)));
     }
+
+    /// Counts videos scored by the active model; the refresher adds them to the registry.
+    pub fn count_inferences(&self, videos: u64) {
+        self.pending_inferences.fetch_add(videos, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +66,7 @@ struct RefresherState {
     stats: HashMap<VideoId, VideoStats>,
     trending: Vec<VideoId>,
     weights: Option<Weights>,
+    model: Option<ModelInfo>,
 }
 
 /// What one refresh did.
@@ -134,12 +145,14 @@ impl SnapshotRefresher {
             degraded.push("catalog");
         }
 
-        let (stats, trending, weights) = tokio::join!(
+        self.flush_inferences(state.model.as_ref()).await;
+        let (stats, trending, weights, model) = tokio::join!(
             self.ports.signals.video_stats(now - SIGNAL_WINDOW),
             self.ports
                 .signals
                 .trending(now - TRENDING_WINDOW, TRENDING_SIZE),
             self.ports.ranking_config.active_weights(),
+            self.ports.model_registry.active_model(),
         );
         let mut signals_fresh = true;
         match stats {
@@ -168,6 +181,14 @@ impl SnapshotRefresher {
             }
         }
 
+        match model {
+            Ok(m) => state.model = m,
+            Err(e) => {
+                tracing::warn!(error = %e, "model registry unavailable; keeping the last model");
+                degraded.push("model_registry");
+            }
+        }
+
         let pool = CandidatePool::build(
             state.videos.values().cloned(),
             &state.stats,
@@ -179,6 +200,7 @@ impl SnapshotRefresher {
             weights: state.weights.unwrap_or_default(),
             built_at: now,
             signals_fresh,
+            model: state.model.clone(),
         });
         metrics::gauge!("candidate_snapshot_videos").set(videos as f64);
         metrics::gauge!("candidate_snapshot_built_timestamp_seconds").set(now.timestamp() as f64);
@@ -189,6 +211,25 @@ impl SnapshotRefresher {
             catalog_changes: changes,
             degraded,
         })
+    }
+
+    /// Adds the inferences counted since the last refresh to the registry (kept for the next
+    /// refresh when it fails).
+    async fn flush_inferences(&self, model: Option<&ModelInfo>) {
+        let Some(model) = model else { return };
+        let count = self.snapshot.pending_inferences.swap(0, Ordering::Relaxed);
+        if count == 0 {
+            return;
+        }
+        if let Err(e) = self
+            .ports
+            .model_registry
+            .record_inferences(&model.version, count)
+            .await
+        {
+            tracing::warn!(error = %e, "could not update the model's inference counter");
+            self.snapshot.count_inferences(count);
+        }
     }
 
     /// Refreshes every `interval` until `shutdown` resolves.

@@ -22,7 +22,7 @@ pub use feed_cache::MemoryFeedCache;
 pub use follows::MemoryFollowGraph;
 pub use history::MemoryViewHistory;
 pub use media::BaseUrlMediaUrls;
-pub use model::StaticModelScorer;
+pub use model::{MemoryModelRegistry, StaticModelScorer};
 pub use ranking_config::MemoryRankingConfig;
 pub use signals::MemorySignalStore;
 
@@ -49,6 +49,9 @@ impl HealthProbe for InProcessProbe {
     }
 }
 
+/// Version under which the static model scorer is registered.
+pub const STATIC_MODEL_VERSION: &str = "static-prior-v1";
+
 /// Every memory adapter, with handles kept so tests can inspect and steer them.
 #[derive(Clone, Debug)]
 pub struct MemoryAdapters {
@@ -60,6 +63,7 @@ pub struct MemoryAdapters {
     pub feed_cache: Arc<MemoryFeedCache>,
     pub events: Arc<MemoryEventSink>,
     pub model: Arc<StaticModelScorer>,
+    pub model_registry: Arc<MemoryModelRegistry>,
 }
 
 impl Default for MemoryAdapters {
@@ -74,19 +78,32 @@ impl Default for MemoryAdapters {
             history: Arc::default(),
             feed_cache: Arc::new(MemoryFeedCache::new(100_000)),
             model: Arc::default(),
+            model_registry: Arc::default(),
         }
     }
 }
 
 impl MemoryAdapters {
-    /// The ports backed by these adapters, with the given clock and media URLs. `with_model` decides
-    /// whether the static model scorer is plugged in.
+    /// The ports backed by these adapters, with the given clock and media URLs. `with_model` plugs
+    /// in the static model scorer and, unless a model is active already, activates
+    /// [`STATIC_MODEL_VERSION`] in the registry.
     pub fn ports(
         &self,
         clock: Arc<dyn Clock>,
         media: Arc<dyn vrs_application::ports::MediaUrls>,
         with_model: bool,
     ) -> Ports {
+        if with_model
+            && self
+                .model_registry
+                .active
+                .read()
+                .map(|a| a.is_none())
+                .unwrap_or(false)
+        {
+            self.model_registry
+                .activate(STATIC_MODEL_VERSION, clock.now());
+        }
         Ports {
             catalog: self.catalog.clone(),
             follows: self.follows.clone(),
@@ -96,6 +113,7 @@ impl MemoryAdapters {
             feed_cache: self.feed_cache.clone(),
             events: self.events.clone(),
             model: with_model.then(|| self.model.clone() as _),
+            model_registry: self.model_registry.clone(),
             media,
             clock,
             probes: vec![Arc::new(InProcessProbe("memory"))],

@@ -73,3 +73,15 @@ async fn feed_cache_contract() {
 async fn events_contract() {
     events::events_contract(pipeline).await;
 }
+
+#[tokio::test]
+async fn model_registry_contract() {
+    vrs_application::contract::model_registry::model_registry_contract(|model| async move {
+        let registry = vrs_adapter_memory::MemoryModelRegistry::default();
+        if let Some((version, deployed_at)) = model {
+            registry.activate(&version, deployed_at);
+        }
+        Arc::new(registry) as Arc<dyn vrs_application::ports::ModelRegistry>
+    })
+    .await;
+}

@@ -16,6 +16,7 @@ pub mod events;
 pub mod feed_cache;
 pub mod follows;
 pub mod history;
+pub mod model_registry;
 pub mod ranking_config;
 pub mod signals;
 

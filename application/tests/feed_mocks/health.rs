@@ -61,6 +61,7 @@ async fn stale_snapshot_or_signals_degrade_but_stay_ready() {
             weights: Weights::DEFAULT,
             built_at,
             signals_fresh,
+            model: None,
         });
         let report = health(Mocks::new(), snapshot).check().await;
         assert_eq!(

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 use vrs_application::ports::{
     HealthProbe, MockClock, MockEventSink, MockFeedCache, MockFollowGraph, MockHealthProbe,
-    MockMediaUrls, MockModelScorer, MockRankingConfigStore, MockSignalStore, MockVideoCatalog,
-    MockViewHistory, PortError, Ports, PublishOutcome,
+    MockMediaUrls, MockModelRegistry, MockModelScorer, MockRankingConfigStore, MockSignalStore,
+    MockVideoCatalog, MockViewHistory, PortError, Ports, PublishOutcome,
 };
 use vrs_application::{
     CacheStatus, CandidateSnapshot, EngagementError, EngagementService, FeedConfig, FeedError,
@@ -65,6 +65,10 @@ fn loaded_snapshot() -> Arc<CandidateSnapshot> {
         weights: Weights::DEFAULT,
         built_at: now(),
         signals_fresh: true,
+        model: Some(vrs_application::ports::ModelInfo {
+            version: "test-model".into(),
+            deployed_at: now(),
+        }),
     });
     snapshot
 }
@@ -177,6 +181,7 @@ impl Mocks {
             feed_cache: Arc::new(self.feed_cache),
             events: Arc::new(self.events),
             model: self.model.map(|m| Arc::new(m) as _),
+            model_registry: Arc::new(MockModelRegistry::new()),
             media: Arc::new(media),
             clock: Arc::new(clock),
             probes: self.probes,
