@@ -198,11 +198,26 @@ impl FeedService {
                 .history
                 .watched_since(user, now - self.config.watched_window),
         );
-        let session = session
-            .map_err(FeedError::Unavailable)?
-            .filter(|s| s.expires_at > now)
-            .ok_or(FeedError::SessionExpired)?;
         let watched = degrade_to_empty(watched, "watched history");
+        let session = match session {
+            Ok(found) => found
+                .filter(|s| s.expires_at > now)
+                .ok_or(FeedError::SessionExpired)?,
+            Err(e) => {
+                // The session is unreadable while the cache is down: rather than failing the
+                // client, serve a page ranked for this request (without a next cursor).
+                tracing::warn!(error = %e, "feed cache unavailable; ranking a page without it");
+                let served = self
+                    .ports
+                    .history
+                    .served_since(user, now - self.config.served_window)
+                    .await;
+                let served = degrade_to_empty(served, "served history");
+                return self
+                    .ranked_page(state, request, now, served, watched, false)
+                    .await;
+            }
+        };
         let servable = |item: &SessionItem| {
             !watched.contains(&item.video_id) && state.pool.get(&item.video_id).is_some()
         };
@@ -247,10 +262,23 @@ impl FeedService {
                 false
             }
         };
-        metrics::counter!("feed_cache_misses_total").increment(1);
+        self.ranked_page(state, request, now, served, watched, cache_up)
+            .await
+    }
 
+    /// Ranks a new session and serves its first page; stores it when the cache is up.
+    async fn ranked_page(
+        &self,
+        state: &SnapshotState,
+        request: PageRequest,
+        now: DateTime<Utc>,
+        served: HashSet<VideoId>,
+        watched: HashSet<VideoId>,
+        cache_up: bool,
+    ) -> Result<FeedPage, FeedError> {
+        metrics::counter!("feed_cache_misses_total").increment(1);
         let session = self
-            .generate(state, user, now, served, watched.clone())
+            .generate(state, request.user_id, now, served, watched.clone())
             .await?;
         let mut status = CacheStatus::Bypass;
         if cache_up {

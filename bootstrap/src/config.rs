@@ -75,6 +75,17 @@ impl JwtSettings {
     }
 }
 
+/// S3-compatible presigned media URLs, used instead of `CDN_BASE_URL` when `S3_BUCKET` is set.
+#[derive(Clone, Debug)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub presign_ttl: Duration,
+}
+
 /// Sizes of the generated demo catalog.
 #[derive(Clone, Copy, Debug)]
 pub struct DemoSettings {
@@ -93,13 +104,20 @@ pub struct Config {
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    pub database_acquire_timeout: Duration,
+    pub database_statement_timeout: Duration,
+    /// Apply pending migrations at `serve` start (never in production: use `migrate`).
+    pub database_auto_migrate: bool,
     pub redis_url: Option<String>,
+    pub redis_command_timeout: Duration,
     pub clickhouse_url: Option<String>,
     pub clickhouse_database: String,
     pub kafka_brokers: Option<String>,
     pub jwt: JwtSettings,
     pub cursor_secret: Option<String>,
     pub cdn_base_url: String,
+    pub s3: Option<S3Settings>,
     pub feed_session_size: usize,
     pub feed_session_ttl: Duration,
     pub feed_session_ttl_jitter: Duration,
@@ -198,7 +216,32 @@ impl Config {
                 .opt("DATA_DIR")
                 .map_or_else(|| PathBuf::from("data"), PathBuf::from),
             database_url: v.opt("DATABASE_URL"),
+            database_max_connections: v.parse(
+                "DATABASE_MAX_CONNECTIONS",
+                20,
+                "expected a positive whole number",
+            )?,
+            database_acquire_timeout: Duration::from_millis(v.parse(
+                "DATABASE_ACQUIRE_TIMEOUT_MS",
+                2_000,
+                "expected milliseconds",
+            )?),
+            database_statement_timeout: Duration::from_millis(v.parse(
+                "DATABASE_STATEMENT_TIMEOUT_MS",
+                5_000,
+                "expected milliseconds",
+            )?),
+            database_auto_migrate: v.parse(
+                "DATABASE_AUTO_MIGRATE",
+                app_env != AppEnv::Production,
+                "expected true or false",
+            )?,
             redis_url: v.opt("REDIS_URL"),
+            redis_command_timeout: Duration::from_millis(v.parse(
+                "REDIS_COMMAND_TIMEOUT_MS",
+                50,
+                "expected milliseconds",
+            )?),
             clickhouse_url: v.opt("CLICKHOUSE_URL"),
             clickhouse_database: v
                 .opt("CLICKHOUSE_DATABASE")
@@ -216,6 +259,7 @@ impl Config {
             cdn_base_url: v
                 .opt("CDN_BASE_URL")
                 .unwrap_or_else(|| "https://cdn.nova.example".into()),
+            s3: Self::s3(&v)?,
             feed_session_size: session_size,
             feed_session_ttl: v.secs("FEED_SESSION_TTL_SECS", 3600, 3600)?,
             feed_session_ttl_jitter: v.secs("FEED_SESSION_TTL_JITTER_SECS", 300, 0)?,
@@ -247,10 +291,53 @@ impl Config {
         Ok(config)
     }
 
+    fn s3(v: &Vars<'_>) -> Result<Option<S3Settings>, ConfigError> {
+        let Some(bucket) = v.opt("S3_BUCKET") else {
+            return Ok(None);
+        };
+        let required = |var: &'static str| {
+            v.opt(var).ok_or(ConfigError {
+                var,
+                message: "required when S3_BUCKET is set".into(),
+            })
+        };
+        let ttl: u64 = v.parse(
+            "S3_PRESIGN_TTL_SECS",
+            900,
+            "expected a whole number of seconds",
+        )?;
+        if !(1..=604_800).contains(&ttl) {
+            return Err(ConfigError {
+                var: "S3_PRESIGN_TTL_SECS",
+                message: "must be from 1 to 604800 (7 days)".into(),
+            });
+        }
+        Ok(Some(S3Settings {
+            endpoint: v.opt("S3_ENDPOINT"),
+            region: required("S3_REGION")?,
+            bucket,
+            access_key_id: required("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: required("AWS_SECRET_ACCESS_KEY")?,
+            presign_ttl: Duration::from_secs(ttl),
+        }))
+    }
+
     /// Production refuses the conveniences of development.
     fn check_production(&self) -> Result<(), ConfigError> {
+        if self.database_max_connections == 0 {
+            return Err(ConfigError {
+                var: "DATABASE_MAX_CONNECTIONS",
+                message: "must be at least 1".into(),
+            });
+        }
         if self.app_env != AppEnv::Production {
             return Ok(());
+        }
+        if self.database_auto_migrate {
+            return Err(ConfigError {
+                var: "DATABASE_AUTO_MIGRATE",
+                message: "APP_ENV=production never migrates implicitly; run `video-ranking-service migrate`".into(),
+            });
         }
         if !self.jwt.has_keys() {
             return Err(ConfigError {
@@ -301,6 +388,10 @@ mod tests {
         assert_eq!(c.feed_session_size, 200);
         assert_eq!(c.feed_session_ttl, Duration::from_secs(3600));
         assert_eq!(c.clickhouse_database, "nova");
+        assert_eq!(c.database_max_connections, 20);
+        assert_eq!(c.redis_command_timeout, Duration::from_millis(50));
+        assert!(c.database_auto_migrate);
+        assert!(c.s3.is_none());
     }
 
     #[test]
@@ -313,6 +404,9 @@ mod tests {
             ("CURSOR_SECRET", "short"),
             ("LOG_FORMAT", "xml"),
             ("RATE_LIMIT_PER_SECOND", "-1"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+            ("REDIS_COMMAND_TIMEOUT_MS", "fast"),
+            ("DATABASE_AUTO_MIGRATE", "maybe"),
         ] {
             let err = Config::from_vars(&vars(&[(var, value)]))
                 .err()
@@ -322,6 +416,20 @@ mod tests {
                 "{var}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn s3_settings_need_region_and_credentials() {
+        let err = Config::from_vars(&vars(&[("S3_BUCKET", "media")])).err();
+        assert_eq!(err.map(|e| e.var), Some("S3_REGION"));
+        let c = Config::from_vars(&vars(&[
+            ("S3_BUCKET", "media"),
+            ("S3_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ]))
+        .expect("complete S3 settings");
+        assert_eq!(c.s3.map(|s| s.presign_ttl), Some(Duration::from_secs(900)));
     }
 
     #[test]

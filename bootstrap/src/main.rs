@@ -3,6 +3,7 @@
 mod config;
 mod keys;
 mod serve;
+mod storage;
 mod telemetry;
 mod wiring;
 
@@ -47,6 +48,19 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Apply pending PostgreSQL migrations (DATABASE_URL).
+    Migrate,
+    /// Exit non-zero when PostgreSQL migrations are pending.
+    CheckSchema,
+    /// Load the generated demo catalog into the configured real stores, idempotently.
+    SeedDemo,
+}
+
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
 }
 
 fn main() -> ExitCode {
@@ -60,11 +74,10 @@ fn main() -> ExitCode {
     };
     telemetry::init(config.log_format);
     let result = match cli.command {
-        Command::Serve => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(serve::run(config))),
+        Command::Serve => block_on(serve::run(config)),
+        Command::Migrate => block_on(storage::migrate(&config)),
+        Command::CheckSchema => block_on(storage::check_schema_command(&config)),
+        Command::SeedDemo => block_on(wiring::seed_demo(&config)),
         Command::DevToken {
             user,
             demo_user,

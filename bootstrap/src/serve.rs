@@ -57,6 +57,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
 
+    if let Some(pg) = app.postgres.clone() {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tick.tick() => pg.record_pool_metrics(),
+                }
+            }
+        });
+    }
+
     let router = vrs_adapter_http::router(app.state, app.http);
     tracing::info!("listening on http://{addr}");
     let server = axum::serve(listener, router).with_graceful_shutdown({
@@ -75,6 +88,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let _ = stop.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!("requests still in flight after {grace:?}; exiting anyway"),
+    }
+    if let Some(pg) = &app.postgres {
+        pg.close().await;
     }
     tracing::info!("stopped");
     Ok(())

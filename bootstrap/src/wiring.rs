@@ -1,64 +1,145 @@
 //! The composition root: picks an adapter for every port and builds the use cases on them.
 
 use crate::config::{AppEnv, Config};
-use crate::keys;
+use crate::{keys, storage};
 use anyhow::{Context, bail};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use vrs_adapter_http::auth::UserRateLimiter;
 use vrs_adapter_http::{AppState, Authenticator, CursorCodec, HttpConfig, RateLimit};
-use vrs_adapter_memory::{BaseUrlMediaUrls, MemoryAdapters};
+use vrs_adapter_media::{MediaConfig, S3Config};
+use vrs_adapter_memory::{InProcessProbe, MemoryAdapters, STATIC_MODEL_VERSION};
+use vrs_adapter_postgres::PostgresStore;
 use vrs_application::demo::{self, DemoSize};
-use vrs_application::ports::Ports;
+use vrs_application::ports::{Clock, HealthProbe, Ports};
 use vrs_application::{
     CandidateSnapshot, EngagementService, FeedConfig, FeedService, HealthService,
     SnapshotRefresher, SystemClock,
 };
 use vrs_domain::RankingConfig;
 
-/// The wired application.
-pub struct App {
-    pub state: AppState,
-    pub http: HttpConfig,
-    pub refresher: Arc<SnapshotRefresher>,
+/// The adapters chosen for this process.
+pub struct Backends {
+    pub ports: Ports,
+    /// Every port runs in memory on the generated demo catalog.
+    pub embedded: bool,
+    pub postgres: Option<PostgresStore>,
+    /// Handles to the in-memory adapters (used for the ports without an external server).
+    pub memory: MemoryAdapters,
 }
 
-/// Picks the adapters. Without any external URL, everything runs in memory on the demo catalog.
-async fn ports(config: &Config) -> anyhow::Result<Ports> {
+/// The demo data set's size from the configuration.
+pub fn demo_size(config: &Config) -> DemoSize {
+    DemoSize {
+        videos: config.demo.videos,
+        creators: config.demo.creators,
+        users: config.demo.users,
+    }
+}
+
+fn media_config(config: &Config) -> MediaConfig {
+    match &config.s3 {
+        Some(s3) => MediaConfig::S3(S3Config {
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            bucket: s3.bucket.clone(),
+            access_key_id: s3.access_key_id.clone(),
+            secret_access_key: s3.secret_access_key.clone(),
+            ttl: s3.presign_ttl,
+        }),
+        None => MediaConfig::Cdn {
+            base_url: config.cdn_base_url.clone(),
+        },
+    }
+}
+
+/// Picks each port's adapter from its URL variable; the in-memory adapter where none is set.
+pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
     for (var, value, what) in [
-        ("DATABASE_URL", &config.database_url, "PostgreSQL"),
-        ("REDIS_URL", &config.redis_url, "Redis"),
         ("CLICKHOUSE_URL", &config.clickhouse_url, "ClickHouse"),
         ("KAFKA_BROKERS", &config.kafka_brokers, "Kafka"),
     ] {
         if value.is_some() {
-            if var == "CLICKHOUSE_URL" {
-                tracing::error!(database = %config.clickhouse_database, "ClickHouse is configured");
-            }
+            tracing::error!(database = %config.clickhouse_database, "{what} is configured");
             bail!(
-                "{var} is set, but this build has no {what} adapter yet; unset it to run on the embedded in-memory adapters"
+                "{var} is set, but this build has no {what} adapter yet; unset it to keep signals and events in memory"
             );
         }
     }
     if config.app_env == AppEnv::Production {
-        bail!("APP_ENV=production refuses the in-memory adapters");
+        bail!(
+            "APP_ENV=production refuses the in-memory signal store and event sink (ClickHouse and Kafka adapters are not in this build)"
+        );
     }
-    let adapters = MemoryAdapters::default();
-    let clock = Arc::new(SystemClock);
-    let media = Arc::new(BaseUrlMediaUrls::new(config.cdn_base_url.clone()));
-    let ports = adapters.ports(clock.clone(), media, true);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let media = vrs_adapter_media::media_urls(&media_config(config), clock.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let memory = MemoryAdapters::default();
+    let mut probes: Vec<Arc<dyn HealthProbe>> = Vec::new();
 
-    let started = std::time::Instant::now();
-    let size = DemoSize {
-        videos: config.demo.videos,
-        creators: config.demo.creators,
-        users: config.demo.users,
+    let postgres = match &config.database_url {
+        Some(url) => {
+            let store = storage::connect(config, url).await?;
+            probes.push(Arc::new(store.clone()));
+            Some(store)
+        }
+        None => None,
     };
+    if config.redis_url.is_some() {
+        bail!("REDIS_URL is set, but the Redis adapter is not wired in this build yet");
+    }
+    let embedded = postgres.is_none() && config.redis_url.is_none();
+    if embedded {
+        probes.push(Arc::new(InProcessProbe("memory")));
+        memory
+            .model_registry
+            .activate(STATIC_MODEL_VERSION, clock.now());
+    }
+
+    let ports = Ports {
+        catalog: match &postgres {
+            Some(pg) => Arc::new(pg.clone()),
+            None => memory.catalog.clone(),
+        },
+        follows: match &postgres {
+            Some(pg) => Arc::new(pg.clone()),
+            None => memory.follows.clone(),
+        },
+        ranking_config: match &postgres {
+            Some(pg) => Arc::new(pg.clone()),
+            None => memory.ranking_config.clone(),
+        },
+        model_registry: match &postgres {
+            Some(pg) => Arc::new(pg.clone()),
+            None => memory.model_registry.clone(),
+        },
+        signals: memory.signals.clone(),
+        events: memory.events.clone(),
+        history: memory.history.clone(),
+        feed_cache: memory.feed_cache.clone(),
+        model: Some(memory.model.clone()),
+        media,
+        clock,
+        probes,
+    };
+    Ok(Backends {
+        ports,
+        embedded,
+        postgres,
+        memory,
+    })
+}
+
+/// Loads the demo catalog into the in-memory adapters (embedded mode).
+async fn load_embedded_demo(config: &Config, backends: &Backends) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let size = demo_size(config);
     let data = demo::generate(size, chrono::Utc::now(), config.demo.seed);
-    adapters
+    backends
+        .memory
         .model
         .set_scores(data.model_scores.iter().map(|(k, v)| (*k, *v)));
-    demo::seed(&ports, &data, |_, _| {})
+    demo::seed(&backends.ports, &data, |_, _| {})
         .await
         .context("loading the demo catalog")?;
     tracing::info!(
@@ -68,14 +149,26 @@ async fn ports(config: &Config) -> anyhow::Result<Ports> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "embedded mode: loaded the demo catalog into the in-memory adapters"
     );
-    Ok(ports)
+    Ok(())
+}
+
+/// The wired application.
+pub struct App {
+    pub state: AppState,
+    pub http: HttpConfig,
+    pub refresher: Arc<SnapshotRefresher>,
+    pub postgres: Option<PostgresStore>,
 }
 
 /// Builds every component from the configuration.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
     let auth = Authenticator::new(keys::auth_config(config)?);
     let cursors = CursorCodec::new(keys::cursor_secret(config)?);
-    let ports = ports(config).await?;
+    let backends = backends(config).await?;
+    if backends.embedded {
+        load_embedded_demo(config, &backends).await?;
+    }
+    let ports = backends.ports.clone();
 
     let snapshot = Arc::new(CandidateSnapshot::new());
     let refresher = Arc::new(SnapshotRefresher::new(ports.clone(), snapshot.clone()));
@@ -132,5 +225,35 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             request_timeout: config.request_timeout,
         },
         refresher,
+        postgres: backends.postgres,
     })
+}
+
+/// `seed-demo`: loads the demo catalog into the configured real stores, with a progress bar.
+/// Idempotent: videos are upserted, follows deduplicated, events deduplicated by id.
+pub async fn seed_demo(config: &Config) -> anyhow::Result<()> {
+    if config.database_url.is_none() {
+        bail!(
+            "DATABASE_URL: seed-demo loads the demo into real stores; the embedded mode loads it by itself"
+        );
+    }
+    let backends = backends(config).await?;
+    let size = demo_size(config);
+    let data = demo::generate(size, chrono::Utc::now(), config.demo.seed);
+    let total = (data.videos.len() + data.follows.len() + data.events.len()) as u64;
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} seeding [{bar:40}] {pos}/{len} ({eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    demo::seed(&backends.ports, &data, |done, _| bar.set_position(done)).await?;
+    bar.finish_and_clear();
+    println!(
+        "Seeded the demo catalog: {} videos, {} follows, {} users",
+        data.videos.len(),
+        data.follows.len(),
+        size.users
+    );
+    Ok(())
 }

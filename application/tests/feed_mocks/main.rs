@@ -436,15 +436,22 @@ async fn cursor_into_a_session_past_its_expiry_is_expired() {
 }
 
 #[tokio::test]
-async fn cursor_with_the_cache_down_is_unavailable() {
+async fn cursor_with_the_cache_down_gets_a_page_ranked_without_the_cache() {
     let mut mocks = Mocks::new();
     mocks
         .feed_cache
         .expect_session()
         .returning(|_, _| Err(down()));
-    let result = mocks
+    mocks.feed_cache.expect_store_session().never();
+    let page = mocks
         .feed()
         .page(cursor_into(SessionId(Uuid::new_v4())))
-        .await;
-    assert_eq!(result.err(), Some(FeedError::Unavailable(down())));
+        .await
+        .expect("a page despite the cache being down");
+    assert_eq!(page.cache, CacheStatus::Bypass);
+    assert!(!page.items.is_empty());
+    assert!(
+        page.next.is_none(),
+        "nothing to continue from without the cache"
+    );
 }

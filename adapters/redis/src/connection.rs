@@ -1,0 +1,256 @@
+//! The client shared by every Redis adapter: background connection, reconnection with backoff,
+//! fail-fast commands, error counting and the mapping of failures onto `PortError`.
+
+use crate::config::{RedisConfig, redacted};
+use fred::clients::{Pipeline, WithOptions};
+use fred::prelude::{
+    Builder, Client, ClientLike, Config, ErrorKind, EventInterface, Options, ReconnectPolicy,
+};
+use fred::types::config::UnresponsiveConfig;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::AbortHandle;
+use vrs_application::ports::PortError;
+
+/// Counter of connection errors and failed commands, labelled `error_type`.
+pub const CONNECTION_ERRORS_METRIC: &str = "redis_connection_errors_total";
+
+/// Reconnection backoff: 100 ms doubling up to 1 s, forever. A restarted Redis is picked up within
+/// about a second, and a Redis that stays down costs one connection attempt per second.
+const RECONNECT_MIN_DELAY_MS: u32 = 100;
+const RECONNECT_MAX_DELAY_MS: u32 = 1_000;
+
+/// A connection that answers nothing for this long (a hung server, a silent network partition) is
+/// closed and reopened; without it, such a connection would look healthy forever.
+const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
+
+/// Why the Redis client could not be set up. Redis being unreachable is not one of them: the
+/// client keeps connecting in the background.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    /// The configuration cannot work (e.g. an unparsable URL).
+    #[error("invalid Redis configuration: {0}")]
+    Config(String),
+    /// The client spawns its connection task, so it must be started inside a Tokio runtime.
+    #[error("the Redis client must be started inside a Tokio runtime")]
+    NoRuntime,
+}
+
+/// One Redis client, shared by the feed cache, the view history and the health probe. Cheap to
+/// clone; the background tasks stop when the last clone is dropped.
+#[derive(Clone)]
+pub struct RedisConnection {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: Client,
+    /// Applied to every command: the command timeout, and failing at once while disconnected.
+    options: Options,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("state", &self.shared.client.state())
+            .finish()
+    }
+}
+
+impl RedisConnection {
+    /// Starts connecting in the background and returns at once, whether or not Redis is up.
+    ///
+    /// Until the first connection succeeds (and while reconnecting later) every call fails at once
+    /// with `PortError::Unavailable`. Fails only on an unusable configuration or outside a Tokio
+    /// runtime.
+    pub fn start(config: &RedisConfig) -> Result<Self, RedisError> {
+        tokio::runtime::Handle::try_current().map_err(|_| RedisError::NoRuntime)?;
+        let mut fred_config = Config::from_url(&config.url)
+            .map_err(|e| RedisError::Config(format!("REDIS_URL {}: {e}", redacted(&config.url))))?;
+        // Without this the first connection attempt is not retried: a service started while
+        // Redis is down would never use it.
+        fred_config.fail_fast = false;
+
+        let mut builder = Builder::from_config(fred_config);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = config.connect_timeout;
+                c.internal_command_timeout = config.connect_timeout;
+                c.tcp.nodelay = Some(true);
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(UNRESPONSIVE_AFTER),
+                    interval: UNRESPONSIVE_AFTER / 4,
+                };
+            })
+            .with_performance_config(|p| p.default_command_timeout = config.command_timeout)
+            .set_policy(ReconnectPolicy::new_exponential(
+                0,
+                RECONNECT_MIN_DELAY_MS,
+                RECONNECT_MAX_DELAY_MS,
+                2,
+            ));
+        let client = builder
+            .build()
+            .map_err(|e| RedisError::Config(e.to_string()))?;
+
+        // Listen before connecting, so that the first failed attempt is counted too.
+        let errors = tokio::spawn(count_connection_errors(client.clone()));
+        let reconnects = tokio::spawn(log_reconnections(client.clone()));
+        let router = client.connect();
+        let router_abort = router.abort_handle();
+        let watcher = tokio::spawn(async move {
+            match router.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "Redis client stopped"),
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => tracing::error!(error = %e, "Redis connection task failed"),
+            }
+        });
+
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client,
+                options: Options {
+                    timeout: Some(config.command_timeout),
+                    // Commands issued while disconnected would otherwise wait in the client's
+                    // queue until it reconnects, and run late, long after their caller gave up.
+                    fail_fast: true,
+                    ..Options::default()
+                },
+                tasks: vec![
+                    router_abort,
+                    watcher.abort_handle(),
+                    errors.abort_handle(),
+                    reconnects.abort_handle(),
+                ],
+            }),
+        })
+    }
+
+    /// Whether the client is connected right now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.client.is_connected()
+    }
+
+    /// The client with the adapter's per-command options applied.
+    pub(crate) fn client(&self) -> WithOptions<Client> {
+        self.shared.client.with_options(&self.shared.options)
+    }
+
+    /// A pipeline (one round trip) with the per-command options applied to every command.
+    // `client().pipeline()` would build the pipeline on the inner client and drop the options.
+    pub(crate) fn pipeline(&self) -> WithOptions<Pipeline<Client>> {
+        self.shared
+            .client
+            .pipeline()
+            .with_options(&self.shared.options)
+    }
+
+    /// The client with its fail-fast behaviour but another timeout.
+    pub(crate) fn client_with_timeout(&self, timeout: Duration) -> WithOptions<Client> {
+        let options = Options {
+            timeout: Some(timeout),
+            ..self.shared.options.clone()
+        };
+        self.shared.client.with_options(&options)
+    }
+}
+
+async fn count_connection_errors(client: Client) {
+    let mut errors = client.error_rx();
+    loop {
+        match errors.recv().await {
+            Ok((error, server)) => {
+                count_error("connection");
+                let server = server.map(|s| s.to_string()).unwrap_or_default();
+                tracing::warn!(error = %error, server, "Redis connection error");
+            }
+            // The broadcast buffer overflowed: the skipped events were errors too.
+            Err(RecvError::Lagged(skipped)) => {
+                metrics::counter!(CONNECTION_ERRORS_METRIC, "error_type" => "connection")
+                    .increment(skipped);
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+}
+
+async fn log_reconnections(client: Client) {
+    let mut reconnects = client.reconnect_rx();
+    loop {
+        match reconnects.recv().await {
+            Ok(server) => tracing::info!(server = %server, "connected to Redis"),
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => break,
+        }
+    }
+}
+
+fn count_error(error_type: &'static str) {
+    metrics::counter!(CONNECTION_ERRORS_METRIC, "error_type" => error_type).increment(1);
+}
+
+/// Counts a failed command and maps it onto the port's error kinds: timeouts are `Timeout`,
+/// unparsable replies `InvalidData`, everything else (I/O, disconnected, refused) `Unavailable`.
+pub(crate) fn command_error(operation: &'static str, error: fred::error::Error) -> PortError {
+    let text = format!("Redis {operation}: {error}");
+    let (error_type, mapped) = match error.kind() {
+        ErrorKind::Timeout => ("timeout", PortError::Timeout(text)),
+        ErrorKind::Parse | ErrorKind::Protocol => ("invalid_data", PortError::InvalidData(text)),
+        _ => ("unavailable", PortError::Unavailable(text)),
+    };
+    count_error(error_type);
+    mapped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fred::error::Error;
+
+    #[test]
+    fn errors_map_onto_port_errors() {
+        let map = |kind| command_error("GET", Error::new(kind, "x"));
+        assert!(matches!(map(ErrorKind::Timeout), PortError::Timeout(_)));
+        assert!(matches!(map(ErrorKind::Parse), PortError::InvalidData(_)));
+        assert!(matches!(
+            map(ErrorKind::Protocol),
+            PortError::InvalidData(_)
+        ));
+        for kind in [
+            ErrorKind::IO,
+            ErrorKind::Canceled,
+            ErrorKind::Routing,
+            ErrorKind::Unknown,
+            ErrorKind::Backpressure,
+            ErrorKind::Auth,
+        ] {
+            assert!(matches!(map(kind), PortError::Unavailable(_)));
+        }
+    }
+
+    #[test]
+    fn starting_needs_a_runtime() {
+        let started = RedisConnection::start(&RedisConfig::new("redis://127.0.0.1:1"));
+        assert!(matches!(started, Err(RedisError::NoRuntime)));
+    }
+
+    #[tokio::test]
+    async fn an_unparsable_url_is_a_config_error_that_hides_the_password() {
+        let started = RedisConnection::start(&RedisConfig::new("redis://:s3cret@cache:notaport"));
+        match started {
+            Err(RedisError::Config(message)) => assert!(!message.contains("s3cret"), "{message}"),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+}

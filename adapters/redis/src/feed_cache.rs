@@ -1,0 +1,121 @@
+//! [`FeedCache`] on Redis: one binary value per session, plus a pointer to the current one.
+
+use crate::connection::{RedisConnection, command_error};
+use crate::{codec, keys};
+use async_trait::async_trait;
+use fred::bytes::Bytes;
+use fred::prelude::{Expiration, KeysInterface};
+use std::time::Duration;
+use uuid::Uuid;
+use vrs_application::ports::{FeedCache, PortError};
+use vrs_domain::{FeedSession, SessionId, UserId};
+
+/// Feed sessions in Redis, each stored under its user's hash tag with the TTL it was given.
+#[derive(Clone, Debug)]
+pub struct RedisFeedCache {
+    redis: RedisConnection,
+}
+
+impl RedisFeedCache {
+    /// A feed cache on a shared connection.
+    pub fn new(redis: RedisConnection) -> Self {
+        Self { redis }
+    }
+}
+
+/// Redis refuses a zero expiry; a session stored for less than a millisecond is gone at once anyway.
+fn ttl_millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+#[async_trait]
+impl FeedCache for RedisFeedCache {
+    async fn current_session(&self, user: UserId) -> Result<Option<FeedSession>, PortError> {
+        let current: Option<String> = self
+            .redis
+            .client()
+            .get(keys::current(user))
+            .await
+            .map_err(|e| command_error("GET", e))?;
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        let id = Uuid::parse_str(&current)
+            .map_err(|e| PortError::InvalidData(format!("current session id: {e}")))?;
+        // The pointer may outlive nothing: it expires with the session it points to, and a
+        // missing session simply reads as no current session.
+        self.session(user, SessionId(id)).await
+    }
+
+    async fn session(&self, user: UserId, id: SessionId) -> Result<Option<FeedSession>, PortError> {
+        let bytes: Option<Bytes> = self
+            .redis
+            .client()
+            .get(keys::session(user, id))
+            .await
+            .map_err(|e| command_error("GET", e))?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let session = codec::decode(&bytes)?;
+        if session.user_id != user || session.id != id {
+            return Err(PortError::InvalidData(
+                "stored session does not match its key".into(),
+            ));
+        }
+        Ok(Some(session))
+    }
+
+    async fn store_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError> {
+        let value = Bytes::from(codec::encode(session)?);
+        let expiry = Some(Expiration::PX(ttl_millis(ttl)));
+        // One round trip; the session is written before the pointer to it, so a failure in
+        // between leaves at worst an unreferenced session that expires on its own.
+        let pipeline = self.redis.pipeline();
+        let queued: Result<(), _> = pipeline
+            .set(
+                keys::session(session.user_id, session.id),
+                value,
+                expiry.clone(),
+                None,
+                false,
+            )
+            .await;
+        queued.map_err(|e| command_error("SET", e))?;
+        let queued: Result<(), _> = pipeline
+            .set(
+                keys::current(session.user_id),
+                session.id.to_string(),
+                expiry,
+                None,
+                false,
+            )
+            .await;
+        queued.map_err(|e| command_error("SET", e))?;
+        pipeline
+            .all::<()>()
+            .await
+            .map_err(|e| command_error("SET session", e))
+    }
+
+    async fn invalidate(&self, user: UserId) -> Result<(), PortError> {
+        self.redis
+            .client()
+            .del::<(), _>(keys::current(user))
+            .await
+            .map_err(|e| command_error("DEL", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_are_whole_positive_milliseconds() {
+        assert_eq!(ttl_millis(Duration::from_secs(600)), 600_000);
+        assert_eq!(ttl_millis(Duration::from_micros(1_999)), 1);
+        assert_eq!(ttl_millis(Duration::ZERO), 1);
+        assert_eq!(ttl_millis(Duration::MAX), i64::MAX);
+    }
+}

@@ -1,0 +1,49 @@
+//! Key names. Every key of a user shares the hash tag `{<user id>}`, so a user's keys live in one
+//! Redis Cluster slot and the multi-key round trips below never span slots. No I/O.
+
+use vrs_domain::{SessionId, UserId};
+
+/// The prefix of every key of `user`: `feed:u:{<user id>}`.
+pub(crate) fn user_prefix(user: UserId) -> String {
+    format!("feed:u:{{{user}}}")
+}
+
+/// One stored session: `feed:u:{<user id>}:s:<session id>`.
+pub(crate) fn session(user: UserId, id: SessionId) -> String {
+    format!("{}:s:{id}", user_prefix(user))
+}
+
+/// The id of the user's current session: `feed:u:{<user id>}:cur`.
+pub(crate) fn current(user: UserId) -> String {
+    format!("{}:cur", user_prefix(user))
+}
+
+/// Videos served to the user, scored by Unix milliseconds: `feed:u:{<user id>}:served`.
+pub(crate) fn served(user: UserId) -> String {
+    format!("{}:served", user_prefix(user))
+}
+
+/// Videos the user watched, scored by Unix milliseconds: `feed:u:{<user id>}:watched`.
+pub(crate) fn watched(user: UserId) -> String {
+    format!("{}:watched", user_prefix(user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn keys_carry_the_user_hash_tag() {
+        let user = UserId(Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef));
+        let id = SessionId(Uuid::from_u128(1));
+        let tag = "feed:u:{01234567-89ab-cdef-0123-456789abcdef}";
+        assert_eq!(
+            session(user, id),
+            format!("{tag}:s:00000000-0000-0000-0000-000000000001")
+        );
+        assert_eq!(current(user), format!("{tag}:cur"));
+        assert_eq!(served(user), format!("{tag}:served"));
+        assert_eq!(watched(user), format!("{tag}:watched"));
+    }
+}

@@ -1,0 +1,230 @@
+//! Black-box tests of the binary on real PostgreSQL and Redis servers that the tests own, so they
+//! can stop them mid-run: migrations, demo seeding, and the degraded modes.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::servers::{PostgresServer, RedisServer};
+use support::{BIN, Service, small_demo_env};
+
+fn run(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn get(svc: &Service, token: &str, query: &str) -> (StatusCode, String, Value) {
+    let res = reqwest::Client::new()
+        .get(svc.url(&format!("/api/v1/reels{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET reels: {e}"));
+    let status = res.status();
+    let cache = res
+        .headers()
+        .get("x-feed-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, cache, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn health(svc: &Service) -> Value {
+    match reqwest::get(svc.url("/api/v1/health")).await {
+        Ok(res) => res.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// Polls the health report until `check` holds, for at most `within`.
+async fn wait_for_health(svc: &Service, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let report = health(svc).await;
+        if check(&report) {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never reached the expected state: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn migrate_applies_each_file_once_and_production_refuses_a_stale_schema() {
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let env = [("DATABASE_URL", pg.url())];
+
+    // Production with an empty database: refuses to start and names the command to run.
+    let prod = [
+        ("DATABASE_URL", pg.url()),
+        ("APP_ENV", "production".to_owned()),
+        ("JWT_PUBLIC_KEY", "unused".to_owned()),
+        (
+            "CURSOR_SECRET",
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ),
+        ("REDIS_URL", "redis://127.0.0.1:1".to_owned()),
+        ("CLICKHOUSE_URL", "http://127.0.0.1:1".to_owned()),
+        ("KAFKA_BROKERS", "127.0.0.1:1".to_owned()),
+    ];
+    let (ok, text) = run(&["check-schema"], &prod);
+    assert!(!ok, "a stale schema is refused: {text}");
+    assert!(text.contains("video-ranking-service migrate"), "{text}");
+
+    let (ok, text) = run(&["migrate"], &env);
+    assert!(ok, "{text}");
+    assert!(text.contains("Running migrations..."), "{text}");
+    assert!(
+        text.contains("Migration 001_initial_schema.sql: OK"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Migration 012_deep_learning_models.sql: OK"),
+        "{text}"
+    );
+    assert!(text.contains("Migrations completed successfully"), "{text}");
+
+    let (ok, text) = run(&["migrate"], &env);
+    assert!(ok, "{text}");
+    assert!(!text.contains(": OK"), "nothing applied twice: {text}");
+    assert!(
+        text.to_lowercase().contains("no pending migrations"),
+        "{text}"
+    );
+
+    let (ok, text) = run(&["check-schema"], &prod);
+    assert!(ok, "a current schema passes: {text}");
+}
+
+#[tokio::test]
+async fn redis_down_feeds_bypass_the_cache_and_recover_by_themselves() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let mut env = small_demo_env();
+    env.push(("REDIS_URL", redis.url()));
+    let svc = Service::start(&env);
+    let token = svc.token(&["--demo-user", "1"]);
+
+    let (status, cache, first) = get(&svc, &token, "?limit=10").await;
+    assert_eq!(
+        (status, cache.as_str()),
+        (StatusCode::OK, "miss"),
+        "{first}"
+    );
+    let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
+    let (_, cache, _) = get(&svc, &token, "?limit=10").await;
+    assert_eq!(cache, "hit");
+
+    redis.stop();
+    for query in ["?limit=10".to_owned(), format!("?limit=10&cursor={cursor}")] {
+        let (status, cache, page) = get(&svc, &token, &query).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        assert_eq!(cache, "bypass", "{query}");
+        assert_eq!(page["videos"].as_array().map(Vec::len), Some(10));
+    }
+    let report = wait_for_health(&svc, Duration::from_secs(10), |r| {
+        r["status"] == json!("degraded")
+    })
+    .await;
+    assert_eq!(
+        report["checks"]["redis"]["status"],
+        json!("error"),
+        "{report}"
+    );
+
+    redis.restart();
+    wait_for_health(&svc, Duration::from_secs(20), |r| {
+        r["status"] == json!("ok")
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, cache, _) = get(&svc, &token, "?limit=10").await;
+        assert_eq!(status, StatusCode::OK);
+        if cache != "bypass" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_down_feeds_are_served_from_cache_and_snapshot_and_recover() {
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut env = small_demo_env();
+    env.push(("DATABASE_URL", pg.url()));
+
+    // seed-demo loads the same demo catalog into PostgreSQL, idempotently.
+    let (ok, text) = run(&["seed-demo"], &env);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["seed-demo"], &env);
+    assert!(ok, "seeding twice is fine: {text}");
+
+    env.push(("REDIS_URL", redis.url()));
+    let svc = Service::start(&env);
+    let token = svc.token(&["--demo-user", "1"]);
+    let (status, _, first) = get(&svc, &token, "?limit=10").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["videos"].as_array().map(Vec::len), Some(10));
+    let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
+    wait_for_health(&svc, Duration::from_secs(10), |r| {
+        r["status"] == json!("ok")
+    })
+    .await;
+
+    pg.stop();
+    let report = wait_for_health(&svc, Duration::from_secs(15), |r| {
+        r["status"] == json!("degraded")
+    })
+    .await;
+    assert_eq!(
+        report["checks"]["postgres"]["status"],
+        json!("error"),
+        "{report}"
+    );
+    for query in [format!("?limit=10&cursor={cursor}"), "?limit=10".to_owned()] {
+        let (status, _, page) = get(&svc, &token, &query).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        assert_eq!(page["videos"].as_array().map(Vec::len), Some(10), "{query}");
+    }
+    let other = svc.token(&["--demo-user", "2"]);
+    let (status, _, page) = get(&svc, &other, "?limit=10").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a user without a cached session: {page}"
+    );
+
+    pg.restart();
+    wait_for_health(&svc, Duration::from_secs(30), |r| {
+        r["status"] == json!("ok")
+    })
+    .await;
+}
