@@ -21,7 +21,7 @@ use vrs_domain::RankingConfig;
 /// The adapters chosen for this process.
 pub struct Backends {
     pub ports: Ports,
-    /// Every port runs in memory on the generated demo catalog.
+    /// The catalog runs in memory, on the generated demo catalog.
     pub embedded: bool,
     pub postgres: Option<PostgresStore>,
     /// Handles to the in-memory adapters (used for the ports without an external server).
@@ -85,10 +85,21 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         }
         None => None,
     };
-    if config.redis_url.is_some() {
-        bail!("REDIS_URL is set, but the Redis adapter is not wired in this build yet");
-    }
-    let embedded = postgres.is_none() && config.redis_url.is_none();
+    let redis = match &config.redis_url {
+        Some(url) => {
+            let mut redis_config = vrs_adapter_redis::RedisConfig::new(url.clone());
+            redis_config.command_timeout = config.redis_command_timeout;
+            // Connects in the background: a Redis that is down degrades feeds, it does not stop
+            // the service from starting.
+            let adapters = vrs_adapter_redis::RedisAdapters::connect(&redis_config)
+                .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+            probes.push(adapters.probe.clone());
+            Some(adapters)
+        }
+        None => None,
+    };
+    // Without PostgreSQL the catalog lives in memory and is filled with the demo catalog.
+    let embedded = postgres.is_none();
     if embedded {
         probes.push(Arc::new(InProcessProbe("memory")));
         memory
@@ -115,8 +126,14 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         },
         signals: memory.signals.clone(),
         events: memory.events.clone(),
-        history: memory.history.clone(),
-        feed_cache: memory.feed_cache.clone(),
+        history: match &redis {
+            Some(r) => r.history.clone(),
+            None => memory.history.clone(),
+        },
+        feed_cache: match &redis {
+            Some(r) => r.feed_cache.clone(),
+            None => memory.feed_cache.clone(),
+        },
         model: Some(memory.model.clone()),
         media,
         clock,

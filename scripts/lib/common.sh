@@ -29,7 +29,7 @@ ensure_build_tools() {
     ensure_packages build-essential pkg-config
   fi
   if ! command -v cargo >/dev/null 2>&1; then
-    log "cargo not found: install a Rust toolchain (1.88 or newer), e.g. with rustup"
+    log "cargo not found: install a Rust toolchain (1.89 or newer), e.g. with rustup"
     return 1
   fi
 }

@@ -34,6 +34,12 @@ impl PostgresStore {
                 "max_connections must be at least 1".into(),
             ));
         }
+        if !(config.url.starts_with("postgres://") || config.url.starts_with("postgresql://")) {
+            return Err(PostgresError::Config(format!(
+                "DATABASE_URL {} must start with postgres:// or postgresql://",
+                redacted(&config.url)
+            )));
+        }
         let options = PgConnectOptions::from_str(&config.url)
             .map_err(|e| {
                 PostgresError::Config(format!(

@@ -127,7 +127,7 @@ async fn corrupt_stored_data_is_invalid_data() {
     };
     let pool = db.store.pool();
     // Only a manual edit that bypasses the schema's checks can produce these rows.
-    sqlx::query(
+    sqlx::raw_sql(
         "ALTER TABLE ranking_weights DROP CONSTRAINT ranking_weights_sum_to_one; \
          UPDATE ranking_weights SET model = 0.5 WHERE is_active",
     )
@@ -155,7 +155,7 @@ async fn corrupt_stored_data_is_invalid_data() {
         .upsert_videos(std::slice::from_ref(&v))
         .await
         .expect("upsert");
-    sqlx::query(
+    sqlx::raw_sql(
         "ALTER TABLE videos DROP CONSTRAINT videos_status_check; \
          UPDATE videos SET status = 'banned'",
     )

@@ -142,6 +142,19 @@ impl RedisConnection {
         self.shared.client.is_connected()
     }
 
+    /// Waits up to `timeout` for the client to be connected; `true` when it is. Nothing requires
+    /// it: startup may use it so as not to begin in degraded mode while Redis is a moment away.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_connected() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// The client with the adapter's per-command options applied.
     pub(crate) fn client(&self) -> WithOptions<Client> {
         self.shared.client.with_options(&self.shared.options)
