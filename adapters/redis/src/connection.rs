@@ -2,11 +2,12 @@
 //! fail-fast commands, error counting and the mapping of failures onto `PortError`.
 
 use crate::config::{RedisConfig, redacted};
-use fred::clients::{Pipeline, WithOptions};
+use fred::clients::WithOptions;
 use fred::prelude::{
-    Builder, Client, ClientLike, Config, ErrorKind, EventInterface, Options, ReconnectPolicy,
+    Builder, Client, ClientLike, Config, ErrorKind, EventInterface, Options, ReconnectPolicy, Value,
 };
 use fred::types::config::UnresponsiveConfig;
+use fred::types::{ClusterHash, CustomCommand};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -75,6 +76,15 @@ impl RedisConnection {
     /// runtime.
     pub fn start(config: &RedisConfig) -> Result<Self, RedisError> {
         tokio::runtime::Handle::try_current().map_err(|_| RedisError::NoRuntime)?;
+        // Built without fred's TLS features, fred would only log a warning for a TLS URL and
+        // then send the password in plain text.
+        let scheme = config.url.split("://").next().unwrap_or_default();
+        if scheme.starts_with("rediss") || scheme.starts_with("valkeys") {
+            return Err(RedisError::Config(format!(
+                "REDIS_URL {}: TLS is not supported by this build",
+                redacted(&config.url)
+            )));
+        }
         let mut fred_config = Config::from_url(&config.url)
             .map_err(|e| RedisError::Config(format!("REDIS_URL {}: {e}", redacted(&config.url))))?;
         // Without this the first connection attempt is not retried: a service started while
@@ -160,13 +170,33 @@ impl RedisConnection {
         self.shared.client.with_options(&self.shared.options)
     }
 
-    /// A pipeline (one round trip) with the per-command options applied to every command.
-    // `client().pipeline()` would build the pipeline on the inner client and drop the options.
-    pub(crate) fn pipeline(&self) -> WithOptions<Pipeline<Client>> {
-        self.shared
-            .client
-            .pipeline()
-            .with_options(&self.shared.options)
+    /// Runs a Lua script on keys of one user (one hash slot) with the per-command options; the
+    /// script's reply is ignored.
+    // fred 10.1 implements `LuaInterface` for `Client` but not for `WithOptions`, so
+    // `client().eval(..)` would deref to the bare client and silently drop the timeout and
+    // fail-fast options. A custom EVAL command keeps them.
+    pub(crate) async fn eval(
+        &self,
+        operation: &'static str,
+        script: &'static str,
+        keys: &[String],
+        args: Vec<Value>,
+    ) -> Result<(), PortError> {
+        let slot = keys
+            .first()
+            .map(|key| fred::util::redis_keyslot(key.as_bytes()));
+        let command = CustomCommand::new_static("EVAL", ClusterHash::from(slot), false);
+        let mut all = Vec::with_capacity(2 + keys.len() + args.len());
+        all.push(Value::from(script));
+        all.push(Value::Integer(
+            i64::try_from(keys.len()).unwrap_or(i64::MAX),
+        ));
+        all.extend(keys.iter().map(|key| Value::from(key.as_str())));
+        all.extend(args);
+        self.client()
+            .custom::<(), Value>(command, all)
+            .await
+            .map_err(|e| command_error(operation, e))
     }
 
     /// The client with its fail-fast behaviour but another timeout.
@@ -256,6 +286,21 @@ mod tests {
     fn starting_needs_a_runtime() {
         let started = RedisConnection::start(&RedisConfig::new("redis://127.0.0.1:1"));
         assert!(matches!(started, Err(RedisError::NoRuntime)));
+    }
+
+    #[tokio::test]
+    async fn tls_urls_are_refused_rather_than_used_in_plain_text() {
+        for url in [
+            "rediss://:pw@cache:6380",
+            "rediss-cluster://cache",
+            "valkeys://cache",
+        ] {
+            let started = RedisConnection::start(&RedisConfig::new(url));
+            assert!(
+                matches!(&started, Err(RedisError::Config(m)) if m.contains("TLS")),
+                "{url}: {started:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@ use crate::connection::{RedisConnection, command_error};
 use crate::{codec, keys};
 use async_trait::async_trait;
 use fred::bytes::Bytes;
-use fred::prelude::{Expiration, KeysInterface};
+use fred::prelude::{KeysInterface, Value};
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_application::ports::{FeedCache, PortError};
@@ -22,6 +22,16 @@ impl RedisFeedCache {
         Self { redis }
     }
 }
+
+/// Stores a session and points the user's current session at it, both with the same TTL, in one
+/// atomic round trip. A script rather than MULTI or a pipeline: fred drops a single command whose
+/// caller timed out instead of replaying it after a reconnect, but replays pipelines and
+/// transactions, and a stale write could then land long after the caller was told it failed.
+const STORE_SESSION: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+"#;
 
 /// Redis refuses a zero expiry; a session stored for less than a millisecond is gone at once anyway.
 fn ttl_millis(ttl: Duration) -> i64 {
@@ -42,8 +52,7 @@ impl FeedCache for RedisFeedCache {
         };
         let id = Uuid::parse_str(&current)
             .map_err(|e| PortError::InvalidData(format!("current session id: {e}")))?;
-        // The pointer may outlive nothing: it expires with the session it points to, and a
-        // missing session simply reads as no current session.
+        // The pointer and its session share a TTL; a session gone anyway reads as none.
         self.session(user, SessionId(id)).await
     }
 
@@ -67,35 +76,18 @@ impl FeedCache for RedisFeedCache {
     }
 
     async fn store_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError> {
-        let value = Bytes::from(codec::encode(session)?);
-        let expiry = Some(Expiration::PX(ttl_millis(ttl)));
-        // One round trip; the session is written before the pointer to it, so a failure in
-        // between leaves at worst an unreferenced session that expires on its own.
-        let pipeline = self.redis.pipeline();
-        let queued: Result<(), _> = pipeline
-            .set(
-                keys::session(session.user_id, session.id),
-                value,
-                expiry.clone(),
-                None,
-                false,
-            )
-            .await;
-        queued.map_err(|e| command_error("SET", e))?;
-        let queued: Result<(), _> = pipeline
-            .set(
-                keys::current(session.user_id),
-                session.id.to_string(),
-                expiry,
-                None,
-                false,
-            )
-            .await;
-        queued.map_err(|e| command_error("SET", e))?;
-        pipeline
-            .all::<()>()
+        let written = vec![
+            keys::session(session.user_id, session.id),
+            keys::current(session.user_id),
+        ];
+        let args = vec![
+            Value::Bytes(Bytes::from(codec::encode(session)?)),
+            Value::from(session.id.to_string()),
+            Value::Integer(ttl_millis(ttl)),
+        ];
+        self.redis
+            .eval("EVAL store_session", STORE_SESSION, &written, args)
             .await
-            .map_err(|e| command_error("SET session", e))
     }
 
     async fn invalidate(&self, user: UserId) -> Result<(), PortError> {

@@ -4,8 +4,7 @@ use crate::connection::{RedisConnection, command_error};
 use crate::keys;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fred::prelude::{KeysInterface, SortedSetsInterface};
-use fred::types::sorted_sets::Ordering;
+use fred::prelude::{SortedSetsInterface, Value};
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_application::ports::{PortError, ViewHistory};
@@ -17,6 +16,30 @@ pub const HISTORY_CAP: usize = 5_000;
 pub const SERVED_TTL: Duration = Duration::from_secs(48 * 3_600);
 /// A watched history lives this long after its last write.
 pub const WATCHED_TTL: Duration = Duration::from_secs(31 * 24 * 3_600);
+
+/// Adds videos at one time (GT: a video recorded again keeps its latest time, even when an older
+/// time arrives late), keeps the newest `ARGV[2]` (ranks run from the oldest) and refreshes the
+/// TTL, atomically in one round trip. A script for the same reason as the feed cache's: fred never
+/// replays a timed-out single command after a reconnect, but does replay pipelines.
+/// `ARGV`: score (Unix ms), cap, TTL (s), video ids. ZADD goes in batches because Lua's `unpack`
+/// is limited to a few thousand values.
+const RECORD: &str = r#"
+local batch = {}
+for i = 4, #ARGV do
+  batch[#batch + 1] = ARGV[1]
+  batch[#batch + 1] = ARGV[i]
+  if #batch >= 1000 then
+    redis.call('ZADD', KEYS[1], 'GT', unpack(batch))
+    batch = {}
+  end
+end
+if #batch > 0 then
+  redis.call('ZADD', KEYS[1], 'GT', unpack(batch))
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
 
 /// Served and watched history in Redis sorted sets, bounded and expiring.
 #[derive(Clone, Debug)]
@@ -58,33 +81,18 @@ impl RedisViewHistory {
         if videos.is_empty() {
             return Ok(());
         }
-        // Unix milliseconds stay far below 2^53, so the f64 score is exact.
-        let score = at.timestamp_millis() as f64;
-        let members: Vec<(f64, String)> = videos.iter().map(|v| (score, v.to_string())).collect();
-        let keep = i64::try_from(HISTORY_CAP).unwrap_or(i64::MAX);
+        let cap = i64::try_from(HISTORY_CAP).unwrap_or(i64::MAX);
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-        let pipeline = self.redis.pipeline();
-        // GT: a video recorded again keeps its latest time, even when an older time arrives late.
-        let queued: Result<(), _> = pipeline
-            .zadd(
-                key.as_str(),
-                None,
-                Some(Ordering::GreaterThan),
-                false,
-                false,
-                members,
-            )
-            .await;
-        queued.map_err(|e| command_error("ZADD", e))?;
-        // Ranks run from the oldest; everything below the newest `HISTORY_CAP` goes.
-        let queued: Result<(), _> = pipeline.zremrangebyrank(key.as_str(), 0, -keep - 1).await;
-        queued.map_err(|e| command_error("ZREMRANGEBYRANK", e))?;
-        let queued: Result<(), _> = pipeline.expire(key.as_str(), ttl, None).await;
-        queued.map_err(|e| command_error("EXPIRE", e))?;
-        pipeline
-            .all::<()>()
+        let mut args = Vec::with_capacity(3 + videos.len());
+        args.extend([
+            Value::Integer(at.timestamp_millis()),
+            Value::Integer(cap),
+            Value::Integer(ttl),
+        ]);
+        args.extend(videos.iter().map(|v| Value::from(v.to_string())));
+        self.redis
+            .eval("EVAL record_history", RECORD, &[key], args)
             .await
-            .map_err(|e| command_error("record history", e))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Helpers shared by the Redis test binaries.
 
+// Each test binary uses a subset of the helpers.
 #![allow(dead_code)]
 
 use fred::prelude::{Builder, Client, ClientLike, Config};
