@@ -89,9 +89,51 @@ impl EngagementService {
             accepted.push(event);
         }
 
+        // Retries are caught by the ledger; only first-time events go on.
+        let ids: Vec<Uuid> = accepted.iter().map(|e| e.event_id).collect();
+        let claims = self
+            .ports
+            .event_ledger
+            .claim(user, &ids)
+            .await
+            .map_err(EngagementError::Unavailable)?;
+        let fresh: Vec<EngagementEvent> = accepted
+            .into_iter()
+            .zip(claims)
+            .filter_map(|(e, first)| first.then_some(e))
+            .collect();
+        let repeated = ids.len() - fresh.len();
+        if fresh.is_empty() {
+            return Ok(RecordOutcome {
+                accepted: 0,
+                duplicates: repeated,
+            });
+        }
+        match self.accept(user, &fresh, now).await {
+            Ok(outcome) => Ok(RecordOutcome {
+                accepted: outcome.accepted,
+                duplicates: repeated + outcome.duplicates,
+            }),
+            Err(e) => {
+                let claimed: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
+                if let Err(release) = self.ports.event_ledger.release(user, &claimed).await {
+                    tracing::warn!(error = %release, "could not release event claims; a retry may count as duplicate");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Remembers watches, then hands the events to the sink.
+    async fn accept(
+        &self,
+        user: UserId,
+        events: &[EngagementEvent],
+        now: DateTime<Utc>,
+    ) -> Result<PublishOutcome, EngagementError> {
         // Watches are remembered before the sink accepts the batch: if the sink then fails, the
         // client retries and the (idempotent) watch is simply recorded again.
-        let watched: Vec<VideoId> = accepted
+        let watched: Vec<VideoId> = events
             .iter()
             .filter(|e| e.event_type.is_watch())
             .map(|e| e.video_id)
@@ -106,10 +148,10 @@ impl EngagementService {
         let outcome = self
             .ports
             .events
-            .publish(&accepted)
+            .publish(events)
             .await
             .map_err(EngagementError::Unavailable)?;
-        for e in &accepted {
+        for e in events {
             metrics::counter!("engagement_events_accepted_total", "type" => e.event_type.as_str())
                 .increment(1);
         }

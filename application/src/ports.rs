@@ -188,13 +188,29 @@ pub struct PublishOutcome {
     pub duplicates: usize,
 }
 
+/// Remembers which event ids each user's accepted events had, so a client's retry is applied once.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait EventLedger: Send + Sync {
+    /// Claims each id for `user`, in order: `true` when it was not claimed before (within the
+    /// ledger's retention, at least 7 days), `false` for a duplicate. An id repeated within `ids`
+    /// is claimed by its first occurrence only.
+    async fn claim(&self, user: UserId, ids: &[Uuid]) -> Result<Vec<bool>, PortError>;
+
+    /// Forgets claims whose events could not be accepted after all, so the client's retry is not
+    /// mistaken for a duplicate.
+    async fn release(&self, user: UserId, ids: &[Uuid]) -> Result<(), PortError>;
+}
+
 /// Where accepted engagement events go.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait EventSink: Send + Sync {
     /// Publishes a batch. When it returns `Ok`, every event is durable: it will reach the signal
-    /// store even if the process dies. MUST count an event whose `event_id` it accepted before as a
-    /// duplicate and not apply it again. On `Err` nothing of the batch may count as accepted.
+    /// store even if the process dies. Delivery downstream may repeat, so the pipeline MUST be
+    /// idempotent by `event_id`: an event it accepted before is counted as a duplicate and never
+    /// applied twice. On `Err` nothing of the batch may count as accepted. (Clients' retries are
+    /// caught earlier, by the [`EventLedger`].)
     async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError>;
 }
 
@@ -267,6 +283,7 @@ pub struct Ports {
     pub history: Arc<dyn ViewHistory>,
     pub feed_cache: Arc<dyn FeedCache>,
     pub events: Arc<dyn EventSink>,
+    pub event_ledger: Arc<dyn EventLedger>,
     /// `None` when no model is deployed: the model signal is then dropped and weights renormalized.
     pub model: Option<Arc<dyn ModelScorer>>,
     /// Which model version is active; the model signal is used only while one is.

@@ -126,6 +126,10 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         },
         signals: memory.signals.clone(),
         events: memory.events.clone(),
+        event_ledger: match &redis {
+            Some(r) => r.event_ledger.clone(),
+            None => memory.event_ledger.clone(),
+        },
         history: match &redis {
             Some(r) => r.history.clone(),
             None => memory.history.clone(),

@@ -10,6 +10,7 @@ mod events;
 mod feed_cache;
 mod follows;
 mod history;
+mod ledger;
 mod media;
 mod model;
 mod ranking_config;
@@ -21,6 +22,7 @@ pub use events::MemoryEventSink;
 pub use feed_cache::MemoryFeedCache;
 pub use follows::MemoryFollowGraph;
 pub use history::MemoryViewHistory;
+pub use ledger::MemoryEventLedger;
 pub use media::BaseUrlMediaUrls;
 pub use model::{MemoryModelRegistry, StaticModelScorer};
 pub use ranking_config::MemoryRankingConfig;
@@ -62,6 +64,7 @@ pub struct MemoryAdapters {
     pub history: Arc<MemoryViewHistory>,
     pub feed_cache: Arc<MemoryFeedCache>,
     pub events: Arc<MemoryEventSink>,
+    pub event_ledger: Arc<MemoryEventLedger>,
     pub model: Arc<StaticModelScorer>,
     pub model_registry: Arc<MemoryModelRegistry>,
 }
@@ -74,6 +77,7 @@ impl Default for MemoryAdapters {
             follows: Arc::default(),
             ranking_config: Arc::default(),
             events: Arc::new(MemoryEventSink::new(signals.clone())),
+            event_ledger: Arc::default(),
             signals,
             history: Arc::default(),
             feed_cache: Arc::new(MemoryFeedCache::new(100_000)),
@@ -112,6 +116,7 @@ impl MemoryAdapters {
             history: self.history.clone(),
             feed_cache: self.feed_cache.clone(),
             events: self.events.clone(),
+            event_ledger: self.event_ledger.clone(),
             model: with_model.then(|| self.model.clone() as _),
             model_registry: self.model_registry.clone(),
             media,

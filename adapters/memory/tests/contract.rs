@@ -85,3 +85,12 @@ async fn model_registry_contract() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn event_ledger_contract() {
+    vrs_application::contract::event_ledger::event_ledger_contract(|| async {
+        Arc::new(vrs_adapter_memory::MemoryEventLedger::default())
+            as Arc<dyn vrs_application::ports::EventLedger>
+    })
+    .await;
+}

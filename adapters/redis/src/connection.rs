@@ -182,6 +182,19 @@ impl RedisConnection {
         keys: &[String],
         args: Vec<Value>,
     ) -> Result<(), PortError> {
+        self.eval_reply(operation, script, keys, args)
+            .await
+            .map(|_| ())
+    }
+
+    /// Like [`Self::eval`], returning the script's reply.
+    pub(crate) async fn eval_reply(
+        &self,
+        operation: &'static str,
+        script: &'static str,
+        keys: &[String],
+        args: Vec<Value>,
+    ) -> Result<Value, PortError> {
         let slot = keys
             .first()
             .map(|key| fred::util::redis_keyslot(key.as_bytes()));
@@ -194,7 +207,7 @@ impl RedisConnection {
         all.extend(keys.iter().map(|key| Value::from(key.as_str())));
         all.extend(args);
         self.client()
-            .custom::<(), Value>(command, all)
+            .custom::<Value, Value>(command, all)
             .await
             .map_err(|e| command_error(operation, e))
     }

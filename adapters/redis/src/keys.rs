@@ -28,6 +28,11 @@ pub(crate) fn watched(user: UserId) -> String {
     format!("{}:watched", user_prefix(user))
 }
 
+/// Event ids of the user's accepted events, scored by Unix milliseconds: `feed:u:{<user id>}:events`.
+pub(crate) fn events(user: UserId) -> String {
+    format!("{}:events", user_prefix(user))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,12 +13,14 @@ mod feed_cache;
 mod health;
 mod history;
 mod keys;
+mod ledger;
 
 pub use config::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, RedisConfig};
 pub use connection::{CONNECTION_ERRORS_METRIC, RedisConnection, RedisError};
 pub use feed_cache::RedisFeedCache;
 pub use health::{MIN_PING_TIMEOUT, RedisHealthProbe};
 pub use history::{HISTORY_CAP, RedisViewHistory, SERVED_TTL, WATCHED_TTL};
+pub use ledger::{LEDGER_CAP, LEDGER_RETENTION, RedisEventLedger};
 
 use std::sync::Arc;
 
@@ -29,6 +31,7 @@ pub struct RedisAdapters {
     pub connection: RedisConnection,
     pub feed_cache: Arc<RedisFeedCache>,
     pub history: Arc<RedisViewHistory>,
+    pub event_ledger: Arc<RedisEventLedger>,
     /// The `redis` health probe (PING).
     pub probe: Arc<RedisHealthProbe>,
 }
@@ -40,6 +43,7 @@ impl RedisAdapters {
         Ok(Self {
             feed_cache: Arc::new(RedisFeedCache::new(connection.clone())),
             history: Arc::new(RedisViewHistory::new(connection.clone())),
+            event_ledger: Arc::new(RedisEventLedger::new(connection.clone())),
             probe: Arc::new(RedisHealthProbe::new(
                 connection.clone(),
                 config.command_timeout,

@@ -56,6 +56,17 @@ async fn history_contract() {
 }
 
 #[tokio::test]
+async fn event_ledger_contract() {
+    let Some(url) = redis_url("event_ledger_contract") else {
+        return;
+    };
+    vrs_application::contract::event_ledger::event_ledger_contract(|| async {
+        connected(&url).await.event_ledger as Arc<dyn vrs_application::ports::EventLedger>
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn every_key_of_a_user_starts_with_its_hash_tag() {
     let Some(url) = redis_url("every_key_of_a_user_starts_with_its_hash_tag") else {
         return;

@@ -12,6 +12,7 @@
 //! Enabled by the `contract` feature; only adapters' tests use it.
 
 pub mod catalog;
+pub mod event_ledger;
 pub mod events;
 pub mod feed_cache;
 pub mod follows;

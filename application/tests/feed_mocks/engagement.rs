@@ -199,3 +199,50 @@ async fn batches_hold_one_to_a_hundred_events() {
         "100 events are one full batch"
     );
 }
+
+#[tokio::test]
+async fn a_retry_after_a_sink_failure_is_accepted_and_a_repeat_after_success_is_a_duplicate() {
+    let attempts = counter();
+    let mut mocks = Mocks::new();
+    mocks
+        .history
+        .expect_record_watched()
+        .returning(|_, _, _| Ok(()));
+    let seen = attempts.clone();
+    mocks.events.expect_publish().returning(move |batch| {
+        // The first attempt fails; later ones succeed.
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(down())
+        } else {
+            Ok(PublishOutcome {
+                accepted: batch.len(),
+                duplicates: 0,
+            })
+        }
+    });
+    let service = engagement(mocks);
+    let batch = vec![
+        new_event(known_video(), EventType::Like, None),
+        new_event(known_video(), EventType::Share, None),
+    ];
+    assert!(service.record(user(), batch.clone()).await.is_err());
+    assert_eq!(
+        service.record(user(), batch.clone()).await,
+        Ok(PublishOutcome {
+            accepted: 2,
+            duplicates: 0
+        }),
+        "claims of a failed batch are released, so the retry is not a duplicate"
+    );
+    let mut repeat = batch;
+    repeat.push(new_event(known_video(), EventType::View, None));
+    assert_eq!(
+        service.record(user(), repeat).await,
+        Ok(PublishOutcome {
+            accepted: 1,
+            duplicates: 2
+        }),
+        "events accepted before count as duplicates and are not published again"
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+}
