@@ -774,3 +774,25 @@ proptest! {
         assert_sorted_except_diversity(&creators_of(&r.items), &keys, &cfg)?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The selector orders only the best part of the pool; the result must be exactly what a full
+    /// ordering gives: the first k picks are the same whatever the session size.
+    #[test]
+    fn partial_ordering_picks_the_same_as_a_full_one(
+        s in scenario_with(1u128..30, 100usize..300, 45, 1usize..20),
+        w in weights(),
+    ) {
+        let (pool, u, cfg) = build(&s);
+        let candidates = filtered(&pool, &u, &cfg);
+        let (_, scored) = ranking::score_candidates(&pool, &u, &candidates, &w, None);
+        let small = ranking::select_diverse(&pool, scored.clone(), &cfg);
+        let full_cfg = RankingConfig { session_size: scored.len(), ..cfg.clone() };
+        let full = ranking::select_diverse(&pool, scored, &full_cfg);
+        let small_ids: Vec<VideoId> = small.iter().map(|i| i.video_id).collect();
+        let full_ids: Vec<VideoId> = full.iter().take(small.len()).map(|i| i.video_id).collect();
+        prop_assert_eq!(small_ids, full_ids);
+    }
+}
