@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, and every test of the workspace — unit, contract
-# (against real PostgreSQL and Redis started here on free loopback ports), and black-box tests of
-# the built binary. URLs already set (TEST_DATABASE_URL, TEST_REDIS_URL) are used instead of
-# starting a server. Everything started is stopped on exit, failure or Ctrl-C.
+# (against real PostgreSQL, Redis and ClickHouse started here on free loopback ports), and black-box
+# tests of the built binary; plus a check of the ClickHouse schema and queries on a modern engine
+# (chdb). URLs already set (TEST_DATABASE_URL, TEST_REDIS_URL, TEST_CLICKHOUSE_URL) are used instead
+# of starting a server. Everything started is stopped on exit, failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
@@ -20,6 +21,10 @@ cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 start_postgres
 start_redis
+start_clickhouse
+
+# The schema and the ClickHouse adapter's queries on a modern engine; the tests below use 18.16.
+scripts/check-clickhouse-ddl.sh
 
 log "cargo test"
 cargo test --locked --workspace --all-features 2>&1 | tee "$results"

@@ -228,3 +228,86 @@ async fn postgres_down_feeds_are_served_from_cache_and_snapshot_and_recover() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn events_reach_clickhouse_and_the_feed_reflects_them() {
+    let url = support::servers::require(
+        "a ClickHouse server (TEST_CLICKHOUSE_URL)",
+        std::env::var("TEST_CLICKHOUSE_URL").ok(),
+    );
+    let Some(url) = url else { return };
+    let mut env = small_demo_env();
+    env.push(("CLICKHOUSE_URL", url));
+    // A database of this test's own, created by the service's schema initialisation.
+    env.push((
+        "CLICKHOUSE_DATABASE",
+        format!("vrs_blackbox_{}", support::servers::free_port()),
+    ));
+    let svc = Service::start(&env);
+    let report = wait_for_health(&svc, Duration::from_secs(10), |r| {
+        r["status"] == json!("ok")
+    })
+    .await;
+    assert_eq!(
+        report["checks"]["clickhouse"]["status"],
+        json!("ok"),
+        "{report}"
+    );
+
+    let token = svc.token(&["--demo-user", "1"]);
+    let (status, _, first) = get(&svc, &token, "?limit=5").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
+    let (_, _, page) = get(&svc, &token, &format!("?limit=5&cursor={cursor}")).await;
+    let video = page["videos"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let likes = page["videos"][0]["like_count"].as_u64().unwrap_or(0);
+
+    let event_id = uuid::Uuid::new_v4();
+    for n in 2..=4 {
+        let other = svc.token(&["--demo-user", &n.to_string()]);
+        let body = json!({"events": [{"event_id": uuid::Uuid::new_v4(), "video_id": video, "type": "like"}]});
+        let res = reqwest::Client::new()
+            .post(svc.url("/api/v1/events"))
+            .bearer_auth(&other)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST events: {e}"));
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+    }
+    // A retried event is acknowledged as a duplicate and counted once.
+    for expected in [
+        json!({"accepted": 1, "duplicates": 0}),
+        json!({"accepted": 0, "duplicates": 1}),
+    ] {
+        let body = json!({"events": [{"event_id": event_id, "video_id": video, "type": "like"}]});
+        let res = reqwest::Client::new()
+            .post(svc.url("/api/v1/events"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST events: {e}"));
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert_eq!(res.json::<Value>().await.unwrap_or(Value::Null), expected);
+    }
+
+    // Within the snapshot refresh, the same page shows the four new likes (not five).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, _, page) = get(&svc, &token, &format!("?limit=5&cursor={cursor}")).await;
+        let now = page["videos"][0]["like_count"].as_u64().unwrap_or(0);
+        if page["videos"][0]["id"] == json!(video) && now >= likes + 4 {
+            assert_eq!(now, likes + 4, "each like counted once");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "likes never reached the feed ({likes} -> {now})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

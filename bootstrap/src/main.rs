@@ -54,6 +54,8 @@ enum Command {
     CheckSchema,
     /// Load the generated demo catalog into the configured real stores, idempotently.
     SeedDemo,
+    /// Create the ClickHouse schema (CLICKHOUSE_URL, CLICKHOUSE_DATABASE), idempotently.
+    ClickhouseInit,
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Migrate => block_on(storage::migrate(&config)),
         Command::CheckSchema => block_on(storage::check_schema_command(&config)),
         Command::SeedDemo => block_on(wiring::seed_demo(&config)),
+        Command::ClickhouseInit => block_on(storage::clickhouse_init(&config)),
         Command::DevToken {
             user,
             demo_user,

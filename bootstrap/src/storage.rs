@@ -1,4 +1,5 @@
-//! PostgreSQL at the edge of the process: connecting, the schema check, `migrate`, `seed-demo`.
+//! Schemas at the edge of the process: PostgreSQL (connecting, the schema check, `migrate`) and
+//! ClickHouse (`clickhouse-init`).
 
 use crate::config::{AppEnv, Config};
 use anyhow::{Context, bail};
@@ -83,5 +84,31 @@ pub async fn check_schema_command(config: &Config) -> anyhow::Result<()> {
         .context("DATABASE_URL: cannot connect to PostgreSQL")?;
     check_schema(&store).await?;
     println!("The database schema is current");
+    Ok(())
+}
+
+/// `clickhouse-init`: creates the ClickHouse schema; the retention and index statements only where
+/// the server supports them.
+pub async fn clickhouse_init(config: &Config) -> anyhow::Result<()> {
+    let Some(url) = &config.clickhouse_url else {
+        bail!("CLICKHOUSE_URL: clickhouse-init needs a ClickHouse server");
+    };
+    let report = vrs_adapter_clickhouse::init_schema(url, &config.clickhouse_database)
+        .await
+        .context("initialising the ClickHouse schema")?;
+    println!(
+        "ClickHouse {}: database `{}` ready ({} statements{})",
+        report.server_version,
+        config.clickhouse_database,
+        report.base_statements,
+        if report.modern_applied {
+            format!(
+                ", plus {} for retention and indexes",
+                report.modern_statements
+            )
+        } else {
+            "; this server version has no TTL or skip indexes, so those were left out".to_owned()
+        }
+    );
     Ok(())
 }

@@ -55,21 +55,13 @@ fn media_config(config: &Config) -> MediaConfig {
 
 /// Picks each port's adapter from its URL variable; the in-memory adapter where none is set.
 pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
-    for (var, value, what) in [
-        ("CLICKHOUSE_URL", &config.clickhouse_url, "ClickHouse"),
-        ("KAFKA_BROKERS", &config.kafka_brokers, "Kafka"),
-    ] {
-        if value.is_some() {
-            tracing::error!(database = %config.clickhouse_database, "{what} is configured");
-            bail!(
-                "{var} is set, but this build has no {what} adapter yet; unset it to keep signals and events in memory"
-            );
-        }
+    if config.kafka_brokers.is_some() {
+        bail!(
+            "KAFKA_BROKERS is set, but this build has no Kafka adapter yet; unset it to write events straight to the signal store"
+        );
     }
     if config.app_env == AppEnv::Production {
-        bail!(
-            "APP_ENV=production refuses the in-memory signal store and event sink (ClickHouse and Kafka adapters are not in this build)"
-        );
+        bail!("APP_ENV=production needs the Kafka event pipeline, which is not in this build");
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let media = vrs_adapter_media::media_urls(&media_config(config), clock.clone())
@@ -85,6 +77,26 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         }
         None => None,
     };
+    let clickhouse = match &config.clickhouse_url {
+        Some(url) => {
+            if config.database_auto_migrate {
+                let report = vrs_adapter_clickhouse::init_schema(url, &config.clickhouse_database)
+                    .await
+                    .context("CLICKHOUSE_URL: initialising the schema")?;
+                tracing::info!(server = %report.server_version, "ClickHouse schema ready");
+            }
+            let store = vrs_adapter_clickhouse::ClickHouseSignalStore::new(
+                &vrs_adapter_clickhouse::ClickHouseConfig::new(
+                    url.clone(),
+                    config.clickhouse_database.clone(),
+                ),
+            )
+            .map_err(|e| anyhow::anyhow!("CLICKHOUSE_URL: {e}"))?;
+            probes.push(Arc::new(store.health_probe()));
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     let redis = match &config.redis_url {
         Some(url) => {
             let mut redis_config = vrs_adapter_redis::RedisConfig::new(url.clone());
@@ -93,6 +105,16 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
             // the service from starting.
             let adapters = vrs_adapter_redis::RedisAdapters::connect(&redis_config)
                 .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+            // Give a reachable Redis a moment, so the first requests do not start degraded.
+            if !adapters
+                .connection
+                .wait_connected(std::time::Duration::from_secs(2))
+                .await
+            {
+                tracing::warn!(
+                    "Redis is not reachable yet; serving without the feed cache until it is"
+                );
+            }
             probes.push(adapters.probe.clone());
             Some(adapters)
         }
@@ -124,8 +146,15 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
             Some(pg) => Arc::new(pg.clone()),
             None => memory.model_registry.clone(),
         },
-        signals: memory.signals.clone(),
-        events: memory.events.clone(),
+        signals: match &clickhouse {
+            Some(ch) => ch.clone(),
+            None => memory.signals.clone(),
+        },
+        // Without Kafka, accepted events are written straight into the signal store.
+        events: match &clickhouse {
+            Some(ch) => Arc::new(vrs_adapter_clickhouse::ClickHouseEventSink::new(ch.clone())),
+            None => memory.events.clone(),
+        },
         event_ledger: match &redis {
             Some(r) => r.event_ledger.clone(),
             None => memory.event_ledger.clone(),

@@ -305,10 +305,13 @@ pub fn select_diverse(
         scored.select_nth_unstable_by(sorted, |a, b| compare(pool, a, b));
     }
     scored[..sorted].sort_unstable_by(|a, b| compare(pool, a, b));
-    let creators: Vec<CreatorId> = scored
-        .iter()
-        .map(|s| pool.entry(s.candidate.index).video.creator_id)
-        .collect();
+    let creators_of = |scored: &[ScoredCandidate]| -> Vec<CreatorId> {
+        scored
+            .iter()
+            .map(|s| pool.entry(s.candidate.index).video.creator_id)
+            .collect()
+    };
+    let mut creators = creators_of(&scored);
     // Tiers in sorted order: finite unserved, finite served, non-finite unserved, non-finite served.
     // Diversity may reorder videos within a tier but never lift one across a tier boundary, so a
     // recently served or a broken-score video never jumps ahead to make room for variety.
@@ -353,6 +356,7 @@ pub fn select_diverse(
             scored[sorted..].sort_unstable_by(|a, b| compare(pool, a, b));
             sorted = scored.len();
             tier_end = tier_ends(&scored, sorted);
+            creators = creators_of(&scored);
             continue;
         }
         let pick = find(&diverse)

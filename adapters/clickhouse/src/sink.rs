@@ -1,0 +1,32 @@
+//! An [`EventSink`] that writes straight into ClickHouse, for deployments without Kafka in between:
+//! an event is durable once ClickHouse acknowledged its insert.
+
+use crate::ClickHouseSignalStore;
+use async_trait::async_trait;
+use std::sync::Arc;
+use vrs_application::ports::{EventSink, PortError, PublishOutcome};
+use vrs_domain::EngagementEvent;
+
+/// Publishes events by inserting them (idempotently by `event_id`) into the raw events table.
+#[derive(Clone, Debug)]
+pub struct ClickHouseEventSink {
+    store: Arc<ClickHouseSignalStore>,
+}
+
+impl ClickHouseEventSink {
+    /// A sink inserting through `store`.
+    pub fn new(store: Arc<ClickHouseSignalStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl EventSink for ClickHouseEventSink {
+    async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError> {
+        let inserted = self.store.insert_events(events).await?;
+        Ok(PublishOutcome {
+            accepted: inserted,
+            duplicates: events.len() - inserted,
+        })
+    }
+}
