@@ -26,7 +26,8 @@ ensure_packages() {
 # The C toolchain that crypto and compression crates build with, and a Rust toolchain.
 ensure_build_tools() {
   if command -v dpkg-query >/dev/null 2>&1; then
-    ensure_packages build-essential pkg-config
+    # zlib1g-dev: rdkafka builds librdkafka from source (./configure + make) against zlib.
+    ensure_packages build-essential pkg-config zlib1g-dev
   fi
   if ! command -v cargo >/dev/null 2>&1; then
     log "cargo not found: install a Rust toolchain (1.89 or newer), e.g. with rustup"

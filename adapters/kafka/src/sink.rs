@@ -1,0 +1,236 @@
+//! The Kafka [`EventSink`]: acknowledged by Kafka or fsynced to the spool before `publish` says Ok.
+
+use crate::config::KafkaConfig;
+use crate::health::EventSpoolProbe;
+use crate::message::EngagementMessage;
+use crate::replay;
+use crate::spool::{EventSpool, SpoolError, SpoolRecord};
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use vrs_application::ports::{EventSink, PortError, PublishOutcome};
+use vrs_domain::EngagementEvent;
+
+/// Counter of failed sends and deliveries, labelled by `error_type`.
+pub const PRODUCER_ERRORS_METRIC: &str = "kafka_producer_errors_total";
+
+/// Slack over the delivery timeout before a delivery is given up on without librdkafka's verdict:
+/// librdkafka scans for timed-out messages about once a second.
+const DELIVERY_SLACK: Duration = Duration::from_millis(1500);
+
+/// Why the sink could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSinkError {
+    /// The producer configuration was refused.
+    #[error("kafka producer: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// State shared by the sink, its replayer and its health probe.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) spool: EventSpool,
+    /// Whether the last delivery attempt or broker check succeeded.
+    pub(crate) broker_reachable: AtomicBool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) producer: FutureProducer,
+    pub(crate) topic: String,
+    pub(crate) delivery_timeout: Duration,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Publishes engagement events to Kafka, spooling what Kafka does not acknowledge in time.
+#[derive(Clone)]
+pub struct KafkaEventSink {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KafkaEventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaEventSink")
+            .field("topic", &self.inner.topic)
+            .field("spooled", &self.inner.shared.spool.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaEventSink {
+    /// Opens the spool, creates the producer and spawns the replayer; never waits for the broker.
+    ///
+    /// Must be called within a Tokio runtime. The replayer stops once every clone is dropped.
+    pub fn start(config: KafkaConfig) -> Result<Self, KafkaSinkError> {
+        let spool = EventSpool::open(&config.spool_dir, config.spool_max_bytes)?;
+        let timeout_ms = config.delivery_timeout.as_millis().max(1).to_string();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", &timeout_ms)
+            .set("request.timeout.ms", &timeout_ms)
+            .set("linger.ms", "5")
+            // The replayer should notice a returning broker within about a second, not the
+            // default 10 s reconnect backoff.
+            .set("reconnect.backoff.max.ms", "1000")
+            .create()?;
+        let spooled = spool.len();
+        if spooled > 0 {
+            tracing::info!(
+                spooled,
+                "event spool holds events from an earlier run; replaying"
+            );
+        }
+        let inner = Arc::new(Inner {
+            producer,
+            topic: config.topic,
+            delivery_timeout: config.delivery_timeout,
+            shared: Arc::new(Shared {
+                spool,
+                // Unknown until the first delivery or the replayer's first broker check.
+                broker_reachable: AtomicBool::new(false),
+            }),
+        });
+        tokio::spawn(replay::run(Arc::downgrade(&inner), config.replay_interval));
+        Ok(Self { inner })
+    }
+
+    /// The `event_spool` health probe of this sink.
+    pub fn health_probe(&self) -> EventSpoolProbe {
+        EventSpoolProbe::new(self.inner.shared.clone())
+    }
+
+    /// Number of events waiting in the spool.
+    pub fn spooled(&self) -> usize {
+        self.inner.shared.spool.len()
+    }
+}
+
+impl Inner {
+    /// Sends every record and waits for Kafka's verdicts; `true` per acknowledged record.
+    pub(crate) async fn send_all(&self, records: &[SpoolRecord]) -> Vec<bool> {
+        let deadline = Instant::now() + self.delivery_timeout + DELIVERY_SLACK;
+        let pending: Vec<Option<DeliveryFuture>> = records
+            .iter()
+            .map(|r| {
+                let record = FutureRecord::to(&self.topic).key(&r.key).payload(&r.value);
+                match self.producer.send_result(record) {
+                    Ok(delivery) => Some(delivery),
+                    Err((e, _)) => {
+                        count_error(&e);
+                        None
+                    }
+                }
+            })
+            .collect();
+        let mut acked = Vec::with_capacity(pending.len());
+        for delivery in pending {
+            let ok = match delivery {
+                None => false,
+                Some(delivery) => match tokio::time::timeout_at(deadline, delivery).await {
+                    Ok(Ok(Ok(_))) => true,
+                    Ok(Ok(Err((e, _)))) => {
+                        count_error(&e);
+                        false
+                    }
+                    Ok(Err(_canceled)) => {
+                        metrics::counter!(PRODUCER_ERRORS_METRIC, "error_type" => "canceled")
+                            .increment(1);
+                        false
+                    }
+                    Err(_elapsed) => {
+                        metrics::counter!(PRODUCER_ERRORS_METRIC, "error_type" => "timeout")
+                            .increment(1);
+                        false
+                    }
+                },
+            };
+            acked.push(ok);
+        }
+        if !acked.is_empty() {
+            let all = acked.iter().all(|&ok| ok);
+            let any = acked.iter().any(|&ok| ok);
+            if all || !any {
+                self.shared.broker_reachable.store(all, Ordering::Relaxed);
+            }
+        }
+        acked
+    }
+
+    /// Appends records to the spool on a blocking thread.
+    pub(crate) async fn spool(&self, records: Vec<SpoolRecord>) -> Result<(), PortError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.spool.append(&records))
+            .await
+            .map_err(|e| PortError::Unavailable(format!("event spool task: {e}")))?
+            .map_err(|e| match e {
+                SpoolError::Full { .. } => PortError::Rejected(e.to_string()),
+                other => PortError::Unavailable(other.to_string()),
+            })
+    }
+}
+
+#[async_trait]
+impl EventSink for KafkaEventSink {
+    async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError> {
+        if events.is_empty() {
+            return Ok(PublishOutcome::default());
+        }
+        let records: Vec<SpoolRecord> = events
+            .iter()
+            .map(|e| SpoolRecord {
+                key: EngagementMessage::key(e).into_bytes(),
+                value: EngagementMessage::encode(e),
+            })
+            .collect();
+        let accepted = PublishOutcome {
+            accepted: events.len(),
+            duplicates: 0,
+        };
+        let inner = &self.inner;
+        // While older events wait in the spool, new ones queue behind them: sending them straight
+        // to Kafka would overtake a user's spooled events, and would wait out the timeout again.
+        if !inner.shared.spool.is_empty() {
+            inner.spool(records).await?;
+            return Ok(accepted);
+        }
+        let acked = inner.send_all(&records).await;
+        let unacked: Vec<SpoolRecord> = records
+            .into_iter()
+            .zip(acked)
+            .filter_map(|(r, ok)| (!ok).then_some(r))
+            .collect();
+        if !unacked.is_empty() {
+            tracing::warn!(
+                events = unacked.len(),
+                "kafka did not acknowledge events in time; spooling them"
+            );
+            // An unacknowledged event may still reach Kafka later, so the replay can repeat it;
+            // the pipeline is idempotent by event_id.
+            inner.spool(unacked).await?;
+        }
+        Ok(accepted)
+    }
+}
+
+/// Counts a producer error under a bounded label.
+pub(crate) fn count_error(e: &KafkaError) {
+    let error_type = match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageTimedOut) => "timeout",
+        Some(RDKafkaErrorCode::QueueFull) => "queue_full",
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown) => {
+            "transport"
+        }
+        Some(_) => "broker",
+        None => "client",
+    };
+    metrics::counter!(PRODUCER_ERRORS_METRIC, "error_type" => error_type).increment(1);
+}
