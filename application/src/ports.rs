@@ -214,6 +214,16 @@ pub trait EventSink: Send + Sync {
     async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError>;
 }
 
+/// Where the event pipeline's consumer stores events (the signal store's write side).
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait EngagementEventStore: Send + Sync {
+    /// Stores a batch durably and returns how many events were new. MUST be idempotent by
+    /// `event_id` (events stored before, or repeated within the batch, are skipped), since the
+    /// pipeline delivers at least once. On `Err` the caller retries the whole batch.
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError>;
+}
+
 /// A learned relevance model.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]

@@ -4,7 +4,7 @@
 use crate::ClickHouseSignalStore;
 use async_trait::async_trait;
 use std::sync::Arc;
-use vrs_application::ports::{EventSink, PortError, PublishOutcome};
+use vrs_application::ports::{EngagementEventStore, EventSink, PortError, PublishOutcome};
 use vrs_domain::EngagementEvent;
 
 /// Publishes events by inserting them (idempotently by `event_id`) into the raw events table.
@@ -28,5 +28,12 @@ impl EventSink for ClickHouseEventSink {
             accepted: inserted,
             duplicates: events.len() - inserted,
         })
+    }
+}
+
+#[async_trait]
+impl EngagementEventStore for ClickHouseSignalStore {
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError> {
+        ClickHouseSignalStore::insert_events(self, events).await
     }
 }

@@ -4,7 +4,7 @@ use moka::sync::Cache;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
-use vrs_application::ports::{EventSink, PortError, PublishOutcome};
+use vrs_application::ports::{EngagementEventStore, EventSink, PortError, PublishOutcome};
 use vrs_domain::EngagementEvent;
 
 /// How long an event id is remembered for deduplication.
@@ -55,5 +55,13 @@ impl EventSink for MemoryEventSink {
             accepted: fresh.len(),
             duplicates: events.len() - fresh.len(),
         })
+    }
+}
+
+/// The in-process pipeline's write side: the same idempotent application to the signal store.
+#[async_trait]
+impl EngagementEventStore for MemoryEventSink {
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError> {
+        self.publish(events).await.map(|outcome| outcome.accepted)
     }
 }
