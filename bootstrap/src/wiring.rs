@@ -55,14 +55,6 @@ fn media_config(config: &Config) -> MediaConfig {
 
 /// Picks each port's adapter from its URL variable; the in-memory adapter where none is set.
 pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
-    if config.kafka_brokers.is_some() {
-        bail!(
-            "KAFKA_BROKERS is set, but this build has no Kafka adapter yet; unset it to write events straight to the signal store"
-        );
-    }
-    if config.app_env == AppEnv::Production {
-        bail!("APP_ENV=production needs the Kafka event pipeline, which is not in this build");
-    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let media = vrs_adapter_media::media_urls(&media_config(config), clock.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -77,6 +69,15 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         }
         None => None,
     };
+    // Checked after PostgreSQL, so that a stale schema is reported first (it needs `migrate`).
+    if config.kafka_brokers.is_some() {
+        bail!(
+            "KAFKA_BROKERS is set, but this build has no Kafka adapter yet; unset it to write events straight to the signal store"
+        );
+    }
+    if config.app_env == AppEnv::Production {
+        bail!("APP_ENV=production needs the Kafka event pipeline, which is not in this build");
+    }
     let clickhouse = match &config.clickhouse_url {
         Some(url) => {
             if config.database_auto_migrate {
@@ -212,9 +213,9 @@ pub struct App {
 
 /// Builds every component from the configuration.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
+    let backends = backends(config).await?;
     let auth = Authenticator::new(keys::auth_config(config)?);
     let cursors = CursorCodec::new(keys::cursor_secret(config)?);
-    let backends = backends(config).await?;
     if backends.embedded {
         load_embedded_demo(config, &backends).await?;
     }
