@@ -114,6 +114,14 @@ pub struct Config {
     pub clickhouse_url: Option<String>,
     pub clickhouse_database: String,
     pub kafka_brokers: Option<String>,
+    pub kafka_engagement_topic: String,
+    pub kafka_consumer_group: String,
+    pub kafka_delivery_timeout: Duration,
+    /// Where events go when Kafka does not acknowledge them in time.
+    pub event_spool_dir: PathBuf,
+    pub event_spool_max_bytes: u64,
+    /// Run the Kafka consumers inside `serve` (else only in `worker`).
+    pub run_consumers: bool,
     pub jwt: JwtSettings,
     pub cursor_secret: Option<String>,
     pub cdn_base_url: String,
@@ -247,6 +255,31 @@ impl Config {
                 .opt("CLICKHOUSE_DATABASE")
                 .unwrap_or_else(|| "nova".into()),
             kafka_brokers: v.opt("KAFKA_BROKERS"),
+            kafka_engagement_topic: v
+                .opt("KAFKA_ENGAGEMENT_TOPIC")
+                .unwrap_or_else(|| "engagement-events".into()),
+            kafka_consumer_group: v
+                .opt("KAFKA_CONSUMER_GROUP")
+                .unwrap_or_else(|| "video-ranking-service".into()),
+            kafka_delivery_timeout: Duration::from_millis(v.parse(
+                "KAFKA_DELIVERY_TIMEOUT_MS",
+                2_000,
+                "expected milliseconds",
+            )?),
+            event_spool_dir: v.opt("EVENT_SPOOL_DIR").map_or_else(
+                || {
+                    v.opt("DATA_DIR")
+                        .map_or_else(|| PathBuf::from("data"), PathBuf::from)
+                        .join("spool")
+                },
+                PathBuf::from,
+            ),
+            event_spool_max_bytes: v.parse(
+                "EVENT_SPOOL_MAX_BYTES",
+                64 * 1024 * 1024,
+                "expected a whole number of bytes",
+            )?,
+            run_consumers: v.parse("RUN_CONSUMERS", true, "expected true or false")?,
             jwt: JwtSettings {
                 public_key: v.opt("JWT_PUBLIC_KEY"),
                 public_key_file: v.opt("JWT_PUBLIC_KEY_FILE").map(PathBuf::from),
@@ -392,6 +425,9 @@ mod tests {
         assert_eq!(c.redis_command_timeout, Duration::from_millis(50));
         assert!(c.database_auto_migrate);
         assert!(c.s3.is_none());
+        assert_eq!(c.kafka_engagement_topic, "engagement-events");
+        assert_eq!(c.event_spool_dir, PathBuf::from("data/spool"));
+        assert!(c.run_consumers);
     }
 
     #[test]

@@ -56,6 +56,8 @@ enum Command {
     SeedDemo,
     /// Create the ClickHouse schema (CLICKHOUSE_URL, CLICKHOUSE_DATABASE), idempotently.
     ClickhouseInit,
+    /// Run the Kafka consumers alone, without the HTTP API (KAFKA_BROKERS).
+    Worker,
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::CheckSchema => block_on(storage::check_schema_command(&config)),
         Command::SeedDemo => block_on(wiring::seed_demo(&config)),
         Command::ClickhouseInit => block_on(storage::clickhouse_init(&config)),
+        Command::Worker => block_on(wiring::worker(&config)),
         Command::DevToken {
             user,
             demo_user,

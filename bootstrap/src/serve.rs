@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -57,6 +57,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
 
+    let consumer = app
+        .consumer
+        .map(|consumer| tokio::spawn(consumer.run(stopped(stop_rx.clone()))));
     if let Some(pg) = app.postgres.clone() {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -88,6 +91,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let _ = stop.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!("requests still in flight after {grace:?}; exiting anyway"),
+    }
+    if let Some(consumer) = consumer {
+        // The consumer finishes its batch and commits what it stored.
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(grace, consumer).await;
     }
     if let Some(pg) = &app.postgres {
         pg.close().await;

@@ -1,6 +1,6 @@
 //! The composition root: picks an adapter for every port and builds the use cases on them.
 
-use crate::config::{AppEnv, Config};
+use crate::config::Config;
 use crate::{keys, storage};
 use anyhow::{Context, bail};
 use std::num::NonZeroU32;
@@ -11,7 +11,7 @@ use vrs_adapter_media::{MediaConfig, S3Config};
 use vrs_adapter_memory::{InProcessProbe, MemoryAdapters, STATIC_MODEL_VERSION};
 use vrs_adapter_postgres::PostgresStore;
 use vrs_application::demo::{self, DemoSize};
-use vrs_application::ports::{Clock, HealthProbe, Ports};
+use vrs_application::ports::{Clock, EngagementEventStore, EventSink, HealthProbe, Ports};
 use vrs_application::{
     CandidateSnapshot, EngagementService, FeedConfig, FeedService, HealthService,
     SnapshotRefresher, SystemClock,
@@ -26,6 +26,8 @@ pub struct Backends {
     pub postgres: Option<PostgresStore>,
     /// Handles to the in-memory adapters (used for the ports without an external server).
     pub memory: MemoryAdapters,
+    /// Where the Kafka consumer stores engagement events (ClickHouse, or the in-memory signals).
+    pub event_store: Arc<dyn EngagementEventStore>,
 }
 
 /// The demo data set's size from the configuration.
@@ -69,15 +71,6 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         }
         None => None,
     };
-    // Checked after PostgreSQL, so that a stale schema is reported first (it needs `migrate`).
-    if config.kafka_brokers.is_some() {
-        bail!(
-            "KAFKA_BROKERS is set, but this build has no Kafka adapter yet; unset it to write events straight to the signal store"
-        );
-    }
-    if config.app_env == AppEnv::Production {
-        bail!("APP_ENV=production needs the Kafka event pipeline, which is not in this build");
-    }
     let clickhouse = match &config.clickhouse_url {
         Some(url) => {
             if config.database_auto_migrate {
@@ -97,6 +90,28 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
             Some(Arc::new(store))
         }
         None => None,
+    };
+    let event_store: Arc<dyn EngagementEventStore> = match &clickhouse {
+        Some(ch) => ch.clone(),
+        None => memory.events.clone(),
+    };
+    let events: Arc<dyn EventSink> = match (&config.kafka_brokers, &clickhouse) {
+        (Some(brokers), _) => {
+            let sink = vrs_adapter_kafka::KafkaEventSink::start(vrs_adapter_kafka::KafkaConfig {
+                brokers: brokers.clone(),
+                topic: config.kafka_engagement_topic.clone(),
+                delivery_timeout: config.kafka_delivery_timeout,
+                spool_dir: config.event_spool_dir.clone(),
+                spool_max_bytes: config.event_spool_max_bytes,
+                replay_interval: vrs_adapter_kafka::KafkaConfig::new("", "").replay_interval,
+            })
+            .map_err(|e| anyhow::anyhow!("KAFKA_BROKERS: {e}"))?;
+            probes.push(Arc::new(sink.health_probe()));
+            Arc::new(sink)
+        }
+        // Without Kafka, accepted events are written straight into the signal store.
+        (None, Some(ch)) => Arc::new(vrs_adapter_clickhouse::ClickHouseEventSink::new(ch.clone())),
+        (None, None) => memory.events.clone(),
     };
     let redis = match &config.redis_url {
         Some(url) => {
@@ -151,11 +166,7 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
             Some(ch) => ch.clone(),
             None => memory.signals.clone(),
         },
-        // Without Kafka, accepted events are written straight into the signal store.
-        events: match &clickhouse {
-            Some(ch) => Arc::new(vrs_adapter_clickhouse::ClickHouseEventSink::new(ch.clone())),
-            None => memory.events.clone(),
-        },
+        events,
         event_ledger: match &redis {
             Some(r) => r.event_ledger.clone(),
             None => memory.event_ledger.clone(),
@@ -178,6 +189,7 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         embedded,
         postgres,
         memory,
+        event_store,
     })
 }
 
@@ -209,6 +221,8 @@ pub struct App {
     pub http: HttpConfig,
     pub refresher: Arc<SnapshotRefresher>,
     pub postgres: Option<PostgresStore>,
+    /// The engagement consumer, when Kafka is configured and consumers run in this process.
+    pub consumer: Option<vrs_adapter_kafka::EngagementConsumer>,
 }
 
 /// Builds every component from the configuration.
@@ -276,6 +290,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             request_timeout: config.request_timeout,
         },
         refresher,
+        consumer: if config.run_consumers {
+            engagement_consumer(config, &backends)?
+        } else {
+            None
+        },
         postgres: backends.postgres,
     })
 }
@@ -306,5 +325,43 @@ pub async fn seed_demo(config: &Config) -> anyhow::Result<()> {
         data.follows.len(),
         size.users
     );
+    Ok(())
+}
+
+/// The Kafka consumer that stores engagement events (`None` without `KAFKA_BROKERS`).
+pub fn engagement_consumer(
+    config: &Config,
+    backends: &Backends,
+) -> anyhow::Result<Option<vrs_adapter_kafka::EngagementConsumer>> {
+    let Some(brokers) = &config.kafka_brokers else {
+        return Ok(None);
+    };
+    let mut consumer_config = vrs_adapter_kafka::EngagementConsumerConfig::new(
+        brokers.clone(),
+        config.kafka_consumer_group.clone(),
+    );
+    consumer_config.topic = config.kafka_engagement_topic.clone();
+    consumer_config.dlq_topic = format!("{}.dlq", config.kafka_engagement_topic);
+    let consumer =
+        vrs_adapter_kafka::EngagementConsumer::new(consumer_config, backends.event_store.clone())
+            .map_err(|e| anyhow::anyhow!("KAFKA_BROKERS: {e}"))?;
+    Ok(Some(consumer))
+}
+
+/// `worker`: runs the Kafka consumers alone (to scale them apart from the API) until SIGTERM.
+pub async fn worker(config: &Config) -> anyhow::Result<()> {
+    if config.kafka_brokers.is_none() {
+        bail!("KAFKA_BROKERS: the worker consumes Kafka topics");
+    }
+    let backends = backends(config).await?;
+    let Some(consumer) = engagement_consumer(config, &backends)? else {
+        bail!("KAFKA_BROKERS: the worker consumes Kafka topics");
+    };
+    tracing::info!(
+        "worker started: consuming {}",
+        config.kafka_engagement_topic
+    );
+    consumer.run(crate::serve::shutdown_signal()).await;
+    tracing::info!("worker stopped: processed events committed");
     Ok(())
 }

@@ -1,13 +1,18 @@
-//! Kafka producer side of the engagement pipeline: an [`EventSink`] that publishes each accepted
-//! event to a topic, keyed by user, as a versioned JSON message.
+//! Kafka side of the engagement pipeline. The producer side is an [`EventSink`] that publishes each
+//! accepted event to a topic, keyed by user, as a versioned JSON message.
 //!
 //! Kafka being down must not lose events nor fail requests: what Kafka does not acknowledge within
 //! the delivery timeout goes to a local, fsynced spool file, and a replayer republishes it in order
 //! once the broker answers again. Only a full spool makes `publish` fail (`PortError::Rejected`).
 //!
+//! The consumer side, [`EngagementConsumer`], reads the topic in a consumer group and stores the
+//! events through the [`EngagementEventStore`] port, committing offsets only after they are stored.
+//!
 //! [`EventSink`]: vrs_application::ports::EventSink
+//! [`EngagementEventStore`]: vrs_application::ports::EngagementEventStore
 
 mod config;
+mod consumer;
 mod health;
 mod message;
 mod replay;
@@ -17,6 +22,13 @@ mod spool;
 pub use config::{
     DEFAULT_DELIVERY_TIMEOUT, DEFAULT_REPLAY_INTERVAL, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_TOPIC,
     KafkaConfig,
+};
+pub use consumer::{
+    CONSUMER_ERRORS_METRIC, DEFAULT_BATCH_MAX_SIZE, DEFAULT_BATCH_MAX_WAIT, DEFAULT_DLQ_TOPIC,
+    DEFAULT_RETRY_BACKOFF, DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_SESSION_TIMEOUT,
+    DLQ_ERROR_TYPE_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
+    DLQ_TOPIC_HEADER, EVENTS_RECORDED_METRIC, EngagementConsumer, EngagementConsumerConfig,
+    EngagementConsumerError, PROCESSING_LAG_METRIC,
 };
 pub use health::{EVENT_SPOOL_PROBE, EventSpoolProbe};
 pub use message::{EngagementMessage, MessageError, SCHEMA_VERSION};

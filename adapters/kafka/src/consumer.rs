@@ -1,0 +1,448 @@
+//! The engagement consumer: reads the event topic in a consumer group, stores events through the
+//! [`EngagementEventStore`] port, and commits offsets only once a batch is stored.
+//!
+//! Delivery is at least once: a crash between storing and committing replays the batch, and the
+//! store is idempotent by `event_id`. A message that cannot be read goes to the dead-letter topic,
+//! so it never holds back its partition.
+
+use crate::message::{EngagementMessage, MessageError};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use vrs_application::ports::EngagementEventStore;
+use vrs_domain::{EngagementEvent, EventType};
+
+/// Dead-letter topic of unreadable engagement messages unless configured otherwise.
+pub const DEFAULT_DLQ_TOPIC: &str = "engagement-events.dlq";
+/// Most messages stored and committed together.
+pub const DEFAULT_BATCH_MAX_SIZE: usize = 500;
+/// Longest a batch waits for more messages once its first one arrived.
+pub const DEFAULT_BATCH_MAX_WAIT: Duration = Duration::from_millis(200);
+/// First pause before retrying a failed store insert or dead-letter produce; doubles per attempt.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between two retries.
+pub const DEFAULT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long the group waits for a silent member before reassigning its partitions (librdkafka's
+/// default).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Counter of events newly stored (not duplicates), labelled by event `type`.
+pub const EVENTS_RECORDED_METRIC: &str = "engagement_events_recorded_total";
+/// Gauge: seconds from the Kafka timestamp of the oldest message of the last stored batch (the
+/// time the API published it) to the moment the batch was stored.
+pub const PROCESSING_LAG_METRIC: &str = "engagement_event_processing_lag_seconds";
+/// Counter of consumer-side failures, labelled by `error_type`.
+pub const CONSUMER_ERRORS_METRIC: &str = "kafka_consumer_errors_total";
+
+/// Dead-letter header naming why the message was refused (`malformed`, `unsupported_version`,
+/// `missing_payload`).
+pub const DLQ_ERROR_TYPE_HEADER: &str = "dlq.error_type";
+/// Dead-letter header with the decoding error's text.
+pub const DLQ_REASON_HEADER: &str = "dlq.reason";
+/// Dead-letter header with the source topic.
+pub const DLQ_TOPIC_HEADER: &str = "dlq.topic";
+/// Dead-letter header with the source partition (decimal).
+pub const DLQ_PARTITION_HEADER: &str = "dlq.partition";
+/// Dead-letter header with the source offset (decimal).
+pub const DLQ_OFFSET_HEADER: &str = "dlq.offset";
+
+/// Where the consumer reads, how it batches, and how it retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngagementConsumerConfig {
+    /// Bootstrap servers, comma separated (`host:port,host:port`).
+    pub brokers: String,
+    /// Consumer group; the committed offsets belong to it.
+    pub group_id: String,
+    /// Topic of the engagement events.
+    pub topic: String,
+    /// Topic unreadable messages are moved to, with the reason in headers.
+    pub dlq_topic: String,
+    /// Most messages per batch.
+    pub batch_max_size: usize,
+    /// Longest a batch waits for more messages once its first one arrived.
+    pub batch_max_wait: Duration,
+    /// First pause before a retry; doubles up to `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    /// Longest pause between two retries.
+    pub retry_backoff_max: Duration,
+    /// Group session timeout (librdkafka `session.timeout.ms`); brokers bound it, 6 s at least by
+    /// default.
+    pub session_timeout: Duration,
+}
+
+impl EngagementConsumerConfig {
+    /// A configuration with the defaults for everything but the brokers and the group.
+    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            group_id: group_id.into(),
+            topic: crate::config::DEFAULT_TOPIC.to_owned(),
+            dlq_topic: DEFAULT_DLQ_TOPIC.to_owned(),
+            batch_max_size: DEFAULT_BATCH_MAX_SIZE,
+            batch_max_wait: DEFAULT_BATCH_MAX_WAIT,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+            retry_backoff_max: DEFAULT_RETRY_BACKOFF_MAX,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+        }
+    }
+}
+
+/// Why the consumer could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngagementConsumerError {
+    /// The consumer or dead-letter producer configuration was refused, or subscribing failed.
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// Consumes engagement events from Kafka into an [`EngagementEventStore`].
+pub struct EngagementConsumer {
+    // Shared so a synchronous commit can run on a blocking thread.
+    consumer: Arc<StreamConsumer>,
+    dlq: FutureProducer,
+    store: Arc<dyn EngagementEventStore>,
+    config: EngagementConsumerConfig,
+}
+
+impl std::fmt::Debug for EngagementConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngagementConsumer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of a batch.
+enum Outcome {
+    /// Stored (and dead letters acknowledged): its offsets may be committed.
+    Done,
+    /// Shutdown came while retrying: nothing is committed, the batch will be redelivered.
+    Abandoned,
+}
+
+/// The shutdown signal, remembered once it fired.
+struct Shutdown<F> {
+    signal: Pin<Box<F>>,
+    fired: bool,
+}
+
+impl<F: Future<Output = ()>> Shutdown<F> {
+    /// Resolves once shutdown was requested (at once if it already was).
+    async fn requested(&mut self) {
+        if !self.fired {
+            (&mut self.signal).await;
+            self.fired = true;
+        }
+    }
+}
+
+impl EngagementConsumer {
+    /// Creates the consumer (auto-commit off) and the dead-letter producer, and subscribes to the
+    /// topic; never waits for the broker.
+    pub fn new(
+        config: EngagementConsumerConfig,
+        store: Arc<dyn EngagementEventStore>,
+    ) -> Result<Self, EngagementConsumerError> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group_id)
+            // Offsets are committed explicitly, after the batch is stored.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // A new group must not skip events published before it first joined.
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
+            .create()?;
+        consumer.subscribe(&[config.topic.as_str()])?;
+        let dlq: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            // Bounds each dead-letter attempt (librdkafka's default is 5 min), so an unreachable
+            // dead-letter topic is retried with backoff and shutdown is noticed between attempts.
+            .set("message.timeout.ms", "10000")
+            .create()?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            dlq,
+            store,
+            config,
+        })
+    }
+
+    /// Consumes until `shutdown` resolves; then finishes the batch in hand, commits it and returns.
+    ///
+    /// If shutdown comes while a batch is being retried (store or dead-letter topic down), the
+    /// batch is left uncommitted and will be redelivered to the group. The same holds for a batch
+    /// whose partitions were revoked by a rebalance before its commit.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = Shutdown {
+            signal: Box::pin(shutdown),
+            fired: false,
+        };
+        while !shutdown.fired {
+            let batch = self.collect(&mut shutdown).await;
+            if batch.is_empty() {
+                continue;
+            }
+            match self.process(&batch, &mut shutdown).await {
+                Outcome::Done => self.commit(&batch).await,
+                Outcome::Abandoned => break,
+            }
+        }
+        tracing::info!(group = %self.config.group_id, "engagement consumer stopped");
+    }
+
+    /// Waits for a first message, then gathers more until the size or time bound, or shutdown.
+    async fn collect<F: Future<Output = ()>>(
+        &self,
+        shutdown: &mut Shutdown<F>,
+    ) -> Vec<OwnedMessage> {
+        let mut batch = Vec::new();
+        let mut deadline = None;
+        while batch.len() < self.config.batch_max_size.max(1) {
+            let wait = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.requested() => break,
+                () = wait => break,
+                received = self.consumer.recv() => match received {
+                    Ok(message) => {
+                        batch.push(message.detach());
+                        deadline.get_or_insert_with(|| Instant::now() + self.config.batch_max_wait);
+                    }
+                    Err(e) => {
+                        // librdkafka retries by itself; this is reported for visibility only.
+                        count_error("receive");
+                        tracing::warn!(error = %e, "kafka consumer error");
+                    }
+                },
+            }
+        }
+        batch
+    }
+
+    /// Dead-letters what cannot be read and stores the rest, retrying until both succeeded.
+    async fn process<F: Future<Output = ()>>(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &mut Shutdown<F>,
+    ) -> Outcome {
+        let mut dead: Vec<(&OwnedMessage, &'static str, String)> = Vec::new();
+        let mut groups: Vec<(EventType, Vec<EngagementEvent>)> = Vec::new();
+        for message in batch {
+            let decoded = match message.payload() {
+                None => Err(("missing_payload", "message has no payload".to_owned())),
+                Some(bytes) => EngagementMessage::decode(bytes).map_err(|e| {
+                    let kind = match e {
+                        MessageError::Malformed(_) => "malformed",
+                        MessageError::UnsupportedVersion(_) => "unsupported_version",
+                    };
+                    (kind, e.to_string())
+                }),
+            };
+            match decoded {
+                Ok(m) => {
+                    let event = m.into_event();
+                    match groups.iter_mut().find(|(t, _)| *t == event.event_type) {
+                        Some((_, events)) => events.push(event),
+                        None => groups.push((event.event_type, vec![event])),
+                    }
+                }
+                Err((kind, reason)) => {
+                    count_error(kind);
+                    tracing::warn!(
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        %reason,
+                        "unreadable engagement message; dead-lettering it"
+                    );
+                    dead.push((message, kind, reason));
+                }
+            }
+        }
+
+        let mut backoff = Backoff::new(&self.config);
+        while !dead.is_empty() {
+            let acked = self.dead_letter(&dead).await;
+            let mut acked = acked.into_iter();
+            dead.retain(|_| !acked.next().unwrap_or(false));
+            if !dead.is_empty() && !backoff.wait(shutdown).await {
+                return Outcome::Abandoned;
+            }
+        }
+
+        // One insert per event type, because the port reports only how many events were new and
+        // the recorded-events metric is by type; an already stored group counts 0 on a retry.
+        let mut backoff = Backoff::new(&self.config);
+        let mut next = 0;
+        while next < groups.len() {
+            let (event_type, events) = &groups[next];
+            match self.store.insert_events(events).await {
+                Ok(new) => {
+                    metrics::counter!(EVENTS_RECORDED_METRIC, "type" => event_type.as_str())
+                        .increment(new as u64);
+                    next += 1;
+                }
+                Err(e) => {
+                    count_error("store");
+                    tracing::warn!(
+                        error = %e,
+                        events = events.len(),
+                        "storing engagement events failed; retrying"
+                    );
+                    if !backoff.wait(shutdown).await {
+                        return Outcome::Abandoned;
+                    }
+                }
+            }
+        }
+        record_lag(batch, &groups);
+        Outcome::Done
+    }
+
+    /// Produces unreadable messages to the dead-letter topic; `true` per acknowledged one.
+    async fn dead_letter(&self, dead: &[(&OwnedMessage, &'static str, String)]) -> Vec<bool> {
+        let mut acked = Vec::with_capacity(dead.len());
+        for (message, kind, reason) in dead {
+            let (partition, offset) = (
+                message.partition().to_string(),
+                message.offset().to_string(),
+            );
+            let headers = OwnedHeaders::new()
+                .insert(header(DLQ_ERROR_TYPE_HEADER, kind))
+                .insert(header(DLQ_REASON_HEADER, reason))
+                .insert(header(DLQ_TOPIC_HEADER, message.topic()))
+                .insert(header(DLQ_PARTITION_HEADER, &partition))
+                .insert(header(DLQ_OFFSET_HEADER, &offset));
+            // The original bytes are kept verbatim, whatever they are, so they can be replayed.
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.config.dlq_topic)
+                .payload(message.payload().unwrap_or_default())
+                .headers(headers);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            let ok = match self.dlq.send(record, Timeout::Never).await {
+                Ok(_) => true,
+                Err((e, _)) => {
+                    count_error("dlq_produce");
+                    tracing::warn!(error = %e, "dead-letter produce failed");
+                    false
+                }
+            };
+            acked.push(ok);
+        }
+        acked
+    }
+
+    /// Commits the offsets just past the batch, synchronously.
+    ///
+    /// A failed commit is not retried: the next batch's commit covers it, and otherwise the batch
+    /// is redelivered, which the idempotent store absorbs.
+    async fn commit(&self, batch: &[OwnedMessage]) {
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        for m in batch {
+            let entry = next.entry((m.topic(), m.partition())).or_insert(0);
+            *entry = (*entry).max(m.offset() + 1);
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            if let Err(e) = offsets.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+                count_error("commit");
+                tracing::warn!(error = %e, "invalid offset to commit");
+                return;
+            }
+        }
+        let consumer = self.consumer.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
+        match committed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                count_error("commit");
+                tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered");
+            }
+            Err(e) => {
+                count_error("commit");
+                tracing::warn!(error = %e, "offset commit task failed");
+            }
+        }
+    }
+}
+
+/// Exponential backoff between retries, cut short by shutdown.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(config: &EngagementConsumerConfig) -> Self {
+        Self {
+            next: config.retry_backoff,
+            max: config.retry_backoff_max,
+        }
+    }
+
+    /// Sleeps before the next attempt; `false` when shutdown was requested instead.
+    async fn wait<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> bool {
+        if shutdown.fired {
+            return false;
+        }
+        let pause = self.next;
+        self.next = (self.next * 2).min(self.max);
+        tokio::select! {
+            () = shutdown.requested() => false,
+            () = tokio::time::sleep(pause) => true,
+        }
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// Sets the lag gauge from the oldest message of a stored batch; falls back to the events'
+/// `occurred_at` when the messages carry no timestamp.
+fn record_lag(batch: &[OwnedMessage], groups: &[(EventType, Vec<EngagementEvent>)]) {
+    let oldest_ms = batch
+        .iter()
+        .filter_map(|m| m.timestamp().to_millis())
+        .min()
+        .or_else(|| {
+            groups
+                .iter()
+                .flat_map(|(_, events)| events)
+                .map(|e| e.occurred_at.timestamp_millis())
+                .min()
+        });
+    if let Some(oldest_ms) = oldest_ms {
+        let lag_ms = chrono::Utc::now().timestamp_millis() - oldest_ms;
+        metrics::gauge!(PROCESSING_LAG_METRIC).set(lag_ms.max(0) as f64 / 1000.0);
+    }
+}
+
+fn count_error(error_type: &'static str) {
+    metrics::counter!(CONSUMER_ERRORS_METRIC, "error_type" => error_type).increment(1);
+}
