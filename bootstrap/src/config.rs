@@ -115,6 +115,8 @@ pub struct Config {
     pub clickhouse_database: String,
     pub kafka_brokers: Option<String>,
     pub kafka_engagement_topic: String,
+    /// Debezium change events of the posts service's `videos` table, applied to the catalog.
+    pub kafka_cdc_topic: String,
     pub kafka_consumer_group: String,
     pub kafka_delivery_timeout: Duration,
     /// Where events go when Kafka does not acknowledge them in time.
@@ -258,6 +260,9 @@ impl Config {
             kafka_engagement_topic: v
                 .opt("KAFKA_ENGAGEMENT_TOPIC")
                 .unwrap_or_else(|| "engagement-events".into()),
+            kafka_cdc_topic: v
+                .opt("KAFKA_CDC_TOPIC")
+                .unwrap_or_else(|| "cdc.posts".into()),
             kafka_consumer_group: v
                 .opt("KAFKA_CONSUMER_GROUP")
                 .unwrap_or_else(|| "video-ranking-service".into()),
@@ -426,6 +431,7 @@ mod tests {
         assert!(c.database_auto_migrate);
         assert!(c.s3.is_none());
         assert_eq!(c.kafka_engagement_topic, "engagement-events");
+        assert_eq!(c.kafka_cdc_topic, "cdc.posts");
         assert_eq!(c.event_spool_dir, PathBuf::from("data/spool"));
         assert!(c.run_consumers);
     }

@@ -60,6 +60,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let consumer = app
         .consumer
         .map(|consumer| tokio::spawn(consumer.run(stopped(stop_rx.clone()))));
+    let cdc_consumer = app
+        .cdc_consumer
+        .map(|consumer| tokio::spawn(consumer.run(stopped(stop_rx.clone()))));
     if let Some(pg) = app.postgres.clone() {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -92,11 +95,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!("requests still in flight after {grace:?}; exiting anyway"),
     }
-    if let Some(consumer) = consumer {
-        // The consumer finishes its batch and commits what it stored.
-        let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(grace, consumer).await;
-    }
+    // The consumers finish their batch and commit what they stored.
+    let _ = stop_tx.send(true);
+    let consumers = async {
+        if let Some(consumer) = consumer {
+            let _ = consumer.await;
+        }
+        if let Some(consumer) = cdc_consumer {
+            let _ = consumer.await;
+        }
+    };
+    let _ = tokio::time::timeout(grace, consumers).await;
     if let Some(pg) = &app.postgres {
         pg.close().await;
     }

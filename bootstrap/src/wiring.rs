@@ -223,6 +223,8 @@ pub struct App {
     pub postgres: Option<PostgresStore>,
     /// The engagement consumer, when Kafka is configured and consumers run in this process.
     pub consumer: Option<vrs_adapter_kafka::EngagementConsumer>,
+    /// The CDC consumer feeding the catalog, under the same conditions.
+    pub cdc_consumer: Option<vrs_adapter_kafka::CdcConsumer>,
 }
 
 /// Builds every component from the configuration.
@@ -295,6 +297,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         } else {
             None
         },
+        cdc_consumer: if config.run_consumers {
+            cdc_consumer(config, &backends)?
+        } else {
+            None
+        },
         postgres: backends.postgres,
     })
 }
@@ -348,20 +355,57 @@ pub fn engagement_consumer(
     Ok(Some(consumer))
 }
 
+/// The Kafka consumer that applies `cdc.posts` video changes to the catalog (`None` without
+/// `KAFKA_BROKERS`).
+pub fn cdc_consumer(
+    config: &Config,
+    backends: &Backends,
+) -> anyhow::Result<Option<vrs_adapter_kafka::CdcConsumer>> {
+    let Some(brokers) = &config.kafka_brokers else {
+        return Ok(None);
+    };
+    // A group of its own, so a rebalance of one consumer never pauses the other.
+    let mut consumer_config = vrs_adapter_kafka::CdcConsumerConfig::new(
+        brokers.clone(),
+        format!("{}.cdc", config.kafka_consumer_group),
+    );
+    consumer_config.topic = config.kafka_cdc_topic.clone();
+    consumer_config.dlq_topic = format!("{}.dlq", config.kafka_cdc_topic);
+    let consumer =
+        vrs_adapter_kafka::CdcConsumer::new(consumer_config, backends.ports.catalog.clone())
+            .map_err(|e| anyhow::anyhow!("KAFKA_BROKERS: {e}"))?;
+    Ok(Some(consumer))
+}
+
 /// `worker`: runs the Kafka consumers alone (to scale them apart from the API) until SIGTERM.
 pub async fn worker(config: &Config) -> anyhow::Result<()> {
     if config.kafka_brokers.is_none() {
         bail!("KAFKA_BROKERS: the worker consumes Kafka topics");
     }
     let backends = backends(config).await?;
-    let Some(consumer) = engagement_consumer(config, &backends)? else {
+    let (Some(consumer), Some(cdc)) = (
+        engagement_consumer(config, &backends)?,
+        cdc_consumer(config, &backends)?,
+    ) else {
         bail!("KAFKA_BROKERS: the worker consumes Kafka topics");
     };
     tracing::info!(
-        "worker started: consuming {}",
-        config.kafka_engagement_topic
+        "worker started: consuming {} and {}",
+        config.kafka_engagement_topic,
+        config.kafka_cdc_topic
     );
-    consumer.run(crate::serve::shutdown_signal()).await;
-    tracing::info!("worker stopped: processed events committed");
+    // One signal stops both: each finishes and commits the batch in hand.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let cdc = tokio::spawn(cdc.run(stopped(stop_rx.clone())));
+    let engagement = tokio::spawn(consumer.run(stopped(stop_rx)));
+    crate::serve::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let (engagement, cdc) = tokio::join!(engagement, cdc);
+    engagement.context("engagement consumer task")?;
+    cdc.context("cdc consumer task")?;
+    tracing::info!("worker stopped: processed events and changes committed");
     Ok(())
 }

@@ -122,7 +122,7 @@ impl std::fmt::Debug for EngagementConsumer {
 }
 
 /// What became of a batch.
-enum Outcome {
+pub(crate) enum Outcome {
     /// Stored (and dead letters acknowledged): its offsets may be committed.
     Done,
     /// Shutdown came while retrying: nothing is committed, the batch will be redelivered.
@@ -130,14 +130,22 @@ enum Outcome {
 }
 
 /// The shutdown signal, remembered once it fired.
-struct Shutdown<F> {
+pub(crate) struct Shutdown<F> {
     signal: Pin<Box<F>>,
-    fired: bool,
+    pub(crate) fired: bool,
 }
 
 impl<F: Future<Output = ()>> Shutdown<F> {
+    /// Wraps a shutdown future.
+    pub(crate) fn new(signal: F) -> Self {
+        Self {
+            signal: Box::pin(signal),
+            fired: false,
+        }
+    }
+
     /// Resolves once shutdown was requested (at once if it already was).
-    async fn requested(&mut self) {
+    pub(crate) async fn requested(&mut self) {
         if !self.fired {
             (&mut self.signal).await;
             self.fired = true;
@@ -152,30 +160,14 @@ impl EngagementConsumer {
         config: EngagementConsumerConfig,
         store: Arc<dyn EngagementEventStore>,
     ) -> Result<Self, EngagementConsumerError> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group_id)
-            // Offsets are committed explicitly, after the batch is stored.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            // A new group must not skip events published before it first joined.
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                config.session_timeout.as_millis().to_string(),
-            )
-            .create()?;
-        consumer.subscribe(&[config.topic.as_str()])?;
-        let dlq: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            // Bounds each dead-letter attempt (librdkafka's default is 5 min), so an unreachable
-            // dead-letter topic is retried with backoff and shutdown is noticed between attempts.
-            .set("message.timeout.ms", "10000")
-            .create()?;
+        let (consumer, dlq) = clients(
+            &config.brokers,
+            &config.group_id,
+            &config.topic,
+            config.session_timeout,
+        )?;
         Ok(Self {
-            consumer: Arc::new(consumer),
+            consumer,
             dlq,
             store,
             config,
@@ -188,55 +180,24 @@ impl EngagementConsumer {
     /// batch is left uncommitted and will be redelivered to the group. The same holds for a batch
     /// whose partitions were revoked by a rebalance before its commit.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = Shutdown {
-            signal: Box::pin(shutdown),
-            fired: false,
-        };
+        let mut shutdown = Shutdown::new(shutdown);
         while !shutdown.fired {
-            let batch = self.collect(&mut shutdown).await;
+            let batch = collect(
+                &self.consumer,
+                self.config.batch_max_size,
+                self.config.batch_max_wait,
+                &mut shutdown,
+            )
+            .await;
             if batch.is_empty() {
                 continue;
             }
             match self.process(&batch, &mut shutdown).await {
-                Outcome::Done => self.commit(&batch).await,
+                Outcome::Done => commit(&self.consumer, &batch).await,
                 Outcome::Abandoned => break,
             }
         }
         tracing::info!(group = %self.config.group_id, "engagement consumer stopped");
-    }
-
-    /// Waits for a first message, then gathers more until the size or time bound, or shutdown.
-    async fn collect<F: Future<Output = ()>>(
-        &self,
-        shutdown: &mut Shutdown<F>,
-    ) -> Vec<OwnedMessage> {
-        let mut batch = Vec::new();
-        let mut deadline = None;
-        while batch.len() < self.config.batch_max_size.max(1) {
-            let wait = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                () = shutdown.requested() => break,
-                () = wait => break,
-                received = self.consumer.recv() => match received {
-                    Ok(message) => {
-                        batch.push(message.detach());
-                        deadline.get_or_insert_with(|| Instant::now() + self.config.batch_max_wait);
-                    }
-                    Err(e) => {
-                        // librdkafka retries by itself; this is reported for visibility only.
-                        count_error("receive");
-                        tracing::warn!(error = %e, "kafka consumer error");
-                    }
-                },
-            }
-        }
-        batch
     }
 
     /// Dead-letters what cannot be read and stores the rest, retrying until both succeeded.
@@ -280,9 +241,9 @@ impl EngagementConsumer {
             }
         }
 
-        let mut backoff = Backoff::new(&self.config);
+        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
         while !dead.is_empty() {
-            let acked = self.dead_letter(&dead).await;
+            let acked = dead_letter(&self.dlq, &self.config.dlq_topic, &dead).await;
             let mut acked = acked.into_iter();
             dead.retain(|_| !acked.next().unwrap_or(false));
             if !dead.is_empty() && !backoff.wait(shutdown).await {
@@ -292,7 +253,7 @@ impl EngagementConsumer {
 
         // One insert per event type, because the port reports only how many events were new and
         // the recorded-events metric is by type; an already stored group counts 0 on a retry.
-        let mut backoff = Backoff::new(&self.config);
+        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
         let mut next = 0;
         while next < groups.len() {
             let (event_type, events) = &groups[next];
@@ -318,92 +279,166 @@ impl EngagementConsumer {
         record_lag(batch, &groups);
         Outcome::Done
     }
+}
 
-    /// Produces unreadable messages to the dead-letter topic; `true` per acknowledged one.
-    async fn dead_letter(&self, dead: &[(&OwnedMessage, &'static str, String)]) -> Vec<bool> {
-        let mut acked = Vec::with_capacity(dead.len());
-        for (message, kind, reason) in dead {
-            let (partition, offset) = (
-                message.partition().to_string(),
-                message.offset().to_string(),
-            );
-            let headers = OwnedHeaders::new()
-                .insert(header(DLQ_ERROR_TYPE_HEADER, kind))
-                .insert(header(DLQ_REASON_HEADER, reason))
-                .insert(header(DLQ_TOPIC_HEADER, message.topic()))
-                .insert(header(DLQ_PARTITION_HEADER, &partition))
-                .insert(header(DLQ_OFFSET_HEADER, &offset));
-            // The original bytes are kept verbatim, whatever they are, so they can be replayed.
-            let mut record = FutureRecord::<[u8], [u8]>::to(&self.config.dlq_topic)
-                .payload(message.payload().unwrap_or_default())
-                .headers(headers);
-            if let Some(key) = message.key() {
-                record = record.key(key);
+/// A consumer subscribed to `topic` with manual offset commits, and an idempotent dead-letter
+/// producer.
+pub(crate) fn clients(
+    brokers: &str,
+    group_id: &str,
+    topic: &str,
+    session_timeout: Duration,
+) -> Result<(Arc<StreamConsumer>, FutureProducer), KafkaError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        // Offsets are committed explicitly, after the batch is stored.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A new group must not skip messages published before it first joined.
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            session_timeout.as_millis().to_string(),
+        )
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let dlq: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        // Bounds each dead-letter attempt (librdkafka's default is 5 min), so an unreachable
+        // dead-letter topic is retried with backoff and shutdown is noticed between attempts.
+        .set("message.timeout.ms", "10000")
+        .create()?;
+    Ok((Arc::new(consumer), dlq))
+}
+
+/// Waits for a first message, then gathers more until the size or time bound, or shutdown.
+pub(crate) async fn collect<F: Future<Output = ()>>(
+    consumer: &StreamConsumer,
+    max_size: usize,
+    max_wait: Duration,
+    shutdown: &mut Shutdown<F>,
+) -> Vec<OwnedMessage> {
+    let mut batch = Vec::new();
+    let mut deadline = None;
+    while batch.len() < max_size.max(1) {
+        let wait = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
             }
-            let ok = match self.dlq.send(record, Timeout::Never).await {
-                Ok(_) => true,
-                Err((e, _)) => {
-                    count_error("dlq_produce");
-                    tracing::warn!(error = %e, "dead-letter produce failed");
-                    false
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.requested() => break,
+            () = wait => break,
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    batch.push(message.detach());
+                    deadline.get_or_insert_with(|| Instant::now() + max_wait);
                 }
-            };
-            acked.push(ok);
+                Err(e) => {
+                    // librdkafka retries by itself; this is reported for visibility only.
+                    count_error("receive");
+                    tracing::warn!(error = %e, "kafka consumer error");
+                }
+            },
         }
-        acked
     }
+    batch
+}
 
-    /// Commits the offsets just past the batch, synchronously.
-    ///
-    /// A failed commit is not retried: the next batch's commit covers it, and otherwise the batch
-    /// is redelivered, which the idempotent store absorbs.
-    async fn commit(&self, batch: &[OwnedMessage]) {
-        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-        for m in batch {
-            let entry = next.entry((m.topic(), m.partition())).or_insert(0);
-            *entry = (*entry).max(m.offset() + 1);
+/// Produces unreadable messages to the dead-letter topic; `true` per acknowledged one.
+pub(crate) async fn dead_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    dead: &[(&OwnedMessage, &'static str, String)],
+) -> Vec<bool> {
+    let mut acked = Vec::with_capacity(dead.len());
+    for (message, kind, reason) in dead {
+        let (partition, offset) = (
+            message.partition().to_string(),
+            message.offset().to_string(),
+        );
+        let headers = OwnedHeaders::new()
+            .insert(header(DLQ_ERROR_TYPE_HEADER, kind))
+            .insert(header(DLQ_REASON_HEADER, reason))
+            .insert(header(DLQ_TOPIC_HEADER, message.topic()))
+            .insert(header(DLQ_PARTITION_HEADER, &partition))
+            .insert(header(DLQ_OFFSET_HEADER, &offset));
+        // The original bytes are kept verbatim, whatever they are, so they can be replayed.
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(message.payload().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
         }
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            if let Err(e) = offsets.add_partition_offset(topic, partition, Offset::Offset(offset)) {
-                count_error("commit");
-                tracing::warn!(error = %e, "invalid offset to commit");
-                return;
+        let ok = match producer.send(record, Timeout::Never).await {
+            Ok(_) => true,
+            Err((e, _)) => {
+                count_error("dlq_produce");
+                tracing::warn!(error = %e, "dead-letter produce failed");
+                false
             }
+        };
+        acked.push(ok);
+    }
+    acked
+}
+
+/// Commits the offsets just past the batch, synchronously.
+///
+/// A failed commit is not retried: the next batch's commit covers it, and otherwise the batch
+/// is redelivered, which the idempotent store absorbs.
+pub(crate) async fn commit(consumer: &Arc<StreamConsumer>, batch: &[OwnedMessage]) {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for m in batch {
+        let entry = next.entry((m.topic(), m.partition())).or_insert(0);
+        *entry = (*entry).max(m.offset() + 1);
+    }
+    let mut offsets = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        if let Err(e) = offsets.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            count_error("commit");
+            tracing::warn!(error = %e, "invalid offset to commit");
+            return;
         }
-        let consumer = self.consumer.clone();
-        let committed =
-            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
-        match committed {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                count_error("commit");
-                tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered");
-            }
-            Err(e) => {
-                count_error("commit");
-                tracing::warn!(error = %e, "offset commit task failed");
-            }
+    }
+    let consumer = consumer.clone();
+    let committed =
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
+    match committed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            count_error("commit");
+            tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered");
+        }
+        Err(e) => {
+            count_error("commit");
+            tracing::warn!(error = %e, "offset commit task failed");
         }
     }
 }
 
 /// Exponential backoff between retries, cut short by shutdown.
-struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
     max: Duration,
 }
 
 impl Backoff {
-    fn new(config: &EngagementConsumerConfig) -> Self {
-        Self {
-            next: config.retry_backoff,
-            max: config.retry_backoff_max,
-        }
+    /// Starts at `first`, doubling up to `max`.
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first, max }
     }
 
     /// Sleeps before the next attempt; `false` when shutdown was requested instead.
-    async fn wait<F: Future<Output = ()>>(&mut self, shutdown: &mut Shutdown<F>) -> bool {
+    pub(crate) async fn wait<F: Future<Output = ()>>(
+        &mut self,
+        shutdown: &mut Shutdown<F>,
+    ) -> bool {
         if shutdown.fired {
             return false;
         }
@@ -416,7 +451,7 @@ impl Backoff {
     }
 }
 
-fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+pub(crate) fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),
@@ -443,6 +478,6 @@ fn record_lag(batch: &[OwnedMessage], groups: &[(EventType, Vec<EngagementEvent>
     }
 }
 
-fn count_error(error_type: &'static str) {
+pub(crate) fn count_error(error_type: &'static str) {
     metrics::counter!(CONSUMER_ERRORS_METRIC, "error_type" => error_type).increment(1);
 }

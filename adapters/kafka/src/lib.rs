@@ -8,9 +8,16 @@
 //! The consumer side, [`EngagementConsumer`], reads the topic in a consumer group and stores the
 //! events through the [`EngagementEventStore`] port, committing offsets only after they are stored.
 //!
+//! [`CdcConsumer`] applies Debezium change events of the upstream `videos` table (topic
+//! `cdc.posts`) to the catalog through the [`VideoCatalog`] port, with the same batching, commits
+//! and dead-lettering.
+//!
 //! [`EventSink`]: vrs_application::ports::EventSink
+//! [`VideoCatalog`]: vrs_application::ports::VideoCatalog
 //! [`EngagementEventStore`]: vrs_application::ports::EngagementEventStore
 
+mod cdc;
+mod cdc_message;
 mod config;
 mod consumer;
 mod health;
@@ -19,6 +26,11 @@ mod replay;
 mod sink;
 mod spool;
 
+pub use cdc::{
+    CDC_EVENTS_APPLIED_METRIC, CdcConsumer, CdcConsumerConfig, CdcConsumerError,
+    DEFAULT_CDC_DLQ_TOPIC, DEFAULT_CDC_TOPIC,
+};
+pub use cdc_message::{CdcChange, CdcError, CdcOp, decode as decode_cdc};
 pub use config::{
     DEFAULT_DELIVERY_TIMEOUT, DEFAULT_REPLAY_INTERVAL, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_TOPIC,
     KafkaConfig,

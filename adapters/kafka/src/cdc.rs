@@ -1,0 +1,259 @@
+//! The CDC consumer: reads Debezium change events of the upstream posts service's `videos` table
+//! and applies them to the catalog through the [`VideoCatalog`] port, committing offsets only once
+//! a batch is stored.
+//!
+//! Every applied change is stamped with the consumer's clock (never older than the row's own
+//! `updated_at`), so the catalog's change stream, read past an `(updated_at, id)` watermark, cannot
+//! miss a change that arrived late. Upserts are idempotent, so a replayed batch is harmless.
+
+use crate::cdc_message::{self, CdcChange};
+use crate::consumer::{
+    Backoff, Outcome, Shutdown, clients, collect, commit, count_error, dead_letter,
+};
+use crate::{
+    DEFAULT_BATCH_MAX_SIZE, DEFAULT_BATCH_MAX_WAIT, DEFAULT_RETRY_BACKOFF,
+    DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_SESSION_TIMEOUT,
+};
+use chrono::Utc;
+use rdkafka::Message;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use vrs_application::ports::VideoCatalog;
+use vrs_domain::{Video, VideoId, VideoStatus};
+
+/// Topic of the posts service's video changes unless configured otherwise.
+pub const DEFAULT_CDC_TOPIC: &str = "cdc.posts";
+/// Dead-letter topic of unreadable change events unless configured otherwise.
+pub const DEFAULT_CDC_DLQ_TOPIC: &str = "cdc.posts.dlq";
+/// Counter of changes applied to the catalog, labelled by Debezium `op` (`c`, `u`, `r`, `d`).
+pub const CDC_EVENTS_APPLIED_METRIC: &str = "cdc_events_applied_total";
+
+/// Where the CDC consumer reads, how it batches, and how it retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CdcConsumerConfig {
+    /// Bootstrap servers, comma separated (`host:port,host:port`).
+    pub brokers: String,
+    /// Consumer group; the committed offsets belong to it.
+    pub group_id: String,
+    /// Topic of the Debezium change events.
+    pub topic: String,
+    /// Topic unreadable messages are moved to, with the reason in headers.
+    pub dlq_topic: String,
+    /// Most messages per batch.
+    pub batch_max_size: usize,
+    /// Longest a batch waits for more messages once its first one arrived.
+    pub batch_max_wait: Duration,
+    /// First pause before a retry; doubles up to `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    /// Longest pause between two retries.
+    pub retry_backoff_max: Duration,
+    /// Group session timeout (librdkafka `session.timeout.ms`).
+    pub session_timeout: Duration,
+}
+
+impl CdcConsumerConfig {
+    /// A configuration with the defaults for everything but the brokers and the group.
+    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            group_id: group_id.into(),
+            topic: DEFAULT_CDC_TOPIC.to_owned(),
+            dlq_topic: DEFAULT_CDC_DLQ_TOPIC.to_owned(),
+            batch_max_size: DEFAULT_BATCH_MAX_SIZE,
+            batch_max_wait: DEFAULT_BATCH_MAX_WAIT,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+            retry_backoff_max: DEFAULT_RETRY_BACKOFF_MAX,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+        }
+    }
+}
+
+/// Why the CDC consumer could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CdcConsumerError {
+    /// The consumer or dead-letter producer configuration was refused, or subscribing failed.
+    #[error("kafka cdc consumer: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// Applies Debezium video changes from Kafka to a [`VideoCatalog`].
+pub struct CdcConsumer {
+    consumer: Arc<StreamConsumer>,
+    dlq: FutureProducer,
+    catalog: Arc<dyn VideoCatalog>,
+    config: CdcConsumerConfig,
+}
+
+impl std::fmt::Debug for CdcConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CdcConsumer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CdcConsumer {
+    /// Creates the consumer (auto-commit off) and the dead-letter producer, and subscribes to the
+    /// topic; never waits for the broker.
+    pub fn new(
+        config: CdcConsumerConfig,
+        catalog: Arc<dyn VideoCatalog>,
+    ) -> Result<Self, CdcConsumerError> {
+        let (consumer, dlq) = clients(
+            &config.brokers,
+            &config.group_id,
+            &config.topic,
+            config.session_timeout,
+        )?;
+        Ok(Self {
+            consumer,
+            dlq,
+            catalog,
+            config,
+        })
+    }
+
+    /// Consumes until `shutdown` resolves; then finishes the batch in hand, commits it and returns.
+    /// A batch still being retried at shutdown is left uncommitted, for redelivery.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = Shutdown::new(shutdown);
+        while !shutdown.fired {
+            let batch = collect(
+                &self.consumer,
+                self.config.batch_max_size,
+                self.config.batch_max_wait,
+                &mut shutdown,
+            )
+            .await;
+            if batch.is_empty() {
+                continue;
+            }
+            match self.process(&batch, &mut shutdown).await {
+                Outcome::Done => commit(&self.consumer, &batch).await,
+                Outcome::Abandoned => break,
+            }
+        }
+        tracing::info!(group = %self.config.group_id, "cdc consumer stopped");
+    }
+
+    /// Dead-letters what cannot be read and applies the rest, retrying until both succeeded.
+    async fn process<F: Future<Output = ()>>(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &mut Shutdown<F>,
+    ) -> Outcome {
+        let mut dead: Vec<(&OwnedMessage, &'static str, String)> = Vec::new();
+        let mut changes: Vec<CdcChange> = Vec::new();
+        for message in batch {
+            // A missing value is a tombstone, which follows every delete: nothing to apply.
+            let Some(bytes) = message.payload() else {
+                continue;
+            };
+            match cdc_message::decode(bytes) {
+                Ok(Some(change)) => changes.push(change),
+                Ok(None) => {}
+                Err(e) => {
+                    let kind = e.kind();
+                    count_error(kind);
+                    tracing::warn!(
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        reason = %e,
+                        "unreadable change event; dead-lettering it"
+                    );
+                    dead.push((message, kind, e.to_string()));
+                }
+            }
+        }
+
+        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
+        while !dead.is_empty() {
+            let acked = dead_letter(&self.dlq, &self.config.dlq_topic, &dead).await;
+            let mut acked = acked.into_iter();
+            dead.retain(|_| !acked.next().unwrap_or(false));
+            if !dead.is_empty() && !backoff.wait(shutdown).await {
+                return Outcome::Abandoned;
+            }
+        }
+        if changes.is_empty() {
+            return Outcome::Done;
+        }
+
+        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
+        loop {
+            match self.apply(&changes).await {
+                Ok(()) => break,
+                Err(e) => {
+                    count_error("store");
+                    tracing::warn!(
+                        error = %e,
+                        changes = changes.len(),
+                        "applying video changes failed; retrying"
+                    );
+                    if !backoff.wait(shutdown).await {
+                        return Outcome::Abandoned;
+                    }
+                }
+            }
+        }
+        for change in &changes {
+            metrics::counter!(CDC_EVENTS_APPLIED_METRIC, "op" => change.op().as_str()).increment(1);
+        }
+        Outcome::Done
+    }
+
+    /// Upserts the last change of each video in the batch; deletes without the whole row take
+    /// the catalog's current record, and are skipped for a video the catalog never had.
+    async fn apply(&self, changes: &[CdcChange]) -> Result<(), vrs_application::ports::PortError> {
+        let mut last: HashMap<VideoId, &CdcChange> = HashMap::new();
+        let mut order: Vec<VideoId> = Vec::new();
+        for change in changes {
+            if last.insert(change.id(), change).is_none() {
+                order.push(change.id());
+            }
+        }
+        let missing: Vec<VideoId> = order
+            .iter()
+            .filter(|id| matches!(last.get(id), Some(CdcChange::Delete { row: None, .. })))
+            .copied()
+            .collect();
+        let known: HashMap<VideoId, Video> = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            let found = self.catalog.videos_by_ids(&missing).await?;
+            found.into_iter().map(|v| (v.id, v)).collect()
+        };
+        let now = Utc::now();
+        let mut videos = Vec::with_capacity(order.len());
+        for id in &order {
+            let video = match last.get(id) {
+                Some(CdcChange::Upsert { video, .. }) => Some(video.clone()),
+                Some(CdcChange::Delete { row, .. }) => {
+                    row.clone().or_else(|| known.get(id).cloned()).map(|mut v| {
+                        v.status = VideoStatus::Deleted;
+                        v.deleted_at = v.deleted_at.or(Some(now));
+                        v
+                    })
+                }
+                None => None,
+            };
+            if let Some(mut video) = video {
+                // The consumer's clock, so a change committed upstream before the catalog's
+                // watermark moved past it still lands after the watermark.
+                video.updated_at = video.updated_at.max(now);
+                videos.push(video);
+            }
+        }
+        if videos.is_empty() {
+            return Ok(());
+        }
+        self.catalog.upsert_videos(&videos).await
+    }
+}
