@@ -192,12 +192,14 @@ impl FeedService {
         now: DateTime<Utc>,
     ) -> Result<FeedPage, FeedError> {
         let user = request.user_id;
+        let stage = Instant::now();
         let (session, watched) = tokio::join!(
             self.ports.feed_cache.session(user, position.session_id),
             self.ports
                 .history
                 .watched_since(user, now - self.config.watched_window),
         );
+        record_stage("cache_lookup", stage);
         let watched = degrade_to_empty(watched, "watched history");
         let session = match session {
             Ok(found) => found
@@ -232,6 +234,7 @@ impl FeedService {
         now: DateTime<Utc>,
     ) -> Result<FeedPage, FeedError> {
         let user = request.user_id;
+        let stage = Instant::now();
         let (cached, served, watched) = tokio::join!(
             self.ports.feed_cache.current_session(user),
             self.ports
@@ -241,6 +244,7 @@ impl FeedService {
                 .history
                 .watched_since(user, now - self.config.watched_window),
         );
+        record_stage("cache_lookup", stage);
         let served = degrade_to_empty(served, "served history");
         let watched = degrade_to_empty(watched, "watched history");
         let servable = |item: &SessionItem| {
@@ -326,7 +330,10 @@ impl FeedService {
         let ttl = (session.expires_at - session.created_at)
             .to_std()
             .unwrap_or_default();
-        self.ports.feed_cache.store_session(session, ttl).await
+        let stage = Instant::now();
+        let stored = self.ports.feed_cache.store_session(session, ttl).await;
+        record_stage("cache_write", stage);
+        stored
     }
 
     /// Runs the ranking pipeline for one user. Failures of per-user data degrade the ranking

@@ -56,6 +56,16 @@ impl HealthService {
         }
     }
 
+    /// How old the candidate snapshot is; `None` before the first one is built.
+    pub fn snapshot_age(&self) -> Option<Duration> {
+        let built_at = self.snapshot.load()?.built_at;
+        Some(
+            (self.ports.clock.now() - built_at)
+                .to_std()
+                .unwrap_or_default(),
+        )
+    }
+
     /// Runs every probe concurrently, each bounded by a timeout.
     pub async fn check(&self) -> HealthReport {
         let probes = self.ports.probes.iter().map(|probe| async move {

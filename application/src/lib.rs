@@ -3,6 +3,7 @@
 //! Depends only on `vrs-domain` and on the port traits defined in [`ports`]; adapters implement the
 //! ports and `bootstrap` wires them.
 
+pub mod admin;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod demo;
@@ -13,6 +14,7 @@ pub mod ports;
 pub mod snapshot;
 pub mod warmup;
 
+pub use admin::{AdminError, AdminService, Invalidation, WeightsOverview};
 pub use engagement::{EngagementError, EngagementService, NewEvent, RecordOutcome};
 pub use feed::{
     CacheStatus, Explanation, FeedConfig, FeedError, FeedItem, FeedPage, FeedPosition, FeedService,

@@ -83,12 +83,34 @@ pub trait FollowGraph: Send + Sync {
     async fn add_follows(&self, follows: &[(UserId, CreatorId)]) -> Result<(), PortError>;
 }
 
-/// The active ranking configuration.
+/// One stored version of the ranking weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WeightSet {
+    /// Increases with every activation; never reused.
+    pub version: i64,
+    pub weights: Weights,
+    /// When this version became active.
+    pub activated_at: DateTime<Utc>,
+    /// Whether it is the active version now.
+    pub active: bool,
+}
+
+/// The ranking configuration: versioned weight sets, exactly one of them active.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait RankingConfigStore: Send + Sync {
     /// The active weight set (validated by construction).
     async fn active_weights(&self) -> Result<Weights, PortError>;
+
+    /// The active version with its metadata.
+    async fn active_set(&self) -> Result<WeightSet, PortError>;
+
+    /// Stores `weights` as a new version and makes it the only active one, atomically: readers
+    /// see the old set or the new one, never none or two. Returns the new version.
+    async fn activate(&self, weights: Weights) -> Result<WeightSet, PortError>;
+
+    /// Up to `limit` versions, newest first (the active one included).
+    async fn history(&self, limit: usize) -> Result<Vec<WeightSet>, PortError>;
 }
 
 /// Aggregated engagement signals.
@@ -177,6 +199,10 @@ pub trait FeedCache: Send + Sync {
 
     /// Drops the user's current session, so the next first page is ranked anew.
     async fn invalidate(&self, user: UserId) -> Result<(), PortError>;
+
+    /// Drops every user's current session; returns how many there were. Sessions stay readable by
+    /// id, so cursors already handed out keep working until they expire.
+    async fn invalidate_all(&self) -> Result<u64, PortError>;
 }
 
 /// What an event sink did with a batch.

@@ -58,6 +58,15 @@ enum Command {
     ClickhouseInit,
     /// Run the Kafka consumers alone, without the HTTP API (KAFKA_BROKERS).
     Worker,
+    /// Rank and cache the feed sessions of the most active users (REDIS_URL: the shared cache).
+    Warmup {
+        /// How many of the most active users (last 7 days) to warm.
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// How many users are ranked at the same time.
+        #[arg(long, default_value_t = 10)]
+        batch_size: usize,
+    },
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
@@ -84,6 +93,9 @@ fn main() -> ExitCode {
         Command::SeedDemo => block_on(wiring::seed_demo(&config)),
         Command::ClickhouseInit => block_on(storage::clickhouse_init(&config)),
         Command::Worker => block_on(wiring::worker(&config)),
+        Command::Warmup { users, batch_size } => {
+            block_on(wiring::warmup(&config, users, batch_size))
+        }
         Command::DevToken {
             user,
             demo_user,

@@ -13,8 +13,8 @@ use vrs_adapter_postgres::PostgresStore;
 use vrs_application::demo::{self, DemoSize};
 use vrs_application::ports::{Clock, EngagementEventStore, EventSink, HealthProbe, Ports};
 use vrs_application::{
-    CandidateSnapshot, EngagementService, FeedConfig, FeedService, HealthService,
-    SnapshotRefresher, SystemClock,
+    AdminService, CacheWarmer, CandidateSnapshot, EngagementService, FeedConfig, FeedService,
+    HealthService, SnapshotRefresher, SystemClock,
 };
 use vrs_domain::RankingConfig;
 
@@ -275,7 +275,9 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         }))),
         _ => None,
     };
+    let warmer = Arc::new(CacheWarmer::new(ports.clone(), feed.clone()));
     let state = AppState {
+        admin: Arc::new(AdminService::new(ports.clone(), warmer)),
         feed,
         engagement,
         health,
@@ -335,6 +337,44 @@ pub async fn seed_demo(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `warmup`: ranks and caches the sessions of the most active users in the shared feed cache, with
+/// a progress bar.
+pub async fn warmup(config: &Config, users: usize, batch_size: usize) -> anyhow::Result<()> {
+    if config.redis_url.is_none() {
+        bail!(
+            "REDIS_URL: warmup fills the shared feed cache; a service without Redis keeps its cache \
+             in process (use POST /api/v1/admin/cache-warmup on it instead)"
+        );
+    }
+    let config = Config {
+        run_consumers: false,
+        ..config.clone()
+    };
+    let app = build(&config).await?;
+    let bar = indicatif::ProgressBar::new(users as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} warming [{bar:40}] {pos}/{len} users ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = app
+        .state
+        .admin
+        .warm_up(users, batch_size, |n| bar.inc(n as u64))
+        .await?;
+    bar.finish_and_clear();
+    println!(
+        "Warmed {} users ({} failed) in {} ms",
+        report.warmed,
+        report.failed,
+        report.duration.as_millis()
+    );
+    if report.failed > 0 {
+        bail!("{} users could not be warmed; see the log", report.failed);
+    }
+    Ok(())
+}
+
 /// The Kafka consumer that stores engagement events (`None` without `KAFKA_BROKERS`).
 pub fn engagement_consumer(
     config: &Config,
@@ -382,7 +422,15 @@ pub async fn worker(config: &Config) -> anyhow::Result<()> {
     if config.kafka_brokers.is_none() {
         bail!("KAFKA_BROKERS: the worker consumes Kafka topics");
     }
+    let handle = vrs_adapter_http::metrics::install_recorder();
     let backends = backends(config).await?;
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .with_context(|| format!("APP_PORT: cannot listen on {}:{}", config.host, config.port))?;
+    tracing::info!(
+        "worker metrics and health on http://{}",
+        listener.local_addr()?
+    );
     let (Some(consumer), Some(cdc)) = (
         engagement_consumer(config, &backends)?,
         cdc_consumer(config, &backends)?,
@@ -400,9 +448,17 @@ pub async fn worker(config: &Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let cdc = tokio::spawn(cdc.run(stopped(stop_rx.clone())));
-    let engagement = tokio::spawn(consumer.run(stopped(stop_rx)));
+    let engagement = tokio::spawn(consumer.run(stopped(stop_rx.clone())));
+    let http = tokio::spawn(async move {
+        axum::serve(listener, vrs_adapter_http::metrics::worker_router(handle))
+            .with_graceful_shutdown(stopped(stop_rx))
+            .await
+    });
     crate::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
+    if let Ok(Err(e)) = http.await {
+        tracing::warn!(error = %e, "worker HTTP server failed");
+    }
     let (engagement, cdc) = tokio::join!(engagement, cdc);
     engagement.context("engagement consumer task")?;
     cdc.context("cdc consumer task")?;

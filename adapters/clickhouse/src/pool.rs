@@ -16,6 +16,17 @@ use vrs_application::ports::PortError;
 
 /// Failed calls, by `query` and `error_type` (timeout, connection, server, decode).
 pub const QUERY_ERRORS_METRIC: &str = "clickhouse_query_errors_total";
+/// The `query` label values.
+pub const QUERY_NAMES: [&str; 8] = [
+    "video_stats",
+    "trending",
+    "affinity",
+    "most_active_users",
+    "known_event_ids",
+    "insert_events",
+    "health",
+    "init_schema",
+];
 /// Duration of calls (successful or not), by `query`.
 pub const QUERY_DURATION_METRIC: &str = "clickhouse_query_duration_seconds";
 
@@ -37,6 +48,13 @@ impl Pool {
     /// Validates the configuration; connections are opened on first use, so a server that is down
     /// at start-up delays nothing (calls fail and the health probe reports it).
     pub fn new(config: &ClickHouseConfig) -> Result<Self, ClickHouseError> {
+        // Every series exists from the start, so the first error shows in rate() at once.
+        for query in QUERY_NAMES {
+            for error_type in ["timeout", "connection", "server", "decode"] {
+                metrics::counter!(QUERY_ERRORS_METRIC, "query" => query, "error_type" => error_type)
+                    .increment(0);
+            }
+        }
         Ok(Self {
             endpoint: config.endpoint()?,
             timeout: config.query_timeout,

@@ -3,6 +3,7 @@
 //! Transport types live here and convert into the application's requests; application errors map
 //! to HTTP statuses in one place ([`error`]). Every non-2xx response carries a JSON error body.
 
+mod admin;
 pub mod auth;
 pub mod cursor;
 pub mod dto;

@@ -30,6 +30,7 @@ pub fn install_recorder() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
             }
             describe();
+            process_collector().describe();
             handle
         })
         .clone()
@@ -67,7 +68,7 @@ fn describe() {
     describe_histogram!(
         "feed_stage_duration_seconds",
         Unit::Seconds,
-        "Time per ranking stage (candidates, model, scoring)"
+        "Time per feed stage (cache_lookup, candidates, model, scoring, cache_write)"
     );
     describe_counter!(
         "engagement_events_accepted_total",
@@ -87,6 +88,59 @@ fn describe() {
         Unit::Seconds,
         "Time to refresh the candidate snapshot"
     );
+    describe_gauge!(
+        "candidate_snapshot_age_seconds",
+        Unit::Seconds,
+        "Age of the candidate snapshot at scrape time"
+    );
+    describe_gauge!(
+        "process_memory_limit_bytes",
+        Unit::Bytes,
+        "Memory limit of the process's cgroup (absent when unlimited)"
+    );
+    // Series that exist from the start, so the first increment shows in rate() at once.
+    for name in [
+        "feed_cache_hits_total",
+        "feed_cache_misses_total",
+        "feed_generation_total",
+        "feed_generation_success_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for event_type in vrs_domain::EventType::ALL {
+        metrics::counter!("engagement_events_accepted_total", "type" => event_type.as_str())
+            .increment(0);
+    }
+}
+
+/// Resident memory, CPU time, open and maximum file descriptors, threads, start time.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// The memory limit of this process's cgroup (v2 `memory.max`, else v1
+/// `memory.limit_in_bytes`); `None` when there is none, so the gauge is not exported.
+fn cgroup_memory_limit() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let limit = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    // cgroup v1 reports "unlimited" as a page-rounded i64::MAX.
+    (limit < (1 << 62)).then_some(limit)
+}
+
+/// Gauges read at scrape time rather than kept up to date on the hot path.
+fn collect_on_scrape(state: &AppState) {
+    process_collector().collect();
+    if let Some(limit) = cgroup_memory_limit() {
+        metrics::gauge!("process_memory_limit_bytes").set(limit as f64);
+    }
+    if let Some(age) = state.health.snapshot_age() {
+        metrics::gauge!("candidate_snapshot_age_seconds").set(age.as_secs_f64());
+    }
 }
 
 /// Prometheus text exposition of every metric.
@@ -94,14 +148,17 @@ fn describe() {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics_handler(State(state): State<AppState>) -> Response {
     match &state.metrics {
-        Some(handle) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            collect_on_scrape(&state);
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                handle.render(),
+            )
+                .into_response()
+        }
         None => crate::error::ApiError::from_status(StatusCode::NOT_FOUND).into_response(),
     }
 }
@@ -121,4 +178,31 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The worker's small HTTP surface: `/metrics` and liveness/readiness, for its probes and its
+/// ServiceMonitor. The worker has no candidate snapshot and serves no feeds.
+pub fn worker_router(handle: PrometheusHandle) -> axum::Router {
+    use axum::routing::get;
+    let metrics = move || {
+        let handle = handle.clone();
+        async move {
+            process_collector().collect();
+            if let Some(limit) = cgroup_memory_limit() {
+                metrics::gauge!("process_memory_limit_bytes").set(limit as f64);
+            }
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                handle.render(),
+            )
+        }
+    };
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/health/live", get(crate::health::live))
+        .route("/api/v1/health/ready", get(crate::health::live))
+        .fallback(|| async { crate::error::ApiError::from_status(StatusCode::NOT_FOUND) })
 }

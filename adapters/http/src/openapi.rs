@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
         (name = "feed", description = "The reels feed"),
         (name = "events", description = "Engagement events"),
         (name = "health", description = "Health checks"),
+        (name = "admin", description = "Operator routes; the token needs the admin role"),
         (name = "operations", description = "Metrics and API description"),
     )
 )]

@@ -4,7 +4,7 @@ use crate::auth::{Authenticator, UserRateLimiter};
 use crate::cursor::CursorCodec;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::{events, health, metrics, reels};
+use crate::{admin, events, health, metrics, reels};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -22,13 +22,14 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vrs_application::ports::Clock;
-use vrs_application::{EngagementService, FeedService, HealthService};
+use vrs_application::{AdminService, EngagementService, FeedService, HealthService};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub feed: Arc<FeedService>,
     pub engagement: Arc<EngagementService>,
+    pub admin: Arc<AdminService>,
     pub health: Arc<HealthService>,
     pub auth: Arc<Authenticator>,
     pub cursors: Arc<CursorCodec>,
@@ -75,6 +76,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(reels::get_reels))
         .routes(routes!(events::post_events))
+        .routes(routes!(admin::cache_warmup))
+        .routes(routes!(admin::invalidate_cache))
+        .routes(routes!(admin::get_weights, admin::put_weights))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(health::live))

@@ -2,9 +2,7 @@
 
 mod common;
 
-use axum::Router;
 use axum::http::{Method, StatusCode, header};
-use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
@@ -14,7 +12,6 @@ use serde_json::{Value, json};
 use std::num::NonZeroU32;
 use uuid::Uuid;
 use vrs_adapter_http::RateLimit;
-use vrs_adapter_http::auth::AdminUser;
 
 const REELS: &str = "/api/v1/reels?limit=1";
 
@@ -373,27 +370,21 @@ async fn a_user_over_the_rate_limit_gets_429_with_retry_after() {
     assert_accepted(&app, &token_for(Uuid::new_v4()), "another user").await;
 }
 
-/// A test-only router: no admin route exists yet, so the extractor is exercised directly.
-fn admin_router(app: &TestApp) -> Router {
-    Router::new()
-        .route(
-            "/admin",
-            get(|AdminUser(user): AdminUser| async move { user.user_id.to_string() }),
-        )
-        .with_state(app.state.clone())
-}
-
 #[tokio::test]
 async fn admin_routes_need_the_admin_role() {
     let app = spawn_app().await;
-    let admin = admin_router(&app);
     let user = Uuid::new_v4();
     let call = |token: Option<String>| {
-        let admin = admin.clone();
+        let router = app.router.clone();
         async move {
             send(
-                &admin,
-                request(Method::GET, "/admin", token.as_deref(), None),
+                &router,
+                request(
+                    Method::GET,
+                    "/api/v1/admin/ranking/weights",
+                    token.as_deref(),
+                    None,
+                ),
             )
             .await
         }
@@ -426,6 +417,6 @@ async fn admin_routes_need_the_admin_role() {
             "{field}: {}",
             response.text()
         );
-        assert_eq!(response.text(), user.to_string());
+        assert_eq!(response.json()["active"]["active"], json!(true));
     }
 }

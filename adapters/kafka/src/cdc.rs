@@ -105,6 +105,10 @@ impl CdcConsumer {
         config: CdcConsumerConfig,
         catalog: Arc<dyn VideoCatalog>,
     ) -> Result<Self, CdcConsumerError> {
+        crate::consumer::register_error_metrics();
+        for op in ["c", "u", "r", "d"] {
+            metrics::counter!(CDC_EVENTS_APPLIED_METRIC, "op" => op).increment(0);
+        }
         let (consumer, dlq) = clients(
             &config.brokers,
             &config.group_id,

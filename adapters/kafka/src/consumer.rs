@@ -160,6 +160,10 @@ impl EngagementConsumer {
         config: EngagementConsumerConfig,
         store: Arc<dyn EngagementEventStore>,
     ) -> Result<Self, EngagementConsumerError> {
+        register_error_metrics();
+        for event_type in EventType::ALL {
+            metrics::counter!(EVENTS_RECORDED_METRIC, "type" => event_type.as_str()).increment(0);
+        }
         let (consumer, dlq) = clients(
             &config.brokers,
             &config.group_id,
@@ -475,6 +479,25 @@ fn record_lag(batch: &[OwnedMessage], groups: &[(EventType, Vec<EngagementEvent>
     if let Some(oldest_ms) = oldest_ms {
         let lag_ms = chrono::Utc::now().timestamp_millis() - oldest_ms;
         metrics::gauge!(PROCESSING_LAG_METRIC).set(lag_ms.max(0) as f64 / 1000.0);
+    }
+}
+
+/// The consumers' `error_type` label values.
+const CONSUMER_ERROR_TYPES: [&str; 8] = [
+    "receive",
+    "malformed",
+    "unsupported_version",
+    "unsupported_op",
+    "missing_payload",
+    "dlq_produce",
+    "store",
+    "commit",
+];
+
+/// Creates the consumers' series at zero, so the first error shows in rate() at once.
+pub(crate) fn register_error_metrics() {
+    for error_type in CONSUMER_ERROR_TYPES {
+        metrics::counter!(CONSUMER_ERRORS_METRIC, "error_type" => error_type).increment(0);
     }
 }
 

@@ -69,6 +69,17 @@ impl KafkaEventSink {
     ///
     /// Must be called within a Tokio runtime. The replayer stops once every clone is dropped.
     pub fn start(config: KafkaConfig) -> Result<Self, KafkaSinkError> {
+        // Every series exists from the start, so the first error shows in rate() at once.
+        for error_type in [
+            "timeout",
+            "queue_full",
+            "transport",
+            "broker",
+            "client",
+            "canceled",
+        ] {
+            metrics::counter!(PRODUCER_ERRORS_METRIC, "error_type" => error_type).increment(0);
+        }
         let spool = EventSpool::open(&config.spool_dir, config.spool_max_bytes)?;
         let timeout_ms = config.delivery_timeout.as_millis().max(1).to_string();
         let producer: FutureProducer = ClientConfig::new()

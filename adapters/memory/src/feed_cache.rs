@@ -106,4 +106,10 @@ impl FeedCache for MemoryFeedCache {
         self.current.invalidate(&user);
         Ok(())
     }
+
+    async fn invalidate_all(&self) -> Result<u64, PortError> {
+        let count = self.current.iter().count() as u64;
+        self.current.invalidate_all();
+        Ok(count)
+    }
 }

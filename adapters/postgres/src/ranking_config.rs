@@ -3,13 +3,61 @@
 use crate::error::port_error;
 use crate::store::PostgresStore;
 use async_trait::async_trait;
-use vrs_application::ports::{PortError, RankingConfigStore};
+use chrono::{DateTime, Utc};
+use vrs_application::ports::{PortError, RankingConfigStore, WeightSet};
 use vrs_domain::{Signal, Weights};
+
+/// A `ranking_weights` row.
+type Row = (i64, f64, f64, f64, f64, f64, Option<DateTime<Utc>>, bool);
+
+const COLUMNS: &str =
+    "version, freshness, completion, engagement, affinity, model, activated_at, is_active";
+
+/// `InvalidData` when a stored set fails [`Weights::new`]: the schema's checks make it unreachable
+/// short of manual edits, and the snapshot then keeps its last set.
+fn weight_set(row: Row) -> Result<WeightSet, PortError> {
+    let (version, freshness, completion, engagement, affinity, model, activated_at, active) = row;
+    let weights =
+        Weights::new(freshness, completion, engagement, affinity, model).map_err(|e| {
+            PortError::InvalidData(format!("ranking weight set version {version}: {e}"))
+        })?;
+    Ok(WeightSet {
+        version,
+        weights,
+        // Never-activated rows (inserted by hand) report their version's creation as unknown.
+        activated_at: activated_at.unwrap_or(DateTime::UNIX_EPOCH),
+        active,
+    })
+}
 
 impl PostgresStore {
     /// Stores `weights` as a new version and makes it the only active one, in one transaction:
     /// readers see either the old set or the new one, never none or two. Returns the new version.
     pub async fn activate_weights(&self, weights: Weights) -> Result<i64, PortError> {
+        Ok(self.activate(weights).await?.version)
+    }
+}
+
+#[async_trait]
+impl RankingConfigStore for PostgresStore {
+    async fn active_weights(&self) -> Result<Weights, PortError> {
+        Ok(self.active_set().await?.weights)
+    }
+
+    /// `InvalidData` when no set is active (unreachable short of manual edits).
+    async fn active_set(&self) -> Result<WeightSet, PortError> {
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM ranking_weights WHERE is_active"
+        ))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(port_error)?;
+        weight_set(
+            row.ok_or_else(|| PortError::InvalidData("no active ranking weight set".into()))?,
+        )
+    }
+
+    async fn activate(&self, weights: Weights) -> Result<WeightSet, PortError> {
         let mut tx = self.pool.begin().await.map_err(port_error)?;
         // Serializes activations (two would both deactivate the old set, and the second insert
         // would then violate the one-active index); plain reads are not blocked by this mode.
@@ -21,12 +69,12 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(port_error)?;
-        let version: i64 = sqlx::query_scalar(
+        let row: Row = sqlx::query_as(&format!(
             "INSERT INTO ranking_weights \
                  (freshness, completion, engagement, affinity, model, activated_at, is_active) \
              VALUES ($1, $2, $3, $4, $5, now(), true) \
-             RETURNING version",
-        )
+             RETURNING {COLUMNS}"
+        ))
         .bind(weights.get(Signal::Freshness))
         .bind(weights.get(Signal::Completion))
         .bind(weights.get(Signal::Engagement))
@@ -36,26 +84,17 @@ impl PostgresStore {
         .await
         .map_err(port_error)?;
         tx.commit().await.map_err(port_error)?;
-        Ok(version)
+        weight_set(row)
     }
-}
 
-#[async_trait]
-impl RankingConfigStore for PostgresStore {
-    /// `InvalidData` when no set is active or the active one fails [`Weights::new`]: the schema's
-    /// checks make both unreachable short of manual edits, and the snapshot then keeps its last set.
-    async fn active_weights(&self) -> Result<Weights, PortError> {
-        let row: Option<(i64, f64, f64, f64, f64, f64)> = sqlx::query_as(
-            "SELECT version, freshness, completion, engagement, affinity, model \
-             FROM ranking_weights WHERE is_active",
-        )
-        .fetch_optional(&self.pool)
+    async fn history(&self, limit: usize) -> Result<Vec<WeightSet>, PortError> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM ranking_weights ORDER BY version DESC LIMIT $1"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
         .await
         .map_err(port_error)?;
-        let (version, freshness, completion, engagement, affinity, model) =
-            row.ok_or_else(|| PortError::InvalidData("no active ranking weight set".into()))?;
-        Weights::new(freshness, completion, engagement, affinity, model).map_err(|e| {
-            PortError::InvalidData(format!("ranking weight set version {version}: {e}"))
-        })
+        rows.into_iter().map(weight_set).collect()
     }
 }

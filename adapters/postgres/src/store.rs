@@ -74,6 +74,8 @@ impl PostgresStore {
     /// ones). Not updated per query, to keep the hot path free of it: `bootstrap` calls this on an
     /// interval (every few seconds is enough for dashboards and saturation alerts).
     pub fn record_pool_metrics(&self) {
+        metrics::gauge!("database_pool_max_size")
+            .set(f64::from(self.pool.options().get_max_connections()));
         metrics::gauge!("database_pool_size").set(f64::from(self.pool.size()));
         metrics::gauge!("database_pool_available").set(self.pool.num_idle() as f64);
     }

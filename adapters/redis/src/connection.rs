@@ -76,6 +76,10 @@ impl RedisConnection {
     /// runtime.
     pub fn start(config: &RedisConfig) -> Result<Self, RedisError> {
         tokio::runtime::Handle::try_current().map_err(|_| RedisError::NoRuntime)?;
+        // Every series exists from the start, so the first error shows in rate() at once.
+        for error_type in ["connection", "timeout", "unavailable", "invalid_data"] {
+            metrics::counter!(CONNECTION_ERRORS_METRIC, "error_type" => error_type).increment(0);
+        }
         // Built without fred's TLS features, fred would only log a warning for a TLS URL and
         // then send the password in plain text.
         let scheme = config.url.split("://").next().unwrap_or_default();
@@ -210,6 +214,27 @@ impl RedisConnection {
             .custom::<Value, Value>(command, all)
             .await
             .map_err(|e| command_error(operation, e))
+    }
+
+    /// Every key matching `pattern`, from every primary of a cluster. SCAN visits the keyspace in
+    /// pages without blocking the server; keys written meanwhile may or may not be seen.
+    pub(crate) async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, PortError> {
+        use futures::TryStreamExt;
+        const PAGE: u32 = 1_000;
+        let client = &self.shared.client;
+        let keys: Vec<fred::types::Key> = if client.is_clustered() {
+            client
+                .scan_cluster_buffered(pattern.to_owned(), Some(PAGE), None)
+                .try_collect()
+                .await
+        } else {
+            client
+                .scan_buffered(pattern.to_owned(), Some(PAGE), None)
+                .try_collect()
+                .await
+        }
+        .map_err(|e| command_error("SCAN", e))?;
+        Ok(keys.into_iter().filter_map(|k| k.into_string()).collect())
     }
 
     /// The client with its fail-fast behaviour but another timeout.

@@ -97,6 +97,24 @@ impl FeedCache for RedisFeedCache {
             .await
             .map_err(|e| command_error("DEL", e))
     }
+
+    /// SCANs for the current-session pointers and deletes them one by one (each key is in its
+    /// user's slot, so a multi-key DEL would be refused by a cluster).
+    async fn invalidate_all(&self) -> Result<u64, PortError> {
+        use futures::{StreamExt, TryStreamExt};
+        let pointers = self.redis.scan_keys(&keys::current_pattern()).await?;
+        futures::stream::iter(pointers)
+            .map(|key| async move {
+                self.redis
+                    .client()
+                    .del::<u64, _>(key)
+                    .await
+                    .map_err(|e| command_error("DEL", e))
+            })
+            .buffer_unordered(32)
+            .try_fold(0u64, |total, n| async move { Ok(total + n) })
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,11 @@ pub(crate) fn current(user: UserId) -> String {
     format!("{}:cur", user_prefix(user))
 }
 
+/// Matches every user's current-session pointer (for SCAN).
+pub(crate) fn current_pattern() -> String {
+    "feed:u:*:cur".to_owned()
+}
+
 /// Videos served to the user, scored by Unix milliseconds: `feed:u:{<user id>}:served`.
 pub(crate) fn served(user: UserId) -> String {
     format!("{}:served", user_prefix(user))

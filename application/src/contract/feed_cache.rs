@@ -26,6 +26,7 @@ where
     another_users_session_id_reads_as_none(make().await).await;
     earlier_sessions_stay_readable(make().await).await;
     invalidate_drops_only_that_users_current_session(make().await).await;
+    invalidate_all_drops_every_current_session_but_keeps_cursors(make().await).await;
     sessions_expire_after_their_own_ttl(make().await).await;
 }
 
@@ -145,6 +146,30 @@ async fn invalidate_drops_only_that_users_current_session(cache: Arc<dyn FeedCac
         .invalidate(user())
         .await
         .expect("invalidating a user without a session is a no-op");
+}
+
+async fn invalidate_all_drops_every_current_session_but_keeps_cursors(cache: Arc<dyn FeedCache>) {
+    let (a, b) = (session(user()), session(user()));
+    cache.store_session(&a, LONG).await.expect("store");
+    cache.store_session(&b, LONG).await.expect("store");
+    let dropped = cache.invalidate_all().await.expect("invalidate_all");
+    // Other cases may share the backing store, so only a lower bound holds.
+    assert!(dropped >= 2, "both current sessions counted: {dropped}");
+    for s in [&a, &b] {
+        assert_eq!(current(cache.as_ref(), s.user_id).await, None);
+        assert_eq!(
+            by_id(cache.as_ref(), s.user_id, s.id).await.as_ref(),
+            Some(s),
+            "cursors into invalidated sessions keep working"
+        );
+    }
+    let c = session(user());
+    cache.store_session(&c, LONG).await.expect("store");
+    assert_eq!(
+        current(cache.as_ref(), c.user_id).await.as_ref(),
+        Some(&c),
+        "sessions stored afterwards are current"
+    );
 }
 
 async fn sessions_expire_after_their_own_ttl(cache: Arc<dyn FeedCache>) {

@@ -1,6 +1,6 @@
 //! Contract of [`RankingConfigStore`].
 
-use crate::ports::RankingConfigStore;
+use crate::ports::{RankingConfigStore, WeightSet};
 use std::future::Future;
 use std::sync::Arc;
 use vrs_domain::{Signal, Weights};
@@ -21,6 +21,7 @@ where
     for weights in sets {
         returns_the_active_set(make(weights).await, weights).await;
     }
+    activation_makes_a_new_active_version(make(sets[0]).await, sets[1], sets[2]).await;
 }
 
 async fn returns_the_active_set(store: Arc<dyn RankingConfigStore>, expected: Weights) {
@@ -36,4 +37,46 @@ async fn returns_the_active_set(store: Arc<dyn RankingConfigStore>, expected: We
     assert_eq!(revalidated, Ok(first), "the returned set is valid");
     let second = store.active_weights().await.expect("active_weights");
     assert_eq!(second, first, "reading does not change the active set");
+}
+
+async fn activation_makes_a_new_active_version(
+    store: Arc<dyn RankingConfigStore>,
+    next: Weights,
+    then: Weights,
+) {
+    let before = store.active_set().await.expect("active_set");
+    assert!(before.active, "the active set says so");
+    let second = store.activate(next).await.expect("activate");
+    assert!(second.version > before.version, "versions increase");
+    assert!(second.active);
+    assert_eq!(second.weights, next);
+    assert!(second.activated_at >= before.activated_at);
+    assert_eq!(store.active_set().await.expect("active_set"), second);
+    assert_eq!(store.active_weights().await.expect("active_weights"), next);
+
+    // Rolling back is activating the earlier weights again, as a newer version.
+    let third = store.activate(then).await.expect("activate");
+    assert!(third.version > second.version);
+    let rollback = store.activate(before.weights).await.expect("activate");
+    assert!(rollback.version > third.version);
+    assert_eq!(
+        store.active_weights().await.expect("active_weights"),
+        before.weights
+    );
+
+    let history = store.history(3).await.expect("history");
+    let versions: Vec<i64> = history.iter().map(|s| s.version).collect();
+    assert_eq!(
+        versions,
+        vec![rollback.version, third.version, second.version],
+        "newest first, bounded by the limit"
+    );
+    let active: Vec<&WeightSet> = history.iter().filter(|s| s.active).collect();
+    assert_eq!(active.len(), 1, "exactly one active version: {history:?}");
+    assert_eq!(active[0].version, rollback.version);
+    assert_eq!(history[1].weights, then);
+    assert!(
+        store.history(100).await.expect("history").len() >= 4,
+        "earlier versions are kept"
+    );
 }

@@ -2,6 +2,7 @@
 //!
 //! This file holds the mocks and the feed cases; `engagement` and `health` hold the others.
 
+mod admin;
 mod engagement;
 mod health;
 
@@ -16,9 +17,9 @@ use vrs_application::ports::{
     MockVideoCatalog, MockViewHistory, PortError, Ports, PublishOutcome,
 };
 use vrs_application::{
-    CacheStatus, CandidateSnapshot, EngagementError, EngagementService, FeedConfig, FeedError,
-    FeedPage, FeedPosition, FeedService, HealthService, HealthStatus, NewEvent, PageRequest,
-    SnapshotState,
+    CacheStatus, CacheWarmer, CandidateSnapshot, EngagementError, EngagementService, FeedConfig,
+    FeedError, FeedPage, FeedPosition, FeedService, HealthService, HealthStatus, NewEvent,
+    PageRequest, SnapshotState,
 };
 use vrs_domain::{
     CandidatePool, CreatorId, EventType, FeedSession, Limit, SessionId, Signal, UserId, Video,

@@ -26,7 +26,8 @@ use vrs_adapter_memory::{BaseUrlMediaUrls, ManualClock, MemoryAdapters};
 use vrs_application::demo::{self, DemoCatalog};
 use vrs_application::ports::{FeedCache, HealthProbe, PortError, Ports};
 use vrs_application::{
-    CandidateSnapshot, EngagementService, FeedConfig, FeedService, HealthService, SnapshotRefresher,
+    AdminService, CacheWarmer, CandidateSnapshot, EngagementService, FeedConfig, FeedService,
+    HealthService, SnapshotRefresher,
 };
 use vrs_domain::{CreatorId, FeedSession, SessionId, UserId, Video, VideoId, VideoStatus};
 
@@ -214,12 +215,15 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         options.audience.clone(),
     )
     .expect("auth config");
+    let feed = Arc::new(FeedService::new(
+        ports.clone(),
+        snapshot.clone(),
+        FeedConfig::default(),
+    ));
+    let warmer = Arc::new(CacheWarmer::new(ports.clone(), feed.clone()));
     let state = AppState {
-        feed: Arc::new(FeedService::new(
-            ports.clone(),
-            snapshot.clone(),
-            FeedConfig::default(),
-        )),
+        admin: Arc::new(AdminService::new(ports.clone(), warmer)),
+        feed,
         engagement: Arc::new(EngagementService::new(ports.clone(), snapshot.clone())),
         health: Arc::new(HealthService::new(
             ports.clone(),
@@ -369,6 +373,9 @@ impl FeedCache for HangingFeedCache {
     }
     async fn invalidate(&self, _: UserId) -> Result<(), PortError> {
         Ok(())
+    }
+    async fn invalidate_all(&self) -> Result<u64, PortError> {
+        Ok(0)
     }
 }
 

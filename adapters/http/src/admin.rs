@@ -1,0 +1,300 @@
+//! Operator routes under `/api/v1/admin`; every one needs a token with the admin role.
+
+use crate::auth::AdminUser;
+use crate::error::{ApiError, ErrorBody};
+use crate::events::json_rejection;
+use crate::router::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use vrs_application::admin::{
+    AdminError, Invalidation, MAX_INVALIDATE_USERS, MAX_WARMUP_BATCH, MAX_WARMUP_USERS,
+};
+use vrs_application::ports::WeightSet;
+use vrs_domain::{Signal, UserId, Weights};
+
+/// Default `user_count` of a warm-up.
+const DEFAULT_WARMUP_USERS: usize = 1_000;
+/// Default `batch_size` of a warm-up.
+const DEFAULT_WARMUP_BATCH: usize = 10;
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Invalid(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+            }
+            AdminError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "admin operation: a store is unavailable");
+                ApiError::unavailable("a store this operation needs is unavailable; retry later")
+            }
+        }
+    }
+}
+
+/// `POST /api/v1/admin/cache-warmup` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupRequest {
+    /// How many of the most active users (last 7 days) to warm; 1–100000, default 1000.
+    #[serde(default = "default_users")]
+    pub user_count: usize,
+    /// How many users are ranked at the same time; 1–100, default 10.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+}
+
+fn default_users() -> usize {
+    DEFAULT_WARMUP_USERS
+}
+
+fn default_batch() -> usize {
+    DEFAULT_WARMUP_BATCH
+}
+
+/// What a warm-up did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarmupResponse {
+    /// Users whose feed session is now cached.
+    pub warmed: usize,
+    /// Users whose session could not be ranked or stored.
+    pub failed: usize,
+    pub duration_ms: u64,
+}
+
+/// Ranks and caches the feed sessions of the most active users ahead of their requests.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/cache-warmup",
+    tag = "admin",
+    request_body(content = Option<WarmupRequest>, description = "Defaults: 1000 users, 10 at a time"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Warm-up finished", body = WarmupResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the admin role", body = ErrorBody),
+        (status = 422, description = "A field is out of bounds or unknown", body = ErrorBody),
+        (status = 503, description = "The signal store or the feed cache is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn cache_warmup(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    body: Bytes,
+) -> Result<Json<WarmupResponse>, ApiError> {
+    // An empty body takes every default.
+    let request: WarmupRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        WarmupRequest {
+            user_count: DEFAULT_WARMUP_USERS,
+            batch_size: DEFAULT_WARMUP_BATCH,
+        }
+    } else {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+        let invalid = |message: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+        };
+        // serde would also read a struct from an array; the body must be an object.
+        if !value.is_object() {
+            return Err(invalid("the body must be a JSON object".to_owned()));
+        }
+        serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?
+    };
+    let report = state
+        .admin
+        .warm_up(request.user_count, request.batch_size, |_| {})
+        .await?;
+    Ok(Json(WarmupResponse {
+        warmed: report.warmed,
+        failed: report.failed,
+        duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+    }))
+}
+
+/// `POST /api/v1/admin/cache/invalidate` body: either `user_ids` or `"all": true`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    /// Users whose current feed session is dropped (1–10000).
+    #[serde(default)]
+    pub user_ids: Option<Vec<Uuid>>,
+    /// Drop every user's current session.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// What an invalidation dropped.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvalidateResponse {
+    /// Users named (for `user_ids`) or current sessions dropped (for `all`).
+    pub invalidated: u64,
+}
+
+/// Drops current feed sessions, so the users' next first page is ranked anew. Cursors already
+/// handed out keep working until their session expires.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/cache/invalidate",
+    tag = "admin",
+    request_body = InvalidateRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sessions dropped", body = InvalidateResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the admin role", body = ErrorBody),
+        (status = 422, description = "Neither or both of `user_ids` and `all`, or too many ids", body = ErrorBody),
+        (status = 503, description = "The feed cache is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn invalidate_cache(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    body: Result<Json<InvalidateRequest>, JsonRejection>,
+) -> Result<Json<InvalidateResponse>, ApiError> {
+    let Json(request) = body.map_err(json_rejection)?;
+    let what = match (request.user_ids, request.all) {
+        (Some(ids), false) => Invalidation::Users(ids.into_iter().map(UserId).collect()),
+        (None, true) => Invalidation::All,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!(
+                    "give either `user_ids` (1 to {MAX_INVALIDATE_USERS} ids) or `\"all\": true`"
+                ),
+            ));
+        }
+    };
+    let invalidated = state.admin.invalidate(what).await?;
+    Ok(Json(InvalidateResponse { invalidated }))
+}
+
+/// The five signal weights; finite, non-negative, summing to 1 (within 1e-6).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsDto {
+    pub freshness: f64,
+    pub completion: f64,
+    pub engagement: f64,
+    pub affinity: f64,
+    pub model: f64,
+}
+
+impl From<Weights> for WeightsDto {
+    fn from(w: Weights) -> Self {
+        Self {
+            freshness: w.get(Signal::Freshness),
+            completion: w.get(Signal::Completion),
+            engagement: w.get(Signal::Engagement),
+            affinity: w.get(Signal::Affinity),
+            model: w.get(Signal::Model),
+        }
+    }
+}
+
+/// One version of the ranking weights.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WeightSetDto {
+    pub version: i64,
+    pub weights: WeightsDto,
+    pub activated_at: DateTime<Utc>,
+    pub active: bool,
+}
+
+impl From<WeightSet> for WeightSetDto {
+    fn from(s: WeightSet) -> Self {
+        Self {
+            version: s.version,
+            weights: s.weights.into(),
+            activated_at: s.activated_at,
+            active: s.active,
+        }
+    }
+}
+
+/// The active ranking weights and the versions before them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WeightsResponse {
+    pub active: WeightSetDto,
+    /// Newest first (the active version included), at most 20.
+    pub history: Vec<WeightSetDto>,
+}
+
+/// The active ranking weights and recent versions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/ranking/weights",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Active weights and history", body = WeightsResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the admin role", body = ErrorBody),
+        (status = 503, description = "The ranking configuration store is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get_weights(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> Result<Json<WeightsResponse>, ApiError> {
+    let overview = state.admin.weights().await?;
+    Ok(Json(WeightsResponse {
+        active: overview.active.into(),
+        history: overview.history.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Activates new ranking weights as a new version. Every replica ranks with them from its next
+/// candidate-snapshot refresh (`SNAPSHOT_REFRESH_SECS`, 5 s by default); feed sessions already
+/// cached keep their order until they expire or are invalidated. Rolling back is a PUT of the
+/// earlier version's weights.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/ranking/weights",
+    tag = "admin",
+    request_body = WeightsDto,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new active version", body = WeightSetDto),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the admin role", body = ErrorBody),
+        (status = 422, description = "A weight is missing, negative or not finite, or they do not sum to 1", body = ErrorBody),
+        (status = 503, description = "The ranking configuration store is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn put_weights(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    body: Result<Json<WeightsDto>, JsonRejection>,
+) -> Result<Json<WeightSetDto>, ApiError> {
+    let Json(raw) = body.map_err(json_rejection)?;
+    let weights = Weights::new(
+        raw.freshness,
+        raw.completion,
+        raw.engagement,
+        raw.affinity,
+        raw.model,
+    )
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_weights",
+            e.to_string(),
+        )
+    })?;
+    let set = state.admin.set_weights(weights).await?;
+    Ok(Json(set.into()))
+}
+
+// Keeps the documented bounds and the use case's in step.
+const _: () =
+    assert!(MAX_WARMUP_USERS >= DEFAULT_WARMUP_USERS && MAX_WARMUP_BATCH >= DEFAULT_WARMUP_BATCH);
