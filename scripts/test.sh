@@ -2,8 +2,8 @@
 # Runs the whole test suite: formatting, lints, and every test of the workspace — unit, contract
 # (against real PostgreSQL, Redis and ClickHouse started here on free loopback ports), and black-box
 # tests of the built binary; plus a check of the ClickHouse schema and queries on a modern engine
-# (chdb). URLs already set (TEST_DATABASE_URL, TEST_REDIS_URL, TEST_CLICKHOUSE_URL) are used instead
-# of starting a server. Everything started is stopped on exit, failure or Ctrl-C.
+# (chdb), and the deployment files (scripts/check-deploy.sh). URLs already set (TEST_DATABASE_URL,
+# TEST_REDIS_URL, TEST_CLICKHOUSE_URL) are used instead of starting a server. Everything started is stopped on exit, failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
@@ -28,6 +28,11 @@ scripts/check-clickhouse-ddl.sh
 
 log "cargo test"
 cargo test --locked --workspace --all-features 2>&1 | tee "$results"
+
+# deploy/: manifests, alerts, dashboard, and a real Prometheus scraping the binary just built.
+log "deploy checks"
+scripts/check-deploy.sh
+
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
