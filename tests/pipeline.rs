@@ -1,19 +1,21 @@
-//! End to end through the event pipeline: the built binary with a real Kafka-protocol broker
-//! (librdkafka's mock cluster, owned by this test process) and a real ClickHouse. Events accepted
+//! End to end on the full stack: the built binary with real PostgreSQL (catalog, follows, ranking
+//! configuration), Redis (feed sessions, history, event ledger), ClickHouse (signals) and a
+//! Kafka-protocol broker (librdkafka's mock cluster, owned by this test process). Events accepted
 //! by the API travel through Kafka and the consumer into ClickHouse, once each, and the feed
 //! reflects them within seconds. A Debezium delete on `cdc.posts` takes the video out of cached
-//! and new feed pages within seconds.
+//! and new feed pages within seconds. After that traffic, `/metrics` exports every metric that
+//! docs/metrics.md lists.
 
 mod support;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::{Service, small_demo_env};
+use support::servers::{PostgresServer, RedisServer};
+use support::{BIN, Service, small_demo_env};
 
 async fn page(svc: &Service, token: &str, query: &str) -> Value {
     reqwest::Client::new()
@@ -38,13 +40,42 @@ async fn post(svc: &Service, token: &str, body: Value) -> (StatusCode, Value) {
     (res.status(), res.json().await.unwrap_or(Value::Null))
 }
 
-/// The service on a fresh ClickHouse database and its own mock Kafka cluster with every topic it
-/// reads or writes; `None` (test skipped) without a ClickHouse server.
-fn start_pipeline() -> Option<(MockCluster<'static, DefaultProducerContext>, Service)> {
+/// The service and the servers it runs on; each server is stopped when this is dropped.
+struct Stack {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    svc: Service,
+    _postgres: PostgresServer,
+    _redis: RedisServer,
+}
+
+/// Runs a command of the binary to completion; panics with its output when it fails.
+fn run(args: &[&str], env: &[(&'static str, String)]) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The service on PostgreSQL and Redis servers of its own, a fresh ClickHouse database and its own
+/// mock Kafka cluster with every topic it reads or writes, after `seed-demo` loaded the demo;
+/// `None` (test skipped) without a ClickHouse server.
+fn start_pipeline() -> Option<Stack> {
     let url = support::servers::require(
         "a ClickHouse server (TEST_CLICKHOUSE_URL)",
         std::env::var("TEST_CLICKHOUSE_URL").ok(),
     )?;
+    let postgres = PostgresServer::start()?;
+    let redis = RedisServer::start()?;
     let cluster: MockCluster<'static, DefaultProducerContext> =
         MockCluster::new(3).unwrap_or_else(|e| panic!("mock cluster: {e}"));
     for topic in [
@@ -59,14 +90,25 @@ fn start_pipeline() -> Option<(MockCluster<'static, DefaultProducerContext>, Ser
     }
 
     let mut env = small_demo_env();
+    env.push(("DATABASE_URL", postgres.url()));
+    env.push(("REDIS_URL", redis.url()));
     env.push(("CLICKHOUSE_URL", url));
     env.push((
         "CLICKHOUSE_DATABASE",
         format!("vrs_pipeline_{}", support::servers::free_port()),
     ));
     env.push(("KAFKA_BROKERS", cluster.bootstrap_servers()));
+    // The demo's history goes straight into ClickHouse, not through Kafka.
+    run(&["migrate"], &env);
+    run(&["clickhouse-init"], &env);
+    run(&["seed-demo"], &env);
     let svc = Service::start(&env);
-    Some((cluster, svc))
+    Some(Stack {
+        cluster,
+        svc,
+        _postgres: postgres,
+        _redis: redis,
+    })
 }
 
 /// Stops the service with SIGTERM and checks it exits cleanly.
@@ -91,64 +133,17 @@ fn ids(page: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether the engagement consumer's group committed every message of the event topic.
-fn engagement_backlog_drained(brokers: &str) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "video-ranking-service")
-        .create()
-        .unwrap_or_else(|e| panic!("offset reader: {e}"));
-    let timeout = Duration::from_secs(5);
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..3 {
-        partitions.add_partition("engagement-events", p);
-    }
-    let Ok(committed) = consumer.committed_offsets(partitions, timeout) else {
-        return false;
-    };
-    committed.elements().iter().all(|e| {
-        let high = consumer
-            .fetch_watermarks(e.topic(), e.partition(), timeout)
-            .map_or(-1, |(_, high)| high);
-        match e.offset() {
-            Offset::Offset(n) => n >= high,
-            _ => high == 0,
-        }
-    })
-}
-
-/// Waits until the consumer stored the demo events the embedded mode seeds through Kafka at
-/// startup (about 25k with the small demo: ~20 s on two cores), so the budget below measures
-/// live events rather than that backlog.
-async fn wait_for_startup_backlog(brokers: &str) {
-    let started = Instant::now();
-    loop {
-        let b = brokers.to_owned();
-        let drained = tokio::task::spawn_blocking(move || engagement_backlog_drained(&b))
-            .await
-            .unwrap_or_else(|e| panic!("offset reader task: {e}"));
-        if drained {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the startup backlog was not stored within 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::test]
 async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflects_them() {
-    let Some((cluster, svc)) = start_pipeline() else {
+    let Some(stack) = start_pipeline() else {
         return;
     };
-    wait_for_startup_backlog(&cluster.bootstrap_servers()).await;
+    let svc = &stack.svc;
     let token = svc.token(&["--demo-user", "1"]);
 
-    let first = page(&svc, &token, "?limit=5").await;
+    let first = page(svc, &token, "?limit=5").await;
     let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
-    let before = page(&svc, &token, &format!("?limit=5&cursor={cursor}")).await;
+    let before = page(svc, &token, &format!("?limit=5&cursor={cursor}")).await;
     let video = before["videos"][0]["id"]
         .as_str()
         .unwrap_or_default()
@@ -162,7 +157,7 @@ async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflec
         let other = svc.token(&["--demo-user", &n.to_string()]);
         let event = json!({"event_id": if n == 2 { repeated } else { uuid::Uuid::new_v4() },
                            "video_id": video, "type": "like"});
-        let (status, body) = post(&svc, &other, json!({"events": [event.clone()]})).await;
+        let (status, body) = post(svc, &other, json!({"events": [event.clone()]})).await;
         assert_eq!(
             (status, body),
             (
@@ -171,7 +166,7 @@ async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflec
             )
         );
         if n == 2 {
-            let (status, body) = post(&svc, &other, json!({"events": [event]})).await;
+            let (status, body) = post(svc, &other, json!({"events": [event]})).await;
             assert_eq!(
                 (status, body),
                 (
@@ -184,7 +179,7 @@ async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflec
 
     // Through Kafka, the consumer and ClickHouse, then the snapshot refresh: within 10 s.
     loop {
-        let now = page(&svc, &token, &format!("?limit=5&cursor={cursor}")).await;
+        let now = page(svc, &token, &format!("?limit=5&cursor={cursor}")).await;
         let count = now["videos"][0]["like_count"].as_u64().unwrap_or(0);
         if now["videos"][0]["id"] == json!(video) && count >= likes + 3 {
             assert_eq!(count, likes + 3, "each like counted once");
@@ -208,19 +203,22 @@ async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflec
         json!("ok"),
         "{health}"
     );
-    stop(svc);
+    assert_eq!(health["status"], json!("ok"), "{health}");
+    every_documented_metric_is_exported(svc).await;
+    stop(stack.svc);
 }
 
 #[tokio::test]
 async fn a_debezium_delete_takes_the_video_out_of_cached_and_new_pages() {
-    let Some((cluster, svc)) = start_pipeline() else {
+    let Some(stack) = start_pipeline() else {
         return;
     };
+    let (svc, cluster) = (&stack.svc, &stack.cluster);
     let token = svc.token(&["--demo-user", "5"]);
-    let first = page(&svc, &token, "?limit=5").await;
+    let first = page(svc, &token, "?limit=5").await;
     let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
     let cursor_query = format!("?limit=5&cursor={cursor}");
-    let before = page(&svc, &token, &cursor_query).await;
+    let before = page(svc, &token, &cursor_query).await;
     let shown = &before["videos"][0];
     let video = shown["id"].as_str().unwrap_or_default().to_owned();
     assert!(!video.is_empty(), "no video on the cursor page: {before}");
@@ -255,7 +253,7 @@ async fn a_debezium_delete_takes_the_video_out_of_cached_and_new_pages() {
     // Through the CDC consumer, the catalog and the snapshot refresh: within 10 s.
     let fresh_user = svc.token(&["--demo-user", "7"]);
     loop {
-        let cached = ids(&page(&svc, &token, &cursor_query).await);
+        let cached = ids(&page(svc, &token, &cursor_query).await);
         if !cached.is_empty() && !cached.contains(&video) {
             break;
         }
@@ -265,12 +263,86 @@ async fn a_debezium_delete_takes_the_video_out_of_cached_and_new_pages() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let fresh = ids(&page(&svc, &fresh_user, "?limit=50").await);
+    let fresh = ids(&page(svc, &fresh_user, "?limit=50").await);
     assert!(!fresh.is_empty(), "empty first page");
     assert!(
         !fresh.contains(&video),
         "deleted video {video} on a new first page: {fresh:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    stop(svc);
+    stop(stack.svc);
+}
+
+/// The metric names of the table in docs/metrics.md (its first column).
+fn documented_metrics() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        // The spans table follows the metrics table.
+        .take_while(|line| !line.starts_with("## Spans"))
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .filter(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Scrapes `/metrics` after the traffic above and checks that every documented metric is
+/// exported (and nothing undocumented), and that routes are labelled by template.
+async fn every_documented_metric_is_exported(svc: &Service) {
+    // The pool gauges are sampled every 5 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let text = reqwest::get(svc.url("/metrics"))
+        .await
+        .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    let exported: std::collections::HashSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|name| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name)
+        })
+        .collect();
+    let documented = documented_metrics();
+    assert!(
+        documented.len() >= 30,
+        "docs/metrics.md table: {documented:?}"
+    );
+    // Exported only where the process runs under a cgroup memory limit (a container).
+    let limited = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .is_some_and(|v| v.trim() != "max");
+    let missing: Vec<&String> = documented
+        .iter()
+        .filter(|name| !exported.contains(name.as_str()))
+        .filter(|name| limited || name.as_str() != "process_memory_limit_bytes")
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "documented but not exported: {missing:?}"
+    );
+    let undocumented: Vec<&&str> = exported
+        .iter()
+        .filter(|name| !documented.iter().any(|d| d == *name))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported but not documented: {undocumented:?}"
+    );
+    assert!(
+        text.contains(r#"route="/api/v1/reels""#),
+        "routes are labelled by template"
+    );
+    for stage in ["cache_lookup", "candidates", "scoring", "cache_write"] {
+        assert!(
+            text.contains(&format!(r#"stage="{stage}""#)),
+            "feed stage {stage} is timed"
+        );
+    }
 }

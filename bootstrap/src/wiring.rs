@@ -28,6 +28,20 @@ pub struct Backends {
     pub memory: MemoryAdapters,
     /// Where the Kafka consumer stores engagement events (ClickHouse, or the in-memory signals).
     pub event_store: Arc<dyn EngagementEventStore>,
+    /// A sink writing straight into the signal store, for the demo's history: it is history, not
+    /// live traffic, so it never goes through Kafka (where the consumer would have to work through
+    /// it before any live event).
+    pub history_sink: Arc<dyn EventSink>,
+}
+
+impl Backends {
+    /// The ports with events going straight into the signal store.
+    pub fn seeding_ports(&self) -> Ports {
+        Ports {
+            events: self.history_sink.clone(),
+            ..self.ports.clone()
+        }
+    }
 }
 
 /// The demo data set's size from the configuration.
@@ -57,6 +71,8 @@ fn media_config(config: &Config) -> MediaConfig {
 
 /// Picks each port's adapter from its URL variable; the in-memory adapter where none is set.
 pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
+    // Before any adapter starts: they create their series (at zero) as they start.
+    vrs_adapter_http::metrics::install_recorder();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let media = vrs_adapter_media::media_urls(&media_config(config), clock.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -95,6 +111,10 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         Some(ch) => ch.clone(),
         None => memory.events.clone(),
     };
+    let history_sink: Arc<dyn EventSink> = match &clickhouse {
+        Some(ch) => Arc::new(vrs_adapter_clickhouse::ClickHouseEventSink::new(ch.clone())),
+        None => memory.events.clone(),
+    };
     let events: Arc<dyn EventSink> = match (&config.kafka_brokers, &clickhouse) {
         (Some(brokers), _) => {
             let sink = vrs_adapter_kafka::KafkaEventSink::start(vrs_adapter_kafka::KafkaConfig {
@@ -110,8 +130,7 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
             Arc::new(sink)
         }
         // Without Kafka, accepted events are written straight into the signal store.
-        (None, Some(ch)) => Arc::new(vrs_adapter_clickhouse::ClickHouseEventSink::new(ch.clone())),
-        (None, None) => memory.events.clone(),
+        (None, _) => history_sink.clone(),
     };
     let redis = match &config.redis_url {
         Some(url) => {
@@ -190,6 +209,7 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         postgres,
         memory,
         event_store,
+        history_sink,
     })
 }
 
@@ -202,7 +222,7 @@ async fn load_embedded_demo(config: &Config, backends: &Backends) -> anyhow::Res
         .memory
         .model
         .set_scores(data.model_scores.iter().map(|(k, v)| (*k, *v)));
-    demo::seed(&backends.ports, &data, |_, _| {})
+    demo::seed(&backends.seeding_ports(), &data, |_, _| {})
         .await
         .context("loading the demo catalog")?;
     tracing::info!(
@@ -326,7 +346,10 @@ pub async fn seed_demo(config: &Config) -> anyhow::Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    demo::seed(&backends.ports, &data, |done, _| bar.set_position(done)).await?;
+    demo::seed(&backends.seeding_ports(), &data, |done, _| {
+        bar.set_position(done)
+    })
+    .await?;
     bar.finish_and_clear();
     println!(
         "Seeded the demo catalog: {} videos, {} follows, {} users",
