@@ -44,12 +44,15 @@ async fn post(svc: &Service, token: &str, body: Value) -> (StatusCode, Value) {
 struct Stack {
     cluster: MockCluster<'static, DefaultProducerContext>,
     svc: Service,
+    /// The service's environment, for running other commands against the same stores.
+    env: Vec<(&'static str, String)>,
     _postgres: PostgresServer,
     _redis: RedisServer,
 }
 
-/// Runs a command of the binary to completion; panics with its output when it fails.
-fn run(args: &[&str], env: &[(&'static str, String)]) {
+/// Runs a command of the binary to completion; panics with its output when it fails, else
+/// returns its standard output.
+fn run(args: &[&str], env: &[(&'static str, String)]) -> String {
     let out = std::process::Command::new(BIN)
         .args(args)
         .env_clear()
@@ -64,6 +67,7 @@ fn run(args: &[&str], env: &[(&'static str, String)]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The service on PostgreSQL and Redis servers of its own, a fresh ClickHouse database and its own
@@ -99,13 +103,15 @@ fn start_pipeline() -> Option<Stack> {
     ));
     env.push(("KAFKA_BROKERS", cluster.bootstrap_servers()));
     // The demo's history goes straight into ClickHouse, not through Kafka.
-    run(&["migrate"], &env);
-    run(&["clickhouse-init"], &env);
-    run(&["seed-demo"], &env);
+    for command in ["migrate", "clickhouse-init", "seed-demo"] {
+        run(&[command], &env);
+    }
     let svc = Service::start(&env);
+    let env = env.clone();
     Some(Stack {
         cluster,
         svc,
+        env,
         _postgres: postgres,
         _redis: redis,
     })
@@ -345,4 +351,72 @@ async fn every_documented_metric_is_exported(svc: &Service) {
             "feed stage {stage} is timed"
         );
     }
+}
+
+#[tokio::test]
+async fn the_warmup_command_fills_the_shared_cache_for_the_most_active_users() {
+    let Some(stack) = start_pipeline() else {
+        return;
+    };
+    let out = run(
+        &["warmup", "--users", "20", "--batch-size", "5"],
+        &stack.env,
+    );
+    assert!(
+        out.contains("Warmed 20 users (0 failed)"),
+        "warmup output: {out}"
+    );
+    // The Redis of this test held no session before: dropping every current session now counts
+    // exactly the ones the command stored, through the service's own admin route.
+    let admin = stack.svc.token(&["--demo-user", "1", "--admin"]);
+    let res = reqwest::Client::new()
+        .post(stack.svc.url("/api/v1/admin/cache/invalidate"))
+        .bearer_auth(&admin)
+        .json(&json!({"all": true}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST invalidate: {e}"));
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.unwrap_or(Value::Null),
+        json!({"invalidated": 20})
+    );
+    stop(stack.svc);
+}
+
+#[tokio::test]
+async fn the_worker_serves_metrics_and_health_and_stops_cleanly() {
+    let cluster: MockCluster<'static, DefaultProducerContext> =
+        MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    let mut env = small_demo_env();
+    env.push(("KAFKA_BROKERS", cluster.bootstrap_servers()));
+    let worker = Service::start_command("worker", &env);
+    let live = reqwest::get(worker.url("/api/v1/health/live"))
+        .await
+        .unwrap_or_else(|e| panic!("GET live: {e}"));
+    assert_eq!(live.status(), StatusCode::OK);
+    let metrics = reqwest::get(worker.url("/metrics"))
+        .await
+        .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    for name in [
+        "kafka_consumer_errors_total",
+        "engagement_events_recorded_total",
+        "cdc_events_applied_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let reels = reqwest::get(worker.url("/api/v1/reels"))
+        .await
+        .unwrap_or_else(|e| panic!("GET reels: {e}"));
+    assert_eq!(
+        reels.status(),
+        StatusCode::NOT_FOUND,
+        "the worker serves no feed"
+    );
+    assert!(reels.json::<Value>().await.is_ok(), "a JSON error");
+    stop(worker);
 }

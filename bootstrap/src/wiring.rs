@@ -451,7 +451,7 @@ pub async fn worker(config: &Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("APP_PORT: cannot listen on {}:{}", config.host, config.port))?;
     tracing::info!(
-        "worker metrics and health on http://{}",
+        "worker: metrics and health endpoints listening on http://{}",
         listener.local_addr()?
     );
     let (Some(consumer), Some(cdc)) = (

@@ -53,9 +53,14 @@ pub fn small_demo_env() -> Vec<(&'static str, String)> {
 impl Service {
     /// Starts `serve` and waits until it listens.
     pub fn start(env: &[(&'static str, String)]) -> Service {
+        Self::start_command("serve", env)
+    }
+
+    /// Starts a long-running command (`serve`, `worker`) and waits until it listens.
+    pub fn start_command(command: &str, env: &[(&'static str, String)]) -> Service {
         let data_dir = temp_dir();
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
+        cmd.arg(command)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("APP_HOST", "127.0.0.1")
