@@ -433,3 +433,55 @@ async fn shutdown_finishes_the_batch_in_hand_or_leaves_it_uncommitted_if_the_sto
     assert_eq!(committed(&brokers, "stuck").await, 0);
     assert!(metric(r#"kafka_consumer_errors_total{error_type="store"}"#) >= Some(1.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_until_it_accepts() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    metrics();
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    let alice = user();
+    let raw = producer(&brokers);
+    // Comments: a type no other test records, so the process-wide metrics stay per test.
+    let good: Vec<_> = (0..2)
+        .map(|_| EngagementEvent {
+            event_type: EventType::Comment,
+            ..event(alice)
+        })
+        .collect();
+    let mut values = vec![b"\xff not json".to_vec()];
+    values.extend(good.iter().map(EngagementMessage::encode));
+    produce(&raw, &alice.to_string(), &values).await;
+
+    // The next produce requests, the consumer's dead letters, are refused by the broker.
+    let refusals = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3];
+    cluster.request_errors(RDKafkaApiKey::Produce, &refusals);
+    let series = r#"kafka_consumer_errors_total{error_type="dlq_produce"}"#;
+    let before = metric(series).unwrap_or(0.0);
+    let memory = MemoryAdapters::default();
+    let running = start(&brokers, "dlq-down", memory.events.clone());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric(series).unwrap_or(0.0) <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead-letter failure was counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        committed(&brokers, "dlq-down").await,
+        0,
+        "nothing is committed while the dead letter is not acknowledged"
+    );
+
+    // Once the broker accepts again, the dead letter lands, the events are stored, all committed.
+    wait_committed(&brokers, "dlq-down", values.len() as i64).await;
+    let (b, n) = (brokers.clone(), 1);
+    let dead = tokio::task::spawn_blocking(move || read_dlq(&b, n))
+        .await
+        .expect("dlq reader task");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, values[0]);
+    assert_eq!(total(memory.signals.as_ref(), |s| s.comments).await, 2);
+    running.shutdown().await;
+}
