@@ -96,7 +96,12 @@ fn migrate_applies_each_file_once_and_production_refuses_a_stale_schema() {
         );
     }
 
-    let (ok, text) = run(&["migrate"], &env);
+    // The migration Job's environment: production with nothing but DATABASE_URL.
+    let job = [
+        ("DATABASE_URL", pg.url()),
+        ("APP_ENV", "production".to_owned()),
+    ];
+    let (ok, text) = run(&["migrate"], &job);
     assert!(ok, "{text}");
     assert!(text.contains("Running migrations..."), "{text}");
     assert!(

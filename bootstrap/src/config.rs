@@ -95,6 +95,17 @@ pub struct DemoSettings {
     pub seed: u64,
 }
 
+/// What a command needs in production beyond the common settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Serving feeds (`serve`, `warmup`): JWT keys, the cursor secret and every real store.
+    Serving,
+    /// Consuming Kafka (`worker`): PostgreSQL, ClickHouse and Kafka.
+    Consuming,
+    /// Tools that name what they need themselves (`migrate`, `clickhouse-init`, ...).
+    Nothing,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -360,6 +371,49 @@ impl Config {
         }))
     }
 
+    /// Production refuses the conveniences of development; `needs` adds what the command at hand
+    /// cannot run without there (a migration Job needs no JWT key, a worker no cursor secret).
+    pub fn check_production_needs(&self, needs: Needs) -> Result<(), ConfigError> {
+        if self.app_env != AppEnv::Production {
+            return Ok(());
+        }
+        if needs == Needs::Serving {
+            if !self.jwt.has_keys() {
+                return Err(ConfigError {
+                    var: "JWT_PUBLIC_KEY",
+                    message: "APP_ENV=production needs a public key (JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_FILE or JWT_PUBLIC_KEYS_DIR)".into(),
+                });
+            }
+            if self.cursor_secret.is_none() {
+                return Err(ConfigError {
+                    var: "CURSOR_SECRET",
+                    message: "APP_ENV=production needs a secret of at least 32 characters".into(),
+                });
+            }
+        }
+        let stores: &[(&'static str, bool)] = match needs {
+            Needs::Serving => &[
+                ("DATABASE_URL", self.database_url.is_some()),
+                ("REDIS_URL", self.redis_url.is_some()),
+                ("CLICKHOUSE_URL", self.clickhouse_url.is_some()),
+                ("KAFKA_BROKERS", self.kafka_brokers.is_some()),
+            ],
+            Needs::Consuming => &[
+                ("DATABASE_URL", self.database_url.is_some()),
+                ("CLICKHOUSE_URL", self.clickhouse_url.is_some()),
+                ("KAFKA_BROKERS", self.kafka_brokers.is_some()),
+            ],
+            Needs::Nothing => &[],
+        };
+        match stores.iter().find(|(_, set)| !set) {
+            Some((var, _)) => Err(ConfigError {
+                var,
+                message: "APP_ENV=production refuses the in-memory adapters; set it".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Production refuses the conveniences of development.
     fn check_production(&self) -> Result<(), ConfigError> {
         if self.database_max_connections == 0 {
@@ -376,31 +430,6 @@ impl Config {
                 var: "DATABASE_AUTO_MIGRATE",
                 message: "APP_ENV=production never migrates implicitly; run `video-ranking-service migrate`".into(),
             });
-        }
-        if !self.jwt.has_keys() {
-            return Err(ConfigError {
-                var: "JWT_PUBLIC_KEY",
-                message: "APP_ENV=production needs a public key (JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_FILE or JWT_PUBLIC_KEYS_DIR)".into(),
-            });
-        }
-        if self.cursor_secret.is_none() {
-            return Err(ConfigError {
-                var: "CURSOR_SECRET",
-                message: "APP_ENV=production needs a secret of at least 32 characters".into(),
-            });
-        }
-        for (var, value) in [
-            ("DATABASE_URL", &self.database_url),
-            ("REDIS_URL", &self.redis_url),
-            ("CLICKHOUSE_URL", &self.clickhouse_url),
-            ("KAFKA_BROKERS", &self.kafka_brokers),
-        ] {
-            if value.is_none() {
-                return Err(ConfigError {
-                    var,
-                    message: "APP_ENV=production refuses the in-memory adapters; set it".into(),
-                });
-            }
         }
         Ok(())
     }
@@ -475,15 +504,37 @@ mod tests {
     }
 
     #[test]
-    fn production_needs_keys_secret_and_real_stores() {
-        let err = Config::from_vars(&vars(&[("APP_ENV", "production")])).err();
-        assert_eq!(err.map(|e| e.var), Some("JWT_PUBLIC_KEY"));
-        let err = Config::from_vars(&vars(&[
+    fn production_needs_keys_secret_and_real_stores_to_serve() {
+        let needs = |pairs: &[(&str, &str)], needs: Needs| {
+            Config::from_vars(&vars(pairs))
+                .expect("the common settings are valid")
+                .check_production_needs(needs)
+                .err()
+                .map(|e| e.var)
+        };
+        let prod = [("APP_ENV", "production")];
+        assert_eq!(needs(&prod, Needs::Serving), Some("JWT_PUBLIC_KEY"));
+        let keyed = [
             ("APP_ENV", "production"),
             ("JWT_PUBLIC_KEY", "pem"),
             ("CURSOR_SECRET", "0123456789abcdef0123456789abcdef"),
-        ]))
-        .err();
-        assert_eq!(err.map(|e| e.var), Some("DATABASE_URL"));
+        ];
+        assert_eq!(needs(&keyed, Needs::Serving), Some("DATABASE_URL"));
+        // A worker needs no key, only the stores it consumes into; tools need nothing more.
+        assert_eq!(needs(&prod, Needs::Consuming), Some("DATABASE_URL"));
+        let stores = [
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", "postgres://db/nova"),
+            ("CLICKHOUSE_URL", "tcp://ch:9000"),
+            ("KAFKA_BROKERS", "kafka:9092"),
+        ];
+        assert_eq!(needs(&stores, Needs::Consuming), None);
+        assert_eq!(needs(&stores, Needs::Serving), Some("JWT_PUBLIC_KEY"));
+        assert_eq!(needs(&prod, Needs::Nothing), None);
+        assert_eq!(
+            needs(&[("APP_ENV", "development")], Needs::Serving),
+            None,
+            "development runs on the embedded adapters"
+        );
     }
 }

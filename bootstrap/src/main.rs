@@ -85,6 +85,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let needs = match &cli.command {
+        Command::Serve | Command::Warmup { .. } => config::Needs::Serving,
+        Command::Worker => config::Needs::Consuming,
+        _ => config::Needs::Nothing,
+    };
+    if let Err(e) = config.check_production_needs(needs) {
+        eprintln!("configuration error: {e}");
+        return ExitCode::from(2);
+    }
     telemetry::init(config.log_format);
     let result = match cli.command {
         Command::Serve => block_on(serve::run(config)),

@@ -215,9 +215,13 @@ def cmd_refs():
                 mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
                 if not any(spool == m or spool.startswith(m + "/") for m in mounts):
                     problem(f"{where}: EVENT_SPOOL_DIR is not on a mounted volume")
+                # The API needs its keys mounted; the worker serves no feed and has none.
+                serves = c.get("args", ["serve"])[:1] == ["serve"]
                 keys_dir = env.get("JWT_PUBLIC_KEYS_DIR", {}).get("value")
-                if keys_dir not in mounts:
+                if serves and keys_dir not in mounts:
                     problem(f"{where}: JWT_PUBLIC_KEYS_DIR is not a mounted volume")
+                if serves and "CURSOR_SECRET" not in env:
+                    problem(f"{where}: CURSOR_SECRET is not set")
                 grace = int(env.get("SHUTDOWN_GRACE_SECS", {}).get("value", "30"))
                 pre = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
                 pre_secs = int(pre[1]) if len(pre) == 2 and pre[0] == "sleep" else 0
