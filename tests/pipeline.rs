@@ -420,3 +420,54 @@ async fn the_worker_serves_metrics_and_health_and_stops_cleanly() {
     assert!(reels.json::<Value>().await.is_ok(), "a JSON error");
     stop(worker);
 }
+
+#[tokio::test]
+async fn weights_put_on_one_replica_are_used_by_every_replica_within_30_s() {
+    let Some(stack) = start_pipeline() else {
+        return;
+    };
+    // A second replica on the same stores (its own port and development key).
+    let other = Service::start(&stack.env);
+    let admin = stack.svc.token(&["--demo-user", "1", "--admin"]);
+    let weights = json!({"freshness": 0.5, "completion": 0.125, "engagement": 0.125,
+                         "affinity": 0.25, "model": 0.0});
+    let started = Instant::now();
+    let res = reqwest::Client::new()
+        .put(stack.svc.url("/api/v1/admin/ranking/weights"))
+        .bearer_auth(&admin)
+        .json(&weights)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT weights: {e}"));
+    assert_eq!(res.status(), StatusCode::OK);
+    let set: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(set["weights"], weights, "{set}");
+
+    // New first pages on the other replica are ranked with the new weights.
+    let mut n = 10;
+    loop {
+        n += 1;
+        let token = other.token(&["--demo-user", &n.to_string()]);
+        let page = page(&other, &token, "?limit=1&explain=true").await;
+        if page["videos"][0]["signals"]["weights"]["freshness"] == json!(0.5) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the other replica still ranks with the old weights: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let listed: Value = reqwest::Client::new()
+        .get(other.url("/api/v1/admin/ranking/weights"))
+        .bearer_auth(other.token(&["--demo-user", "1", "--admin"]))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET weights: {e}"))
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    assert_eq!(listed["active"]["version"], set["version"], "{listed}");
+    stop(other);
+    stop(stack.svc);
+}
