@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::servers::{PostgresServer, RedisServer};
-use support::{BIN, Service, small_demo_env};
+use support::{Service, small_demo_env};
 
 async fn page(svc: &Service, token: &str, query: &str) -> Value {
     reqwest::Client::new()
@@ -51,23 +51,11 @@ struct Stack {
 }
 
 /// Runs a command of the binary to completion; panics with its output when it fails, else
-/// returns its standard output.
+/// returns it.
 fn run(args: &[&str], env: &[(&'static str, String)]) -> String {
-    let out = std::process::Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (ok, text) = support::run(args, env);
+    assert!(ok, "{args:?}: {text}");
+    text
 }
 
 /// The service on PostgreSQL and Redis servers of its own, a fresh ClickHouse database and its own

@@ -5,27 +5,9 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::servers::{PostgresServer, RedisServer};
-use support::{BIN, Service, small_demo_env};
-
-fn run(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use support::{Service, run, small_demo_env};
 
 async fn get(svc: &Service, token: &str, query: &str) -> (StatusCode, String, Value) {
     let res = reqwest::Client::new()

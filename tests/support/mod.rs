@@ -39,6 +39,25 @@ fn uuid_like() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
+/// Runs a command of the binary to completion with only `env` (and PATH); whether it succeeded,
+/// and everything it printed.
+pub fn run(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Environment that keeps the demo small (fast start) and refreshes the snapshot every second.
 pub fn small_demo_env() -> Vec<(&'static str, String)> {
     vec![

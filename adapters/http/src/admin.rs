@@ -1,6 +1,7 @@
 //! Operator routes under `/api/v1/admin`; every one needs a token with the admin role.
 
 use crate::auth::AdminUser;
+use crate::dto::SignalSetDto;
 use crate::error::{ApiError, ErrorBody};
 use crate::events::json_rejection;
 use crate::router::AppState;
@@ -17,7 +18,7 @@ use vrs_application::admin::{
     AdminError, Invalidation, MAX_INVALIDATE_USERS, MAX_WARMUP_BATCH, MAX_WARMUP_USERS,
 };
 use vrs_application::ports::WeightSet;
-use vrs_domain::{Signal, UserId, Weights};
+use vrs_domain::{UserId, Weights};
 
 /// Default `user_count` of a warm-up.
 const DEFAULT_WARMUP_USERS: usize = 1_000;
@@ -177,34 +178,11 @@ pub async fn invalidate_cache(
     Ok(Json(InvalidateResponse { invalidated }))
 }
 
-/// The five signal weights; finite, non-negative, summing to 1 (within 1e-6).
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WeightsDto {
-    pub freshness: f64,
-    pub completion: f64,
-    pub engagement: f64,
-    pub affinity: f64,
-    pub model: f64,
-}
-
-impl From<Weights> for WeightsDto {
-    fn from(w: Weights) -> Self {
-        Self {
-            freshness: w.get(Signal::Freshness),
-            completion: w.get(Signal::Completion),
-            engagement: w.get(Signal::Engagement),
-            affinity: w.get(Signal::Affinity),
-            model: w.get(Signal::Model),
-        }
-    }
-}
-
 /// One version of the ranking weights.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WeightSetDto {
     pub version: i64,
-    pub weights: WeightsDto,
+    pub weights: SignalSetDto,
     pub activated_at: DateTime<Utc>,
     pub active: bool,
 }
@@ -260,7 +238,7 @@ pub async fn get_weights(
     put,
     path = "/api/v1/admin/ranking/weights",
     tag = "admin",
-    request_body = WeightsDto,
+    request_body(content = SignalSetDto, description = "The five weights: finite, non-negative, summing to 1 (within 1e-6)"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The new active version", body = WeightSetDto),
@@ -274,7 +252,7 @@ pub async fn get_weights(
 pub async fn put_weights(
     State(state): State<AppState>,
     _admin: AdminUser,
-    body: Result<Json<WeightsDto>, JsonRejection>,
+    body: Result<Json<SignalSetDto>, JsonRejection>,
 ) -> Result<Json<WeightSetDto>, ApiError> {
     let Json(raw) = body.map_err(json_rejection)?;
     let weights = Weights::new(

@@ -76,8 +76,9 @@ pub struct ReelVideo {
     pub signals: Option<SignalsDto>,
 }
 
-/// The five signal values, each in [0, 1].
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+/// One number per signal, each in [0, 1]: signal values, weights or contributions.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SignalSetDto {
     pub freshness: f64,
     pub completion: f64,

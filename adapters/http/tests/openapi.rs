@@ -10,9 +10,13 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// The routes of the contract, as (method, path).
-const CONTRACT: [(&str, &str); 7] = [
+const CONTRACT: [(&str, &str); 11] = [
     ("get", "/api/v1/reels"),
     ("post", "/api/v1/events"),
+    ("post", "/api/v1/admin/cache-warmup"),
+    ("post", "/api/v1/admin/cache/invalidate"),
+    ("get", "/api/v1/admin/ranking/weights"),
+    ("put", "/api/v1/admin/ranking/weights"),
     ("get", "/api/v1/health"),
     ("get", "/api/v1/health/ready"),
     ("get", "/api/v1/health/live"),
@@ -49,12 +53,30 @@ fn method(name: &str) -> Method {
     Method::from_bytes(name.to_ascii_uppercase().as_bytes()).expect("method")
 }
 
-/// Calls an operation the way a client would: with a token and, for POST, a JSON body.
+/// Calls an operation the way a client would: with a token (an admin's for admin routes) and,
+/// for POST and PUT, a valid JSON body.
 async fn call(app: &TestApp, method_name: &str, path: &str, token: Option<&str>) -> TestResponse {
-    let body = (method_name == "post").then(|| {
-        let batch = json!({"events": [event(app.videos[0].id.0, "view")]});
-        ("application/json", batch.to_string().into_bytes())
+    let body = match path {
+        "/api/v1/events" => json!({"events": [event(app.videos[0].id.0, "view")]}),
+        "/api/v1/admin/cache-warmup" => json!({"user_count": 10, "batch_size": 2}),
+        "/api/v1/admin/cache/invalidate" => json!({"all": true}),
+        "/api/v1/admin/ranking/weights" => json!({"freshness": 0.25, "completion": 0.25,
+            "engagement": 0.25, "affinity": 0.25, "model": 0.0}),
+        _ => Value::Null,
+    };
+    let body = matches!(method_name, "post" | "put")
+        .then(|| ("application/json", body.to_string().into_bytes()));
+    let admin = token.map(|_| {
+        let mut c = claims(Uuid::new_v4());
+        c["role"] = json!("admin");
+        let k = &keys().primary;
+        sign(&c, k, Some(k.kid))
     });
+    let token = if path.starts_with("/api/v1/admin/") {
+        admin.as_deref()
+    } else {
+        token
+    };
     app.send(request(method(method_name), path, token, body))
         .await
 }
