@@ -14,6 +14,17 @@ pub enum AppEnv {
     Production,
 }
 
+impl AppEnv {
+    /// The name of the environment, as in `APP_ENV`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
 impl FromStr for AppEnv {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -113,6 +124,8 @@ pub struct Config {
     pub host: String,
     pub port: u16,
     pub log_format: LogFormat,
+    /// Trace export (`OTEL_*`).
+    pub tracing: crate::telemetry::TracingConfig,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub database_max_connections: u32,
@@ -233,6 +246,7 @@ impl Config {
             host: v.opt("APP_HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port,
             log_format: v.parse("LOG_FORMAT", default_format, "expected json or text")?,
+            tracing: crate::telemetry::TracingConfig::from_vars(map)?,
             data_dir: v
                 .opt("DATA_DIR")
                 .map_or_else(|| PathBuf::from("data"), PathBuf::from),

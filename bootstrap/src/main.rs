@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         eprintln!("configuration error: {e}");
         return ExitCode::from(2);
     }
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format, &config.tracing, config.app_env.as_str());
     let result = match cli.command {
         Command::Serve => block_on(serve::run(config)),
         Command::Migrate => block_on(storage::migrate(&config)),
@@ -123,12 +123,15 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // After the runtime is gone: the spans of the last requests and batches are exported here.
+    telemetry.shutdown();
+    code
 }
