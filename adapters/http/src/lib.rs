@@ -14,6 +14,7 @@ pub mod metrics;
 mod openapi;
 mod reels;
 pub mod router;
+mod trace;
 
 pub use auth::{AuthConfig, AuthError, Authenticator, Claims, RateLimit};
 pub use cursor::{CursorCodec, CursorError};

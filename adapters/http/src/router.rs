@@ -105,20 +105,9 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
         // Outside the timeout and panic layers, so their 503 and 500 answers are counted too.
         .layer(middleware::from_fn(metrics::track_http))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let request_id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!(
-                    "http_request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id,
-                    user_id = tracing::field::Empty,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| crate::trace::make_span(request))
+                .on_response(crate::trace::on_response),
         )
         .layer(middleware::from_fn(json_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
