@@ -56,7 +56,7 @@ impl EngagementService {
     }
 
     /// Validates and records a batch of one user's events.
-    #[tracing::instrument(skip_all, fields(user_id = %user, events = events.len()))]
+    #[tracing::instrument(name = "engagement.record", skip_all, fields(user_id = %user, events = events.len()))]
     pub async fn record(
         &self,
         user: UserId,

@@ -8,6 +8,7 @@ use rand::Rng;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 use vrs_domain::ranking::{self, RankingConfig, UserContext};
 use vrs_domain::{
     FeedSession, Limit, Reason, SessionId, SessionItem, SignalValues, UserId, Video, VideoId,
@@ -160,7 +161,7 @@ impl FeedService {
     }
 
     /// Serves one page.
-    #[tracing::instrument(skip_all, fields(user_id = %request.user_id, cursor = request.position.is_some()))]
+    #[tracing::instrument(name = "feed.page", skip_all, fields(user_id = %request.user_id, cursor = request.position.is_some(), cache = tracing::field::Empty))]
     pub async fn page(&self, request: PageRequest) -> Result<FeedPage, FeedError> {
         let state = self.snapshot.load().ok_or(FeedError::NotReady)?;
         let now = self.ports.clock.now();
@@ -171,6 +172,7 @@ impl FeedService {
             }
             None => self.first_page(&state, request, now).await?,
         };
+        tracing::Span::current().record("cache", page.cache.as_str());
         let served: Vec<VideoId> = page.items.iter().map(|i| i.video.id).collect();
         if !served.is_empty()
             && let Err(e) = self
@@ -193,12 +195,16 @@ impl FeedService {
     ) -> Result<FeedPage, FeedError> {
         let user = request.user_id;
         let stage = Instant::now();
-        let (session, watched) = tokio::join!(
-            self.ports.feed_cache.session(user, position.session_id),
-            self.ports
-                .history
-                .watched_since(user, now - self.config.watched_window),
-        );
+        let (session, watched) = async {
+            tokio::join!(
+                self.ports.feed_cache.session(user, position.session_id),
+                self.ports
+                    .history
+                    .watched_since(user, now - self.config.watched_window),
+            )
+        }
+        .instrument(tracing::info_span!("feed.cache_lookup"))
+        .await;
         record_stage("cache_lookup", stage);
         let watched = degrade_to_empty(watched, "watched history");
         let session = match session {
@@ -235,15 +241,19 @@ impl FeedService {
     ) -> Result<FeedPage, FeedError> {
         let user = request.user_id;
         let stage = Instant::now();
-        let (cached, served, watched) = tokio::join!(
-            self.ports.feed_cache.current_session(user),
-            self.ports
-                .history
-                .served_since(user, now - self.config.served_window),
-            self.ports
-                .history
-                .watched_since(user, now - self.config.watched_window),
-        );
+        let (cached, served, watched) = async {
+            tokio::join!(
+                self.ports.feed_cache.current_session(user),
+                self.ports
+                    .history
+                    .served_since(user, now - self.config.served_window),
+                self.ports
+                    .history
+                    .watched_since(user, now - self.config.watched_window),
+            )
+        }
+        .instrument(tracing::info_span!("feed.cache_lookup"))
+        .await;
         record_stage("cache_lookup", stage);
         let served = degrade_to_empty(served, "served history");
         let watched = degrade_to_empty(watched, "watched history");
@@ -331,13 +341,19 @@ impl FeedService {
             .to_std()
             .unwrap_or_default();
         let stage = Instant::now();
-        let stored = self.ports.feed_cache.store_session(session, ttl).await;
+        let stored = self
+            .ports
+            .feed_cache
+            .store_session(session, ttl)
+            .instrument(tracing::info_span!("feed.cache_write"))
+            .await;
         record_stage("cache_write", stage);
         stored
     }
 
     /// Runs the ranking pipeline for one user. Failures of per-user data degrade the ranking
     /// (fewer sources, renormalized weights); they never fail the request.
+    #[tracing::instrument(name = "feed.generate", skip_all)]
     async fn generate(
         &self,
         state: &SnapshotState,
@@ -348,12 +364,16 @@ impl FeedService {
     ) -> Result<FeedSession, FeedError> {
         let started = Instant::now();
         metrics::counter!("feed_generation_total").increment(1);
-        let (follows, affinity) = tokio::join!(
-            self.ports.follows.followed_creators(user),
-            self.ports
-                .signals
-                .creator_affinity(user, now - self.config.affinity_window),
-        );
+        let (follows, affinity) = async {
+            tokio::join!(
+                self.ports.follows.followed_creators(user),
+                self.ports
+                    .signals
+                    .creator_affinity(user, now - self.config.affinity_window),
+            )
+        }
+        .instrument(tracing::info_span!("feed.user_context"))
+        .await;
         let context = UserContext {
             user_id: user,
             now,
@@ -370,19 +390,27 @@ impl FeedService {
         };
         let cfg = &self.config.ranking;
         let stage = Instant::now();
-        let candidates = ranking::filter_candidates(
-            &state.pool,
-            &context,
-            ranking::gather_candidates(&state.pool, &context, cfg),
-            cfg,
-        );
+        let candidates = tracing::info_span!("feed.candidates", candidates = tracing::field::Empty)
+            .in_scope(|| {
+                let candidates = ranking::filter_candidates(
+                    &state.pool,
+                    &context,
+                    ranking::gather_candidates(&state.pool, &context, cfg),
+                    cfg,
+                );
+                tracing::Span::current().record("candidates", candidates.len());
+                candidates
+            });
         record_stage("candidates", stage);
 
         let model_scores = match (&self.ports.model, &state.model) {
             (Some(model), Some(_active)) => {
                 let stage = Instant::now();
                 let ids = ranking::candidate_ids(&state.pool, &candidates);
-                let scores = model.score(user, &ids).await;
+                let scores = model
+                    .score(user, &ids)
+                    .instrument(tracing::info_span!("feed.model", candidates = ids.len()))
+                    .await;
                 record_stage("model", stage);
                 match scores {
                     Ok(s) if s.len() == ids.len() => {
@@ -403,14 +431,16 @@ impl FeedService {
         };
 
         let stage = Instant::now();
-        let (weights, scored) = ranking::score_candidates(
-            &state.pool,
-            &context,
-            &candidates,
-            &state.weights,
-            model_scores.as_deref(),
-        );
-        let items = ranking::select_diverse(&state.pool, scored, cfg);
+        let (weights, items) = tracing::info_span!("feed.scoring").in_scope(|| {
+            let (weights, scored) = ranking::score_candidates(
+                &state.pool,
+                &context,
+                &candidates,
+                &state.weights,
+                model_scores.as_deref(),
+            );
+            (weights, ranking::select_diverse(&state.pool, scored, cfg))
+        });
         record_stage("scoring", stage);
 
         let jitter_secs = self.config.session_ttl_jitter.num_seconds().max(0);

@@ -105,6 +105,7 @@ impl SnapshotRefresher {
     ///
     /// Fails only when the catalog cannot be read and no snapshot exists yet; a failing signal store
     /// or ranking configuration keeps their last good values (reported in `degraded`).
+    #[tracing::instrument(name = "snapshot.refresh", skip_all)]
     pub async fn refresh(&self) -> Result<RefreshReport, PortError> {
         let started = std::time::Instant::now();
         let mut state = self.state.lock().await;
