@@ -12,6 +12,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
+use tracing::Instrument;
+use tracing::field::Empty;
 use vrs_application::ports::PortError;
 
 /// Failed calls, by `query` and `error_type` (timeout, connection, server, decode).
@@ -33,6 +35,8 @@ pub const QUERY_DURATION_METRIC: &str = "clickhouse_query_duration_seconds";
 /// Connections to one ClickHouse server.
 pub(crate) struct Pool {
     endpoint: Endpoint,
+    /// The database, for the calls' client spans.
+    database: String,
     timeout: Duration,
     slots: Vec<Mutex<Option<Client>>>,
     next: AtomicUsize,
@@ -57,6 +61,7 @@ impl Pool {
         }
         Ok(Self {
             endpoint: config.endpoint()?,
+            database: config.database.clone(),
             timeout: config.query_timeout,
             slots: (0..config.pool_size.max(1))
                 .map(|_| Mutex::new(None))
@@ -66,8 +71,35 @@ impl Pool {
     }
 
     /// Runs `call` on a pooled connection within the timeout, recording metrics under `query`
-    /// (a fixed name: label values stay bounded).
+    /// (a fixed name: label values stay bounded) and a client span named after it.
     pub async fn run<T, F, Fut>(&self, query: &'static str, call: F) -> Result<T, PortError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, KlickhouseError>>,
+    {
+        let (address, port) = match self.endpoint.address.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse::<u16>().ok()),
+            None => (self.endpoint.address.as_str(), None),
+        };
+        let span = tracing::info_span!(
+            "clickhouse",
+            otel.name = query,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            db.system = "clickhouse",
+            db.operation.name = query,
+            db.namespace = self.database.as_str(),
+            server.address = address,
+            server.port = port,
+        );
+        let result = self.run_on_slot(query, call).instrument(span.clone()).await;
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    async fn run_on_slot<T, F, Fut>(&self, query: &'static str, call: F) -> Result<T, PortError>
     where
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = Result<T, KlickhouseError>>,

@@ -153,7 +153,11 @@ impl VideoCatalog for PostgresStore {
                 .bind(limit),
             None => sqlx::query_as::<_, VideoRow>(CHANGED_FROM_START).bind(limit),
         };
-        let rows = query.fetch_all(&self.pool).await.map_err(port_error)?;
+        let rows = self
+            .traced("SELECT", "videos", async {
+                query.fetch_all(&self.pool).await.map_err(port_error)
+            })
+            .await?;
         to_videos(rows)
     }
 
@@ -162,11 +166,15 @@ impl VideoCatalog for PostgresStore {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
-        let rows = sqlx::query_as::<_, VideoRow>(BY_IDS)
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(port_error)?;
+        let rows = self
+            .traced("SELECT", "videos", async {
+                sqlx::query_as::<_, VideoRow>(BY_IDS)
+                    .bind(ids)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(port_error)
+            })
+            .await?;
         to_videos(rows)
     }
 
@@ -182,13 +190,16 @@ impl VideoCatalog for PostgresStore {
         creators.sort_unstable();
         creators.dedup();
 
-        let mut tx = self.pool.begin().await.map_err(port_error)?;
-        for chunk in creators.chunks(UPSERT_CHUNK) {
-            ensure_creators(&mut tx, chunk).await?;
-        }
-        for chunk in batch.chunks(UPSERT_CHUNK) {
-            upsert_chunk(&mut tx, chunk).await?;
-        }
-        tx.commit().await.map_err(port_error)
+        self.traced("INSERT", "videos", async {
+            let mut tx = self.pool.begin().await.map_err(port_error)?;
+            for chunk in creators.chunks(UPSERT_CHUNK) {
+                ensure_creators(&mut tx, chunk).await?;
+            }
+            for chunk in batch.chunks(UPSERT_CHUNK) {
+                upsert_chunk(&mut tx, chunk).await?;
+            }
+            tx.commit().await.map_err(port_error)
+        })
+        .await
     }
 }

@@ -33,12 +33,15 @@ fn sorted_unique(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
 impl FollowGraph for PostgresStore {
     async fn followed_creators(&self, user: UserId) -> Result<Vec<CreatorId>, PortError> {
         // Served by the primary key's leading column.
-        let ids: Vec<Uuid> =
-            sqlx::query_scalar("SELECT creator_id FROM follows WHERE follower_id = $1")
-                .bind(user.0)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(port_error)?;
+        let ids: Vec<Uuid> = self
+            .traced("SELECT", "follows", async {
+                sqlx::query_scalar("SELECT creator_id FROM follows WHERE follower_id = $1")
+                    .bind(user.0)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(port_error)
+            })
+            .await?;
         Ok(ids.into_iter().map(CreatorId).collect())
     }
 
@@ -48,19 +51,22 @@ impl FollowGraph for PostgresStore {
         }
         let pairs: BTreeSet<(Uuid, Uuid)> = follows.iter().map(|(u, c)| (u.0, c.0)).collect();
         let (followers, creators): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-        let mut tx = self.pool.begin().await.map_err(port_error)?;
-        ensure_users(&mut tx, &sorted_unique(followers.iter().copied())).await?;
-        ensure_creators(&mut tx, &sorted_unique(creators.iter().copied())).await?;
-        sqlx::query(
-            "INSERT INTO follows (follower_id, creator_id) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[]) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(followers)
-        .bind(creators)
-        .execute(&mut *tx)
+        self.traced("INSERT", "follows", async {
+            let mut tx = self.pool.begin().await.map_err(port_error)?;
+            ensure_users(&mut tx, &sorted_unique(followers.iter().copied())).await?;
+            ensure_creators(&mut tx, &sorted_unique(creators.iter().copied())).await?;
+            sqlx::query(
+                "INSERT INTO follows (follower_id, creator_id) \
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[]) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(followers)
+            .bind(creators)
+            .execute(&mut *tx)
+            .await
+            .map_err(port_error)?;
+            tx.commit().await.map_err(port_error)
+        })
         .await
-        .map_err(port_error)?;
-        tx.commit().await.map_err(port_error)
     }
 }

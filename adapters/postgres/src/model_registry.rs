@@ -72,11 +72,14 @@ impl PostgresStore {
 #[async_trait]
 impl ModelRegistry for PostgresStore {
     async fn active_model(&self) -> Result<Option<ModelInfo>, PortError> {
-        let row: Option<(String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT version, deployed_at FROM ml_models WHERE is_active")
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(port_error)?;
+        let row: Option<(String, DateTime<Utc>)> = self
+            .traced("SELECT", "ml_models", async {
+                sqlx::query_as("SELECT version, deployed_at FROM ml_models WHERE is_active")
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(port_error)
+            })
+            .await?;
         Ok(row.map(|(version, deployed_at)| ModelInfo {
             version,
             deployed_at,
@@ -90,16 +93,19 @@ impl ModelRegistry for PostgresStore {
         let count = i64::try_from(count)
             .map_err(|_| PortError::Rejected(format!("inference count {count} is out of range")))?;
         // One atomic increment per snapshot refresh and replica: no read-modify-write race.
-        sqlx::query(
-            "UPDATE ml_models \
-             SET inference_count = inference_count + $2, updated_at = now() \
-             WHERE version = $1",
-        )
-        .bind(version)
-        .bind(count)
-        .execute(&self.pool)
+        self.traced("UPDATE", "ml_models", async {
+            sqlx::query(
+                "UPDATE ml_models \
+                 SET inference_count = inference_count + $2, updated_at = now() \
+                 WHERE version = $1",
+            )
+            .bind(version)
+            .bind(count)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(port_error)
+        })
         .await
-        .map_err(port_error)?;
-        Ok(())
     }
 }

@@ -46,18 +46,47 @@ impl RankingConfigStore for PostgresStore {
 
     /// `InvalidData` when no set is active (unreachable short of manual edits).
     async fn active_set(&self) -> Result<WeightSet, PortError> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM ranking_weights WHERE is_active"
-        ))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(port_error)?;
+        let row: Option<Row> = self
+            .traced("SELECT", "ranking_weights", async {
+                sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM ranking_weights WHERE is_active"
+                ))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(port_error)
+            })
+            .await?;
         weight_set(
             row.ok_or_else(|| PortError::InvalidData("no active ranking weight set".into()))?,
         )
     }
 
     async fn activate(&self, weights: Weights) -> Result<WeightSet, PortError> {
+        let row = self
+            .traced("INSERT", "ranking_weights", self.insert_active(weights))
+            .await?;
+        weight_set(row)
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<WeightSet>, PortError> {
+        let rows: Vec<Row> = self
+            .traced("SELECT", "ranking_weights", async {
+                sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM ranking_weights ORDER BY version DESC LIMIT $1"
+                ))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(port_error)
+            })
+            .await?;
+        rows.into_iter().map(weight_set).collect()
+    }
+}
+
+impl PostgresStore {
+    /// The transaction of [`RankingConfigStore::activate`].
+    async fn insert_active(&self, weights: Weights) -> Result<Row, PortError> {
         let mut tx = self.pool.begin().await.map_err(port_error)?;
         // Serializes activations (two would both deactivate the old set, and the second insert
         // would then violate the one-active index); plain reads are not blocked by this mode.
@@ -84,17 +113,6 @@ impl RankingConfigStore for PostgresStore {
         .await
         .map_err(port_error)?;
         tx.commit().await.map_err(port_error)?;
-        weight_set(row)
-    }
-
-    async fn history(&self, limit: usize) -> Result<Vec<WeightSet>, PortError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM ranking_weights ORDER BY version DESC LIMIT $1"
-        ))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(port_error)?;
-        rows.into_iter().map(weight_set).collect()
+        Ok(row)
     }
 }

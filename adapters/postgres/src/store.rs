@@ -5,7 +5,11 @@ use crate::error::{PostgresError, port_error};
 use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
+use tracing::Instrument;
+use tracing::field::Empty;
 use vrs_application::ports::{HealthProbe, PortError};
 
 /// The PostgreSQL adapter: a connection pool implementing `VideoCatalog`, `FollowGraph`,
@@ -13,6 +17,29 @@ use vrs_application::ports::{HealthProbe, PortError};
 #[derive(Clone)]
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// What every query's client span says about the server.
+    peer: Arc<Peer>,
+}
+
+/// The server and database the pool connects to.
+#[derive(Debug)]
+struct Peer {
+    address: String,
+    port: u16,
+    database: String,
+}
+
+impl Peer {
+    fn of(options: &PgConnectOptions) -> Self {
+        Self {
+            address: options.get_host().to_owned(),
+            port: options.get_port(),
+            database: options
+                .get_database()
+                .unwrap_or(options.get_username())
+                .to_owned(),
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -52,17 +79,46 @@ impl PostgresStore {
                 "statement_timeout",
                 config.statement_timeout.as_millis().to_string(),
             )]);
+        let peer = Arc::new(Peer::of(&options));
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, peer })
     }
 
     /// Wraps an existing pool (its connections' settings are the caller's).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        let peer = Arc::new(Peer::of(&pool.connect_options()));
+        Self { pool, peer }
+    }
+
+    /// Runs `work` inside a client span named `<operation> <table>` (OpenTelemetry database
+    /// conventions), marked failed when `work` fails.
+    pub(crate) async fn traced<T>(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        work: impl Future<Output = Result<T, PortError>>,
+    ) -> Result<T, PortError> {
+        let span = tracing::info_span!(
+            "postgres",
+            otel.name = %format_args!("{operation} {table}"),
+            otel.kind = "client",
+            otel.status_code = Empty,
+            db.system = "postgresql",
+            db.operation.name = operation,
+            db.collection.name = table,
+            db.namespace = self.peer.database.as_str(),
+            server.address = self.peer.address.as_str(),
+            server.port = self.peer.port,
+        );
+        let result = work.instrument(span.clone()).await;
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        result
     }
 
     /// The pool, for [`crate::migrate`], [`crate::pending_migrations`] and administrative queries.
@@ -93,10 +149,13 @@ impl HealthProbe for PostgresStore {
     }
 
     async fn check(&self) -> Result<(), PortError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(port_error)
+        self.traced("SELECT", "health", async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(port_error)
+        })
+        .await
     }
 }

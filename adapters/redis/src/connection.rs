@@ -6,12 +6,15 @@ use fred::clients::WithOptions;
 use fred::prelude::{
     Builder, Client, ClientLike, Config, ErrorKind, EventInterface, Options, ReconnectPolicy, Value,
 };
-use fred::types::config::UnresponsiveConfig;
+use fred::types::config::{ServerConfig, UnresponsiveConfig};
 use fred::types::{ClusterHash, CustomCommand};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::AbortHandle;
+use tracing::Instrument;
+use tracing::field::Empty;
 use vrs_application::ports::PortError;
 
 /// Counter of connection errors and failed commands, labelled `error_type`.
@@ -47,9 +50,19 @@ pub struct RedisConnection {
 
 struct Shared {
     client: Client,
+    /// What every command's client span says about the server.
+    peer: Peer,
     /// Applied to every command: the command timeout, and failing at once while disconnected.
     options: Options,
     tasks: Vec<AbortHandle>,
+}
+
+/// The server of a centralized deployment (`None` for cluster or sentinel URLs, which name
+/// several), and the database index.
+struct Peer {
+    address: Option<String>,
+    port: Option<u16>,
+    database: String,
 }
 
 impl Drop for Shared {
@@ -94,6 +107,17 @@ impl RedisConnection {
         // Without this the first connection attempt is not retried: a service started while
         // Redis is down would never use it.
         fred_config.fail_fast = false;
+        let (address, port) = match &fred_config.server {
+            ServerConfig::Centralized { server } => {
+                (Some(server.host.to_string()), Some(server.port))
+            }
+            _ => (None, None),
+        };
+        let peer = Peer {
+            address,
+            port,
+            database: fred_config.database.unwrap_or(0).to_string(),
+        };
 
         let mut builder = Builder::from_config(fred_config);
         builder
@@ -134,6 +158,7 @@ impl RedisConnection {
         Ok(Self {
             shared: Arc::new(Shared {
                 client,
+                peer,
                 options: Options {
                     timeout: Some(config.command_timeout),
                     // Commands issued while disconnected would otherwise wait in the client's
@@ -210,10 +235,36 @@ impl RedisConnection {
         ));
         all.extend(keys.iter().map(|key| Value::from(key.as_str())));
         all.extend(args);
-        self.client()
-            .custom::<Value, Value>(command, all)
-            .await
-            .map_err(|e| command_error(operation, e))
+        self.traced(
+            operation,
+            self.client().custom::<Value, Value>(command, all),
+        )
+        .await
+    }
+
+    /// Runs one command inside its client span (OpenTelemetry database conventions) and maps its
+    /// failure onto `PortError`. `operation` is the command, e.g. `GET` or `EVAL claim_events`.
+    pub(crate) async fn traced<T>(
+        &self,
+        operation: &'static str,
+        command: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, PortError> {
+        let peer = &self.shared.peer;
+        let span = tracing::info_span!(
+            "redis",
+            otel.name = operation,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            db.system = "redis",
+            db.operation.name = operation.split(' ').next().unwrap_or(operation),
+            db.namespace = peer.database.as_str(),
+            server.address = peer.address.as_deref(),
+            server.port = peer.port,
+        );
+        command.instrument(span.clone()).await.map_err(|e| {
+            span.record("otel.status_code", "ERROR");
+            command_error(operation, e)
+        })
     }
 
     /// Every key matching `pattern`, from every primary of a cluster. SCAN visits the keyspace in

@@ -1,6 +1,6 @@
 //! [`FeedCache`] on Redis: one binary value per session, plus a pointer to the current one.
 
-use crate::connection::{RedisConnection, command_error};
+use crate::connection::RedisConnection;
 use crate::{codec, keys};
 use async_trait::async_trait;
 use fred::bytes::Bytes;
@@ -43,10 +43,8 @@ impl FeedCache for RedisFeedCache {
     async fn current_session(&self, user: UserId) -> Result<Option<FeedSession>, PortError> {
         let current: Option<String> = self
             .redis
-            .client()
-            .get(keys::current(user))
-            .await
-            .map_err(|e| command_error("GET", e))?;
+            .traced("GET", self.redis.client().get(keys::current(user)))
+            .await?;
         let Some(current) = current else {
             return Ok(None);
         };
@@ -59,10 +57,8 @@ impl FeedCache for RedisFeedCache {
     async fn session(&self, user: UserId, id: SessionId) -> Result<Option<FeedSession>, PortError> {
         let bytes: Option<Bytes> = self
             .redis
-            .client()
-            .get(keys::session(user, id))
-            .await
-            .map_err(|e| command_error("GET", e))?;
+            .traced("GET", self.redis.client().get(keys::session(user, id)))
+            .await?;
         let Some(bytes) = bytes else {
             return Ok(None);
         };
@@ -92,10 +88,8 @@ impl FeedCache for RedisFeedCache {
 
     async fn invalidate(&self, user: UserId) -> Result<(), PortError> {
         self.redis
-            .client()
-            .del::<(), _>(keys::current(user))
+            .traced("DEL", self.redis.client().del::<(), _>(keys::current(user)))
             .await
-            .map_err(|e| command_error("DEL", e))
     }
 
     /// SCANs for the current-session pointers and deletes them one by one (each key is in its

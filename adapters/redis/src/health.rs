@@ -1,6 +1,6 @@
 //! The `redis` health probe.
 
-use crate::connection::{RedisConnection, command_error};
+use crate::connection::RedisConnection;
 use async_trait::async_trait;
 use fred::prelude::ClientLike;
 use std::time::Duration;
@@ -35,9 +35,12 @@ impl HealthProbe for RedisHealthProbe {
 
     async fn check(&self) -> Result<(), PortError> {
         self.redis
-            .client_with_timeout(self.timeout)
-            .ping::<()>(None)
+            .traced(
+                "PING",
+                self.redis
+                    .client_with_timeout(self.timeout)
+                    .ping::<()>(None),
+            )
             .await
-            .map_err(|e| command_error("PING", e))
     }
 }

@@ -1,6 +1,6 @@
 //! [`ViewHistory`] on Redis: per user, a sorted set of video ids scored by Unix milliseconds.
 
-use crate::connection::{RedisConnection, command_error};
+use crate::connection::RedisConnection;
 use crate::keys;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -57,10 +57,17 @@ impl RedisViewHistory {
         // Scores are whole milliseconds, rounded down on both sides: `since` stays inclusive.
         let members: Vec<String> = self
             .redis
-            .client()
-            .zrangebyscore(key, since.timestamp_millis(), "+inf", false, None)
-            .await
-            .map_err(|e| command_error("ZRANGEBYSCORE", e))?;
+            .traced(
+                "ZRANGEBYSCORE",
+                self.redis.client().zrangebyscore(
+                    key,
+                    since.timestamp_millis(),
+                    "+inf",
+                    false,
+                    None,
+                ),
+            )
+            .await?;
         members
             .iter()
             .map(|m| {

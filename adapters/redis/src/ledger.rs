@@ -1,7 +1,7 @@
 //! [`EventLedger`] on Redis: per user, a sorted set of claimed event ids scored by Unix
 //! milliseconds, so one user's claims live in one cluster slot and one script claims a batch.
 
-use crate::connection::{RedisConnection, command_error};
+use crate::connection::RedisConnection;
 use crate::keys;
 use async_trait::async_trait;
 use fred::prelude::{SortedSetsInterface, Value};
@@ -94,10 +94,13 @@ impl EventLedger for RedisEventLedger {
         }
         let members: Vec<String> = ids.iter().map(Uuid::to_string).collect();
         self.redis
-            .client()
-            .zrem::<i64, _, _>(keys::events(user), members)
+            .traced(
+                "ZREM",
+                self.redis
+                    .client()
+                    .zrem::<i64, _, _>(keys::events(user), members),
+            )
             .await
             .map(|_| ())
-            .map_err(|e| command_error("ZREM", e))
     }
 }
