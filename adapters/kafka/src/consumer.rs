@@ -205,11 +205,23 @@ impl EngagementConsumer {
     }
 
     /// Dead-letters what cannot be read and stores the rest, retrying until both succeeded.
+    ///
+    /// Its span links to the producer span of every message (see [`crate::propagation`]).
+    #[tracing::instrument(skip_all, fields(
+        otel.name = %format_args!("process {}", self.config.topic),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = %self.config.topic,
+        messaging.consumer.group.name = %self.config.group_id,
+        messaging.batch.message_count = batch.len(),
+    ))]
     async fn process<F: Future<Output = ()>>(
         &self,
         batch: &[OwnedMessage],
         shutdown: &mut Shutdown<F>,
     ) -> Outcome {
+        crate::propagation::link_producers(&tracing::Span::current(), batch);
         let mut dead: Vec<(&OwnedMessage, &'static str, String)> = Vec::new();
         let mut groups: Vec<(EventType, Vec<EngagementEvent>)> = Vec::new();
         for message in batch {

@@ -22,6 +22,7 @@ mod config;
 mod consumer;
 mod health;
 mod message;
+mod propagation;
 mod replay;
 mod sink;
 mod spool;

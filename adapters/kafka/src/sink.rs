@@ -127,12 +127,27 @@ impl KafkaEventSink {
 
 impl Inner {
     /// Sends every record and waits for Kafka's verdicts; `true` per acknowledged record.
+    ///
+    /// Each message carries the W3C trace context of this call's producer span in its headers.
+    #[tracing::instrument(skip_all, fields(
+        otel.name = %format_args!("send {}", self.topic),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = %self.topic,
+        messaging.batch.message_count = records.len(),
+    ))]
     pub(crate) async fn send_all(&self, records: &[SpoolRecord]) -> Vec<bool> {
         let deadline = Instant::now() + self.delivery_timeout + DELIVERY_SLACK;
+        let trace_headers = crate::propagation::headers(&tracing::Span::current());
         let pending: Vec<Option<DeliveryFuture>> = records
             .iter()
             .map(|r| {
-                let record = FutureRecord::to(&self.topic).key(&r.key).payload(&r.value);
+                let mut record = FutureRecord::to(&self.topic).key(&r.key).payload(&r.value);
+                if let Some(headers) = &trace_headers {
+                    record = record.headers(headers.clone());
+                }
                 match self.producer.send_result(record) {
                     Ok(delivery) => Some(delivery),
                     Err((e, _)) => {
@@ -171,6 +186,9 @@ impl Inner {
             let any = acked.iter().any(|&ok| ok);
             if all || !any {
                 self.shared.broker_reachable.store(all, Ordering::Relaxed);
+            }
+            if !all {
+                tracing::Span::current().record("otel.status_code", "ERROR");
             }
         }
         acked
