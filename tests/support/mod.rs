@@ -125,8 +125,9 @@ impl Service {
             let left = deadline.saturating_duration_since(Instant::now());
             match logs.recv_timeout(left) {
                 Ok(line) => {
+                    // The address ends the text line, or the JSON line's message string.
                     if let Some(addr) = line.split("listening on ").nth(1) {
-                        break addr.trim().to_owned();
+                        break addr.split(['"', ' ']).next().unwrap_or(addr).to_owned();
                     }
                     seen.push(line);
                 }
