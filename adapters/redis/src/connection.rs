@@ -273,18 +273,20 @@ impl RedisConnection {
         use futures::TryStreamExt;
         const PAGE: u32 = 1_000;
         let client = &self.shared.client;
-        let keys: Vec<fred::types::Key> = if client.is_clustered() {
-            client
-                .scan_cluster_buffered(pattern.to_owned(), Some(PAGE), None)
-                .try_collect()
-                .await
-        } else {
-            client
-                .scan_buffered(pattern.to_owned(), Some(PAGE), None)
-                .try_collect()
-                .await
-        }
-        .map_err(|e| command_error("SCAN", e))?;
+        let scan = async {
+            if client.is_clustered() {
+                client
+                    .scan_cluster_buffered(pattern.to_owned(), Some(PAGE), None)
+                    .try_collect()
+                    .await
+            } else {
+                client
+                    .scan_buffered(pattern.to_owned(), Some(PAGE), None)
+                    .try_collect()
+                    .await
+            }
+        };
+        let keys: Vec<fred::types::Key> = self.traced("SCAN", scan).await?;
         Ok(keys.into_iter().filter_map(|k| k.into_string()).collect())
     }
 

@@ -100,10 +100,8 @@ impl FeedCache for RedisFeedCache {
         futures::stream::iter(pointers)
             .map(|key| async move {
                 self.redis
-                    .client()
-                    .del::<u64, _>(key)
+                    .traced("DEL", self.redis.client().del::<u64, _>(key))
                     .await
-                    .map_err(|e| command_error("DEL", e))
             })
             .buffer_unordered(32)
             .try_fold(0u64, |total, n| async move { Ok(total + n) })
