@@ -244,10 +244,11 @@ pub trait EventSink: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait EngagementEventStore: Send + Sync {
-    /// Stores a batch durably and returns how many events were new. MUST be idempotent by
-    /// `event_id` (events stored before, or repeated within the batch, are skipped), since the
-    /// pipeline delivers at least once. On `Err` the caller retries the whole batch.
-    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError>;
+    /// Stores a batch durably and returns the ids of the events that were new, in batch order.
+    /// MUST be idempotent by `event_id` (events stored before, or repeated within the batch, are
+    /// skipped), since the pipeline delivers at least once. On `Err` the caller retries the whole
+    /// batch.
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<Vec<Uuid>, PortError>;
 }
 
 /// A learned relevance model.

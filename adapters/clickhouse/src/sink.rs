@@ -4,6 +4,7 @@
 use crate::ClickHouseSignalStore;
 use async_trait::async_trait;
 use std::sync::Arc;
+use uuid::Uuid;
 use vrs_application::ports::{EngagementEventStore, EventSink, PortError, PublishOutcome};
 use vrs_domain::EngagementEvent;
 
@@ -33,7 +34,7 @@ impl EventSink for ClickHouseEventSink {
 
 #[async_trait]
 impl EngagementEventStore for ClickHouseSignalStore {
-    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError> {
-        ClickHouseSignalStore::insert_events(self, events).await
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<Vec<Uuid>, PortError> {
+        self.insert_new_events(events).await
     }
 }

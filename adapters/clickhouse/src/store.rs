@@ -125,21 +125,31 @@ impl ClickHouseSignalStore {
     /// twice in the aggregates. An event outside ClickHouse's `DateTime` range (1970..2106) is
     /// rejected with the whole batch, before anything is written.
     pub async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError> {
+        Ok(self.insert_new_events(events).await?.len())
+    }
+
+    /// Like [`Self::insert_events`], returning the ids of the inserted events in batch order.
+    pub async fn insert_new_events(
+        &self,
+        events: &[EngagementEvent],
+    ) -> Result<Vec<Uuid>, PortError> {
         let _writer = self.inner.insert_lock.lock().await;
         let mut seen = HashSet::with_capacity(events.len());
         let fresh: Vec<&EngagementEvent> =
             events.iter().filter(|e| seen.insert(e.event_id)).collect();
         let ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
         let known = self.known_event_ids(&ids).await?;
-        let rows = fresh
+        let new: Vec<&EngagementEvent> = fresh
             .into_iter()
             .filter(|e| !known.contains(&e.event_id))
-            .map(event_row)
+            .collect();
+        let rows = new
+            .iter()
+            .map(|e| event_row(e))
             .collect::<Result<Vec<_>, _>>()?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let inserted = rows.len();
         let sql = self.sql(queries::INSERT_EVENTS, &[]);
         self.inner
             .pool
@@ -147,7 +157,7 @@ impl ClickHouseSignalStore {
                 client.insert_native_block(sql, rows).await
             })
             .await?;
-        Ok(inserted)
+        Ok(new.into_iter().map(|e| e.event_id).collect())
     }
 
     async fn known_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, PortError> {

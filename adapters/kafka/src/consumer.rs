@@ -12,12 +12,13 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use uuid::Uuid;
 use vrs_application::ports::EngagementEventStore;
 use vrs_domain::{EngagementEvent, EventType};
 
@@ -223,7 +224,7 @@ impl EngagementConsumer {
     ) -> Outcome {
         crate::propagation::link_producers(&tracing::Span::current(), batch);
         let mut dead: Vec<(&OwnedMessage, &'static str, String)> = Vec::new();
-        let mut groups: Vec<(EventType, Vec<EngagementEvent>)> = Vec::new();
+        let mut events: Vec<EngagementEvent> = Vec::with_capacity(batch.len());
         for message in batch {
             let decoded = match message.payload() {
                 None => Err(("missing_payload", "message has no payload".to_owned())),
@@ -236,13 +237,7 @@ impl EngagementConsumer {
                 }),
             };
             match decoded {
-                Ok(m) => {
-                    let event = m.into_event();
-                    match groups.iter_mut().find(|(t, _)| *t == event.event_type) {
-                        Some((_, events)) => events.push(event),
-                        None => groups.push((event.event_type, vec![event])),
-                    }
-                }
+                Ok(m) => events.push(m.into_event()),
                 Err((kind, reason)) => {
                     count_error(kind);
                     tracing::warn!(
@@ -267,18 +262,15 @@ impl EngagementConsumer {
             }
         }
 
-        // One insert per event type, because the port reports only how many events were new and
-        // the recorded-events metric is by type; an already stored group counts 0 on a retry.
+        // One insert for the whole batch; the store names the events that were new, so a retry
+        // or a replay counts nothing twice in the recorded-events metric.
         let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
-        let mut next = 0;
-        while next < groups.len() {
-            let (event_type, events) = &groups[next];
-            match self.store.insert_events(events).await {
-                Ok(new) => {
-                    metrics::counter!(EVENTS_RECORDED_METRIC, "type" => event_type.as_str())
-                        .increment(new as u64);
-                    next += 1;
-                }
+        let new = loop {
+            if events.is_empty() {
+                break Vec::new();
+            }
+            match self.store.insert_events(&events).await {
+                Ok(new) => break new,
                 Err(e) => {
                     count_error("store");
                     tracing::warn!(
@@ -291,8 +283,9 @@ impl EngagementConsumer {
                     }
                 }
             }
-        }
-        record_lag(batch, &groups);
+        };
+        count_recorded(&events, &new);
+        record_lag(batch, &events);
         Outcome::Done
     }
 }
@@ -474,17 +467,32 @@ pub(crate) fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     }
 }
 
+/// Adds the newly stored events to the recorded-events counter, by type.
+fn count_recorded(events: &[EngagementEvent], new: &[Uuid]) {
+    let new: HashSet<&Uuid> = new.iter().collect();
+    let mut by_type: HashMap<EventType, u64> = HashMap::new();
+    let mut counted = HashSet::new();
+    for e in events {
+        // A repeat within the batch is one new event at most.
+        if new.contains(&e.event_id) && counted.insert(e.event_id) {
+            *by_type.entry(e.event_type).or_default() += 1;
+        }
+    }
+    for (event_type, n) in by_type {
+        metrics::counter!(EVENTS_RECORDED_METRIC, "type" => event_type.as_str()).increment(n);
+    }
+}
+
 /// Sets the lag gauge from the oldest message of a stored batch; falls back to the events'
 /// `occurred_at` when the messages carry no timestamp.
-fn record_lag(batch: &[OwnedMessage], groups: &[(EventType, Vec<EngagementEvent>)]) {
+fn record_lag(batch: &[OwnedMessage], events: &[EngagementEvent]) {
     let oldest_ms = batch
         .iter()
         .filter_map(|m| m.timestamp().to_millis())
         .min()
         .or_else(|| {
-            groups
+            events
                 .iter()
-                .flat_map(|(_, events)| events)
                 .map(|e| e.occurred_at.timestamp_millis())
                 .min()
         });
@@ -515,4 +523,48 @@ pub(crate) fn register_error_metrics() {
 
 pub(crate) fn count_error(error_type: &'static str) {
     metrics::counter!(CONSUMER_ERRORS_METRIC, "error_type" => error_type).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use vrs_domain::{CreatorId, UserId, VideoId};
+
+    fn event(event_type: EventType) -> EngagementEvent {
+        EngagementEvent {
+            event_id: Uuid::new_v4(),
+            user_id: UserId(Uuid::new_v4()),
+            video_id: VideoId(Uuid::new_v4()),
+            creator_id: CreatorId(Uuid::new_v4()),
+            event_type,
+            watch_ms: None,
+            completion: None,
+            occurred_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn recorded_events_are_counted_by_type_once_each() {
+        let (like, share, old) = (
+            event(EventType::Like),
+            event(EventType::Share),
+            event(EventType::Like),
+        );
+        // A repeat within the batch, and an event the store already had.
+        let batch = [like.clone(), share.clone(), like.clone(), old];
+        let new = [like.event_id, share.event_id];
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || count_recorded(&batch, &new));
+        let text = handle.render();
+        assert!(
+            text.contains(r#"engagement_events_recorded_total{type="like"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"engagement_events_recorded_total{type="share"} 1"#),
+            "{text}"
+        );
+    }
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 use vrs_adapter_kafka::{
     DLQ_ERROR_TYPE_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER, EngagementConsumer, EngagementConsumerConfig, EngagementMessage,
@@ -254,7 +255,7 @@ impl CountingStore {
 
 #[async_trait]
 impl EngagementEventStore for CountingStore {
-    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError> {
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<Vec<Uuid>, PortError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         let failing = self

@@ -37,9 +37,9 @@ impl MemoryEventSink {
     }
 }
 
-#[async_trait]
-impl EventSink for MemoryEventSink {
-    async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError> {
+impl MemoryEventSink {
+    /// Applies the events not seen before to the signal store; returns them.
+    fn apply_fresh(&self, events: &[EngagementEvent]) -> Result<Vec<EngagementEvent>, PortError> {
         let fresh: Vec<EngagementEvent> = events
             .iter()
             .filter(|e| self.seen.entry(e.event_id).or_insert(()).is_fresh())
@@ -51,6 +51,14 @@ impl EventSink for MemoryEventSink {
             }
             return Err(e);
         }
+        Ok(fresh)
+    }
+}
+
+#[async_trait]
+impl EventSink for MemoryEventSink {
+    async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError> {
+        let fresh = self.apply_fresh(events)?;
         Ok(PublishOutcome {
             accepted: fresh.len(),
             duplicates: events.len() - fresh.len(),
@@ -61,7 +69,11 @@ impl EventSink for MemoryEventSink {
 /// The in-process pipeline's write side: the same idempotent application to the signal store.
 #[async_trait]
 impl EngagementEventStore for MemoryEventSink {
-    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError> {
-        self.publish(events).await.map(|outcome| outcome.accepted)
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<Vec<Uuid>, PortError> {
+        Ok(self
+            .apply_fresh(events)?
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect())
     }
 }
