@@ -16,7 +16,6 @@ use crate::{
 };
 use chrono::Utc;
 use rdkafka::Message;
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
@@ -84,7 +83,7 @@ pub enum CdcConsumerError {
 
 /// Applies Debezium video changes from Kafka to a [`VideoCatalog`].
 pub struct CdcConsumer {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<crate::consumer::GroupConsumer>,
     dlq: FutureProducer,
     catalog: Arc<dyn VideoCatalog>,
     config: CdcConsumerConfig,

@@ -6,7 +6,10 @@
 //! so it never holds back its partition.
 
 use crate::message::{EngagementMessage, MessageError};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -41,6 +44,8 @@ pub const EVENTS_RECORDED_METRIC: &str = "engagement_events_recorded_total";
 /// Gauge: seconds from the Kafka timestamp of the oldest message of the last stored batch (the
 /// time the API published it) to the moment the batch was stored.
 pub const PROCESSING_LAG_METRIC: &str = "engagement_event_processing_lag_seconds";
+/// Counter of partition assignments, revocations and rebalance errors, by `group` and `event`.
+pub const REBALANCES_METRIC: &str = "kafka_consumer_rebalances_total";
 /// Counter of consumer-side failures, labelled by `error_type`.
 pub const CONSUMER_ERRORS_METRIC: &str = "kafka_consumer_errors_total";
 
@@ -108,7 +113,7 @@ pub enum EngagementConsumerError {
 /// Consumes engagement events from Kafka into an [`EngagementEventStore`].
 pub struct EngagementConsumer {
     // Shared so a synchronous commit can run on a blocking thread.
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     dlq: FutureProducer,
     store: Arc<dyn EngagementEventStore>,
     config: EngagementConsumerConfig,
@@ -290,6 +295,36 @@ impl EngagementConsumer {
     }
 }
 
+/// The consumers' client: a stream consumer whose group rebalances are logged and counted.
+pub(crate) type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// Logs and counts partition assignments and revocations. A batch whose partitions were revoked
+/// before its commit is redelivered to their new owner, which the idempotent stores absorb; the
+/// log line and the counter explain the repeat.
+pub(crate) struct GroupContext {
+    group: String,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (event, partitions) = match rebalance {
+            Rebalance::Assign(list) => ("assign", list.count()),
+            Rebalance::Revoke(list) => ("revoke", list.count()),
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "consumer group rebalance failed");
+                ("error", 0)
+            }
+        };
+        if event != "error" {
+            tracing::info!(group = %self.group, event, partitions, "consumer group rebalance");
+        }
+        metrics::counter!(REBALANCES_METRIC, "group" => self.group.clone(), "event" => event)
+            .increment(1);
+    }
+}
+
 /// A consumer subscribed to `topic` with manual offset commits, and an idempotent dead-letter
 /// producer.
 pub(crate) fn clients(
@@ -297,8 +332,8 @@ pub(crate) fn clients(
     group_id: &str,
     topic: &str,
     session_timeout: Duration,
-) -> Result<(Arc<StreamConsumer>, FutureProducer), KafkaError> {
-    let consumer: StreamConsumer = ClientConfig::new()
+) -> Result<(Arc<GroupConsumer>, FutureProducer), KafkaError> {
+    let consumer: GroupConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group_id)
         // Offsets are committed explicitly, after the batch is stored.
@@ -310,7 +345,13 @@ pub(crate) fn clients(
             "session.timeout.ms",
             session_timeout.as_millis().to_string(),
         )
-        .create()?;
+        .create_with_context(GroupContext {
+            group: group_id.to_owned(),
+        })?;
+    for event in ["assign", "revoke", "error"] {
+        metrics::counter!(REBALANCES_METRIC, "group" => group_id.to_owned(), "event" => event)
+            .increment(0);
+    }
     consumer.subscribe(&[topic])?;
     let dlq: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -325,7 +366,7 @@ pub(crate) fn clients(
 
 /// Waits for a first message, then gathers more until the size or time bound, or shutdown.
 pub(crate) async fn collect<F: Future<Output = ()>>(
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     max_size: usize,
     max_wait: Duration,
     shutdown: &mut Shutdown<F>,
@@ -401,7 +442,7 @@ pub(crate) async fn dead_letter(
 ///
 /// A failed commit is not retried: the next batch's commit covers it, and otherwise the batch
 /// is redelivered, which the idempotent store absorbs.
-pub(crate) async fn commit(consumer: &Arc<StreamConsumer>, batch: &[OwnedMessage]) {
+pub(crate) async fn commit(consumer: &Arc<GroupConsumer>, batch: &[OwnedMessage]) {
     let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for m in batch {
         let entry = next.entry((m.topic(), m.partition())).or_insert(0);

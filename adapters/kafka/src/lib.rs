@@ -41,7 +41,7 @@ pub use consumer::{
     DEFAULT_RETRY_BACKOFF, DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_SESSION_TIMEOUT,
     DLQ_ERROR_TYPE_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER, EVENTS_RECORDED_METRIC, EngagementConsumer, EngagementConsumerConfig,
-    EngagementConsumerError, PROCESSING_LAG_METRIC,
+    EngagementConsumerError, PROCESSING_LAG_METRIC, REBALANCES_METRIC,
 };
 pub use health::{EVENT_SPOOL_PROBE, EventSpoolProbe};
 pub use message::{EngagementMessage, MessageError, SCHEMA_VERSION};

@@ -362,18 +362,21 @@ async fn a_restarted_consumer_resumes_from_the_committed_offsets() {
     let memory = MemoryAdapters::default();
     let store = CountingStore::new(memory.events.clone(), 0);
 
-    let running = start(&brokers, "ranker", store.clone());
-    wait_committed(&brokers, "ranker", 4).await;
+    let running = start(&brokers, "resumer", store.clone());
+    wait_committed(&brokers, "resumer", 4).await;
     running.shutdown().await;
     assert_eq!(store.events.load(Ordering::SeqCst), 4);
 
     produce(&raw, &alice.to_string(), &encode(3)).await;
-    let restarted = start(&brokers, "ranker", store.clone());
-    wait_committed(&brokers, "ranker", 7).await;
+    let restarted = start(&brokers, "resumer", store.clone());
+    wait_committed(&brokers, "resumer", 7).await;
     restarted.shutdown().await;
     // Only the new messages were delivered after the restart.
     assert_eq!(store.events.load(Ordering::SeqCst), 7);
     assert_eq!(total_likes(memory.signals.as_ref()).await, 7);
+    // Each start joined the group and was assigned its partitions.
+    let assigned = metric(r#"kafka_consumer_rebalances_total{group="resumer",event="assign"}"#);
+    assert!(assigned >= Some(2.0), "{assigned:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
