@@ -146,6 +146,15 @@ impl CdcConsumer {
     }
 
     /// Dead-letters what cannot be read and applies the rest, retrying until both succeeded.
+    #[tracing::instrument(skip_all, fields(
+        otel.name = %format_args!("process {}", self.config.topic),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = %self.config.topic,
+        messaging.consumer.group.name = %self.config.group_id,
+        messaging.batch.message_count = batch.len(),
+    ))]
     async fn process<F: Future<Output = ()>>(
         &self,
         batch: &[OwnedMessage],
