@@ -12,6 +12,9 @@ use vrs_domain::{CandidatePool, Video, VideoId, VideoStats, Weights};
 
 /// How many catalog changes one refresh reads per round trip.
 const CATALOG_PAGE: usize = 5_000;
+/// How far before the watermark each catalog refresh starts reading again: how late a writer's
+/// commit may land after the `updated_at` it wrote and still be seen.
+pub const CATALOG_OVERLAP: Duration = Duration::seconds(30);
 /// Window of the per-video aggregates (completion, engagement).
 pub const SIGNAL_WINDOW: Duration = Duration::days(30);
 /// Window of the trending source.
@@ -113,18 +116,25 @@ impl SnapshotRefresher {
         let mut degraded = Vec::new();
 
         let mut changes = 0;
+        // Each refresh reads again the changes of the last CATALOG_OVERLAP before the watermark:
+        // a writer whose transaction committed after an earlier refresh had read past its
+        // `updated_at` is picked up by the next one. Re-applying a video is idempotent.
+        let seen = state.watermark;
+        let mut cursor = seen.map(|w| CatalogWatermark {
+            updated_at: w.updated_at - CATALOG_OVERLAP,
+            video_id: VideoId(uuid::Uuid::nil()),
+        });
         let catalog_result = loop {
-            match self
-                .ports
-                .catalog
-                .changed_since(state.watermark, CATALOG_PAGE)
-                .await
-            {
+            match self.ports.catalog.changed_since(cursor, CATALOG_PAGE).await {
                 Ok(page) => {
                     let full = page.len() == CATALOG_PAGE;
-                    changes += page.len();
                     for video in page {
-                        state.watermark = Some(CatalogWatermark::of(&video));
+                        let mark = CatalogWatermark::of(&video);
+                        cursor = Some(mark);
+                        if Some(mark) > seen {
+                            changes += 1;
+                        }
+                        state.watermark = state.watermark.max(Some(mark));
                         if video.is_servable() {
                             state.videos.insert(video.id, video);
                         } else {

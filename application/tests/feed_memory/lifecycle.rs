@@ -204,3 +204,40 @@ async fn a_ranking_configuration_change_is_picked_up_by_the_next_refresh() {
     let newest: Vec<VideoId> = videos[..10].iter().map(|v| v.id).collect();
     assert_eq!(ids(&after), newest, "by freshness alone: newest first");
 }
+
+#[tokio::test]
+async fn a_change_committed_late_behind_the_watermark_is_still_picked_up() {
+    let app = App::new();
+    let videos = app.with_videos(30).await;
+    let u = user();
+    assert!(!all_ids(&app.walk(u, 10).await).is_empty());
+
+    // A change that moves the watermark to now, then a writer's change committed afterwards but
+    // stamped 10 s earlier (its transaction began before): a deletion the feed must honour.
+    let mut recent = videos[0].clone();
+    recent.title = "retitled".into();
+    recent.updated_at = app.now();
+    app.ports
+        .catalog
+        .upsert_videos(&[recent])
+        .await
+        .expect("upsert");
+    app.refresh().await;
+    let mut late = videos[1].clone();
+    late.status = VideoStatus::Deleted;
+    late.deleted_at = Some(app.now());
+    late.updated_at = app.now() - chrono::Duration::seconds(10);
+    app.ports
+        .catalog
+        .upsert_videos(&[late.clone()])
+        .await
+        .expect("upsert");
+    app.refresh().await;
+
+    let seen = all_ids(&app.walk(user(), 10).await);
+    assert!(!seen.is_empty());
+    assert!(
+        !seen.contains(&late.id),
+        "the late deletion was missed by the refresh"
+    );
+}
