@@ -16,10 +16,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -194,8 +192,16 @@ async fn a_feed_request_is_one_trace_under_the_callers_span() {
     let Some(redis) = support::servers::RedisServer::start() else {
         return;
     };
+    let Some(postgres) = support::servers::PostgresServer::start() else {
+        return;
+    };
     let receiver = Receiver::start().await;
     let mut env = small_demo_env();
+    env.push(("DATABASE_URL", postgres.url()));
+    for command in ["migrate", "seed-demo"] {
+        let (ok, text) = support::run(&[command], &env);
+        assert!(ok, "{command}: {text}");
+    }
     env.push(("REDIS_URL", redis.url()));
     env.extend(receiver.env());
     let svc = Service::start(&env);
@@ -222,9 +228,11 @@ async fn a_feed_request_is_one_trace_under_the_callers_span() {
                     && FEED_STAGES
                         .iter()
                         .all(|stage| named(&trace, stage).is_some())
-                    && trace
-                        .iter()
-                        .any(|s| attr(s, "db.system").as_deref() == Some("redis"))
+                    && ["redis", "postgresql"].iter().all(|system| {
+                        trace
+                            .iter()
+                            .any(|s| attr(s, "db.system").as_deref() == Some(*system))
+                    })
             },
         )
         .await;
@@ -274,6 +282,25 @@ async fn a_feed_request_is_one_trace_under_the_callers_span() {
         trace.iter().any(|s| s.parent_span_id == write.span_id
             && attr(s, "db.operation.name").as_deref() == Some("EVAL")),
         "no Redis EVAL under feed.cache_write"
+    );
+
+    // The user's follows come from PostgreSQL, inside the feed use case.
+    let follows = trace
+        .iter()
+        .find(|s| attr(s, "db.system").as_deref() == Some("postgresql"))
+        .unwrap_or_else(|| panic!("no PostgreSQL span"));
+    assert_eq!(follows.kind, SpanKind::Client as i32);
+    assert!(
+        descends_from(&trace, follows, page),
+        "the PostgreSQL call is not under feed.page"
+    );
+    assert_eq!(
+        attr(follows, "db.operation.name").as_deref(),
+        Some("SELECT")
+    );
+    assert_eq!(
+        attr(follows, "server.port"),
+        Some(postgres.port.to_string())
     );
 
     let services: Vec<String> = receiver.spans().into_iter().map(|r| r.service).collect();
@@ -404,32 +431,6 @@ async fn log_lines_carry_request_and_trace_ids_and_never_a_token() {
     }
 }
 
-/// Whether the engagement consumer's group committed every message of the event topic.
-fn engagement_backlog_drained(brokers: &str) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "video-ranking-service")
-        .create()
-        .unwrap_or_else(|e| panic!("offset reader: {e}"));
-    let timeout = Duration::from_secs(5);
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..3 {
-        partitions.add_partition("engagement-events", p);
-    }
-    let Ok(committed) = consumer.committed_offsets(partitions, timeout) else {
-        return false;
-    };
-    committed.elements().iter().all(|e| {
-        let high = consumer
-            .fetch_watermarks(e.topic(), e.partition(), timeout)
-            .map_or(-1, |(_, high)| high);
-        match e.offset() {
-            Offset::Offset(n) => n >= high,
-            _ => high == 0,
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_is_traced_from_the_api_through_kafka_to_the_consumer() {
     let Some(clickhouse) = support::servers::require(
@@ -460,25 +461,6 @@ async fn an_event_is_traced_from_the_api_through_kafka_to_the_consumer() {
     env.push(("KAFKA_BROKERS", cluster.bootstrap_servers()));
     env.extend(receiver.env());
     let svc = Service::start(&env);
-
-    // The demo history the embedded mode seeds through Kafka is stored first, so the event below
-    // gets a batch of its own.
-    let brokers = cluster.bootstrap_servers();
-    let started = Instant::now();
-    loop {
-        let b = brokers.clone();
-        if tokio::task::spawn_blocking(move || engagement_backlog_drained(&b))
-            .await
-            .unwrap_or(false)
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the startup backlog was not stored within 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 
     let token = svc.token(&["--demo-user", "4"]);
     let (trace_id, parent) = caller_context();
