@@ -192,9 +192,11 @@ async fn start_does_not_wait_for_an_unreachable_broker() {
     let started = Instant::now();
     // Port 9 (discard) on loopback: nothing listens there.
     let sink = KafkaEventSink::start(config("127.0.0.1:9", "nowhere", dir.path())).expect("sink");
-    assert!(started.elapsed() < Duration::from_millis(500));
+    // Bounds far above the 2 s delivery timeout, so a loaded machine does not fail them, and far
+    // below what waiting on the broker would cost (librdkafka's default message timeout: 300 s).
+    assert!(started.elapsed() < Duration::from_secs(5));
     let started = Instant::now();
     sink.publish(&[event(user())]).await.expect("spooled");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(sink.spooled(), 1);
 }
