@@ -8,7 +8,8 @@
 
 use crate::cdc_message::{self, CdcChange};
 use crate::consumer::{
-    Backoff, Outcome, Shutdown, clients, collect, commit, count_error, dead_letter,
+    Backoff, Batching, DeadLetter, Outcome, ProcessBatch, Shutdown, clients, consume, count_error,
+    dead_letter_all, retry,
 };
 use crate::{
     DEFAULT_BATCH_MAX_SIZE, DEFAULT_BATCH_MAX_WAIT, DEFAULT_RETRY_BACKOFF,
@@ -124,27 +125,17 @@ impl CdcConsumer {
 
     /// Consumes until `shutdown` resolves; then finishes the batch in hand, commits it and returns.
     /// A batch still being retried at shutdown is left uncommitted, for redelivery.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = Shutdown::new(shutdown);
-        while !shutdown.fired {
-            let batch = collect(
-                &self.consumer,
-                self.config.batch_max_size,
-                self.config.batch_max_wait,
-                &mut shutdown,
-            )
-            .await;
-            if batch.is_empty() {
-                continue;
-            }
-            match self.process(&batch, &mut shutdown).await {
-                Outcome::Done => commit(&self.consumer, &batch).await,
-                Outcome::Abandoned => break,
-            }
-        }
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let batching = Batching {
+            max_size: self.config.batch_max_size,
+            max_wait: self.config.batch_max_wait,
+        };
+        consume(&self.consumer, batching, shutdown, &self).await;
         tracing::info!(group = %self.config.group_id, "cdc consumer stopped");
     }
+}
 
+impl ProcessBatch for CdcConsumer {
     /// Dead-letters what cannot be read and applies the rest, retrying until both succeeded.
     #[tracing::instrument(skip_all, fields(
         otel.name = %format_args!("process {}", self.config.topic),
@@ -155,12 +146,12 @@ impl CdcConsumer {
         messaging.consumer.group.name = %self.config.group_id,
         messaging.batch.message_count = batch.len(),
     ))]
-    async fn process<F: Future<Output = ()>>(
+    async fn process<F: Future<Output = ()> + Send>(
         &self,
         batch: &[OwnedMessage],
         shutdown: &mut Shutdown<F>,
     ) -> Outcome {
-        let mut dead: Vec<(&OwnedMessage, &'static str, String)> = Vec::new();
+        let mut dead: Vec<DeadLetter<'_>> = Vec::new();
         let mut changes: Vec<CdcChange> = Vec::new();
         for message in batch {
             // A missing value is a tombstone, which follows every delete: nothing to apply.
@@ -185,42 +176,28 @@ impl CdcConsumer {
             }
         }
 
-        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
-        while !dead.is_empty() {
-            let acked = dead_letter(&self.dlq, &self.config.dlq_topic, &dead).await;
-            let mut acked = acked.into_iter();
-            dead.retain(|_| !acked.next().unwrap_or(false));
-            if !dead.is_empty() && !backoff.wait(shutdown).await {
-                return Outcome::Abandoned;
-            }
+        let backoff = || Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
+        if !dead_letter_all(&self.dlq, &self.config.dlq_topic, dead, backoff(), shutdown).await {
+            return Outcome::Abandoned;
         }
         if changes.is_empty() {
             return Outcome::Done;
         }
-
-        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
-        loop {
-            match self.apply(&changes).await {
-                Ok(()) => break,
-                Err(e) => {
-                    count_error("store");
-                    tracing::warn!(
-                        error = %e,
-                        changes = changes.len(),
-                        "applying video changes failed; retrying"
-                    );
-                    if !backoff.wait(shutdown).await {
-                        return Outcome::Abandoned;
-                    }
-                }
-            }
+        let applied = retry(backoff(), shutdown, "applying video changes", || {
+            self.apply(&changes)
+        })
+        .await;
+        if applied.is_none() {
+            return Outcome::Abandoned;
         }
         for change in &changes {
             metrics::counter!(CDC_EVENTS_APPLIED_METRIC, "op" => change.op().as_str()).increment(1);
         }
         Outcome::Done
     }
+}
 
+impl CdcConsumer {
     /// Upserts the last change of each video in the batch; deletes without the whole row take
     /// the catalog's current record, and are skipped for a video the catalog never had.
     async fn apply(&self, changes: &[CdcChange]) -> Result<(), vrs_application::ports::PortError> {

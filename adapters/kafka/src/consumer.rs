@@ -189,27 +189,17 @@ impl EngagementConsumer {
     /// If shutdown comes while a batch is being retried (store or dead-letter topic down), the
     /// batch is left uncommitted and will be redelivered to the group. The same holds for a batch
     /// whose partitions were revoked by a rebalance before its commit.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = Shutdown::new(shutdown);
-        while !shutdown.fired {
-            let batch = collect(
-                &self.consumer,
-                self.config.batch_max_size,
-                self.config.batch_max_wait,
-                &mut shutdown,
-            )
-            .await;
-            if batch.is_empty() {
-                continue;
-            }
-            match self.process(&batch, &mut shutdown).await {
-                Outcome::Done => commit(&self.consumer, &batch).await,
-                Outcome::Abandoned => break,
-            }
-        }
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let batching = Batching {
+            max_size: self.config.batch_max_size,
+            max_wait: self.config.batch_max_wait,
+        };
+        consume(&self.consumer, batching, shutdown, &self).await;
         tracing::info!(group = %self.config.group_id, "engagement consumer stopped");
     }
+}
 
+impl ProcessBatch for EngagementConsumer {
     /// Dead-letters what cannot be read and stores the rest, retrying until both succeeded.
     ///
     /// Its span links to the producer span of every message (see [`crate::propagation`]).
@@ -222,13 +212,13 @@ impl EngagementConsumer {
         messaging.consumer.group.name = %self.config.group_id,
         messaging.batch.message_count = batch.len(),
     ))]
-    async fn process<F: Future<Output = ()>>(
+    async fn process<F: Future<Output = ()> + Send>(
         &self,
         batch: &[OwnedMessage],
         shutdown: &mut Shutdown<F>,
     ) -> Outcome {
         crate::propagation::link_producers(&tracing::Span::current(), batch);
-        let mut dead: Vec<(&OwnedMessage, &'static str, String)> = Vec::new();
+        let mut dead: Vec<DeadLetter<'_>> = Vec::new();
         let mut events: Vec<EngagementEvent> = Vec::with_capacity(batch.len());
         for message in batch {
             let decoded = match message.payload() {
@@ -257,37 +247,21 @@ impl EngagementConsumer {
             }
         }
 
-        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
-        while !dead.is_empty() {
-            let acked = dead_letter(&self.dlq, &self.config.dlq_topic, &dead).await;
-            let mut acked = acked.into_iter();
-            dead.retain(|_| !acked.next().unwrap_or(false));
-            if !dead.is_empty() && !backoff.wait(shutdown).await {
-                return Outcome::Abandoned;
-            }
+        let backoff = || Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
+        if !dead_letter_all(&self.dlq, &self.config.dlq_topic, dead, backoff(), shutdown).await {
+            return Outcome::Abandoned;
         }
-
+        if events.is_empty() {
+            return Outcome::Done;
+        }
         // One insert for the whole batch; the store names the events that were new, so a retry
         // or a replay counts nothing twice in the recorded-events metric.
-        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
-        let new = loop {
-            if events.is_empty() {
-                break Vec::new();
-            }
-            match self.store.insert_events(&events).await {
-                Ok(new) => break new,
-                Err(e) => {
-                    count_error("store");
-                    tracing::warn!(
-                        error = %e,
-                        events = events.len(),
-                        "storing engagement events failed; retrying"
-                    );
-                    if !backoff.wait(shutdown).await {
-                        return Outcome::Abandoned;
-                    }
-                }
-            }
+        let stored = retry(backoff(), shutdown, "storing engagement events", || {
+            self.store.insert_events(&events)
+        })
+        .await;
+        let Some(new) = stored else {
+            return Outcome::Abandoned;
         };
         count_recorded(&events, &new);
         record_lag(batch, &events);
@@ -364,6 +338,99 @@ pub(crate) fn clients(
     Ok((Arc::new(consumer), dlq))
 }
 
+/// How a consumer gathers its batches.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Batching {
+    pub(crate) max_size: usize,
+    pub(crate) max_wait: Duration,
+}
+
+/// The consume loop both consumers share: gathers a batch, has `process` handle it, commits it
+/// when done; until shutdown, after which the batch in hand is finished and committed. A batch
+/// `process` abandons (shutdown while retrying) is left uncommitted for redelivery.
+pub(crate) async fn consume<F: Future<Output = ()> + Send, P: ProcessBatch>(
+    consumer: &Arc<GroupConsumer>,
+    batching: Batching,
+    shutdown: F,
+    processor: &P,
+) {
+    let mut shutdown = Shutdown::new(shutdown);
+    while !shutdown.fired {
+        let batch = collect(
+            consumer,
+            batching.max_size,
+            batching.max_wait,
+            &mut shutdown,
+        )
+        .await;
+        if batch.is_empty() {
+            continue;
+        }
+        match processor.process(&batch, &mut shutdown).await {
+            Outcome::Done => commit(consumer, &batch).await,
+            Outcome::Abandoned => break,
+        }
+    }
+}
+
+/// What a consumer does with one batch.
+pub(crate) trait ProcessBatch: Sync {
+    /// Dead-letters what cannot be read and stores the rest, retrying until both succeeded;
+    /// `Abandoned` when shutdown came while retrying.
+    fn process<F: Future<Output = ()> + Send>(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &mut Shutdown<F>,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Runs `attempt` until it succeeds, counting and logging each failure (`what` names the work)
+/// and backing off between attempts; `None` when shutdown came first.
+pub(crate) async fn retry<T, F: Future<Output = ()>, A>(
+    mut backoff: Backoff,
+    shutdown: &mut Shutdown<F>,
+    what: &'static str,
+    mut attempt: impl FnMut() -> A,
+) -> Option<T>
+where
+    A: Future<Output = Result<T, vrs_application::ports::PortError>>,
+{
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                count_error("store");
+                tracing::warn!(error = %e, "{what} failed; retrying");
+                if !backoff.wait(shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// An unreadable message, with the error type and text its dead letter carries.
+pub(crate) type DeadLetter<'a> = (&'a OwnedMessage, &'static str, String);
+
+/// Produces the dead letters until every one is acknowledged; `false` when shutdown came first.
+pub(crate) async fn dead_letter_all<F: Future<Output = ()>>(
+    producer: &FutureProducer,
+    topic: &str,
+    mut dead: Vec<DeadLetter<'_>>,
+    mut backoff: Backoff,
+    shutdown: &mut Shutdown<F>,
+) -> bool {
+    while !dead.is_empty() {
+        let acked = dead_letter(producer, topic, &dead).await;
+        let mut acked = acked.into_iter();
+        dead.retain(|_| !acked.next().unwrap_or(false));
+        if !dead.is_empty() && !backoff.wait(shutdown).await {
+            return false;
+        }
+    }
+    true
+}
+
 /// Waits for a first message, then gathers more until the size or time bound, or shutdown.
 pub(crate) async fn collect<F: Future<Output = ()>>(
     consumer: &GroupConsumer,
@@ -404,7 +471,7 @@ pub(crate) async fn collect<F: Future<Output = ()>>(
 pub(crate) async fn dead_letter(
     producer: &FutureProducer,
     topic: &str,
-    dead: &[(&OwnedMessage, &'static str, String)],
+    dead: &[DeadLetter<'_>],
 ) -> Vec<bool> {
     let mut acked = Vec::with_capacity(dead.len());
     for (message, kind, reason) in dead {
