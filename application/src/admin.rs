@@ -98,6 +98,7 @@ impl AdminService {
     }
 
     /// Warms the sessions of the `user_count` most active users, `batch_size` at a time.
+    /// `Unavailable` when the signal store cannot list them or not one session could be stored.
     pub async fn warm_up(
         &self,
         user_count: usize,
@@ -118,6 +119,13 @@ impl AdminService {
             .warmer
             .warm_most_active(user_count, batch_size, progress)
             .await?;
+        // Every user failing means a store is down, not that these users are special.
+        if report.warmed == 0 && report.failed > 0 {
+            return Err(AdminError::Unavailable(PortError::Unavailable(format!(
+                "none of the {} users could be warmed",
+                report.failed
+            ))));
+        }
         tracing::info!(
             warmed = report.warmed,
             failed = report.failed,

@@ -369,8 +369,11 @@ pub async fn warmup(config: &Config, users: usize, batch_size: usize) -> anyhow:
              in process (use POST /api/v1/admin/cache-warmup on it instead)"
         );
     }
+    // No Kafka: the command publishes nothing, and a second event sink would open the spool of a
+    // service running beside it (`kubectl exec` into a serving pod) and race its replayer.
     let config = Config {
         run_consumers: false,
+        kafka_brokers: None,
         ..config.clone()
     };
     let app = build(&config).await?;
@@ -446,7 +449,12 @@ pub async fn worker(config: &Config) -> anyhow::Result<()> {
         bail!("KAFKA_BROKERS: the worker consumes Kafka topics");
     }
     let handle = vrs_adapter_http::metrics::install_recorder();
-    let backends = backends(config).await?;
+    // The worker publishes nothing: its stores without the Kafka event sink and its spool.
+    let backends = backends(&Config {
+        kafka_brokers: None,
+        ..config.clone()
+    })
+    .await?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
         .with_context(|| format!("APP_PORT: cannot listen on {}:{}", config.host, config.port))?;
@@ -470,21 +478,55 @@ pub async fn worker(config: &Config) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let cdc = tokio::spawn(cdc.run(stopped(stop_rx.clone())));
-    let engagement = tokio::spawn(consumer.run(stopped(stop_rx.clone())));
+    let mut cdc = tokio::spawn(cdc.run(stopped(stop_rx.clone())));
+    let mut engagement = tokio::spawn(consumer.run(stopped(stop_rx.clone())));
+    if let Some(pg) = backends.postgres.clone() {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tick.tick() => pg.record_pool_metrics(),
+                }
+            }
+        });
+    }
     let http = tokio::spawn(async move {
         axum::serve(listener, vrs_adapter_http::metrics::worker_router(handle))
             .with_graceful_shutdown(stopped(stop_rx))
             .await
     });
-    crate::serve::shutdown_signal().await;
+    // A consumer returns only once stopped: one that ends first has failed, and the process
+    // exits non-zero so that it is restarted rather than staying alive and consuming nothing.
+    let ended = tokio::select! {
+        () = crate::serve::shutdown_signal() => None,
+        result = &mut engagement => Some(("the engagement consumer", result)),
+        result = &mut cdc => Some(("the CDC consumer", result)),
+    };
     let _ = stop_tx.send(true);
     if let Ok(Err(e)) = http.await {
         tracing::warn!(error = %e, "worker HTTP server failed");
     }
-    let (engagement, cdc) = tokio::join!(engagement, cdc);
-    engagement.context("engagement consumer task")?;
-    cdc.context("cdc consumer task")?;
+    if let Some((which, result)) = ended {
+        bail!("{which} stopped unexpectedly: {result:?}");
+    }
+    let finished = tokio::time::timeout(config.shutdown_grace, async {
+        let (engagement, cdc) = tokio::join!(engagement, cdc);
+        engagement.context("engagement consumer task")?;
+        cdc.context("cdc consumer task")
+    })
+    .await;
+    if let Some(pg) = &backends.postgres {
+        pg.close().await;
+    }
+    match finished {
+        Ok(result) => result?,
+        Err(_) => bail!(
+            "the consumers did not stop within SHUTDOWN_GRACE_SECS ({:?})",
+            config.shutdown_grace
+        ),
+    }
     tracing::info!("worker stopped: processed events and changes committed");
     Ok(())
 }

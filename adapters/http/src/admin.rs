@@ -20,6 +20,12 @@ use vrs_application::admin::{
 use vrs_application::ports::WeightSet;
 use vrs_domain::{UserId, Weights};
 
+/// Largest operator request body: 10,000 user ids fit.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Operator requests run until their work is done (a warm-up of 100,000 users takes minutes);
+/// past this they get 503. A client that disconnects cancels the rest of the work.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Default `user_count` of a warm-up.
 const DEFAULT_WARMUP_USERS: usize = 1_000;
 /// Default `batch_size` of a warm-up.

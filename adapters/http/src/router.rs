@@ -71,36 +71,56 @@ async fn openapi_json(Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>) 
     Json(doc.as_ref()).into_response()
 }
 
-/// The routes and the OpenAPI document describing exactly them.
-pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The client routes, the operator routes (which get their own body limit and timeout), and the
+/// OpenAPI document describing exactly both.
+fn route_groups() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(reels::get_reels))
         .routes(routes!(events::post_events))
-        .routes(routes!(admin::cache_warmup))
-        .routes(routes!(admin::invalidate_cache))
-        .routes(routes!(admin::get_weights, admin::put_weights))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(health::live))
         .routes(routes!(metrics::metrics_handler))
         .routes(routes!(openapi_json))
-        .split_for_parts()
+        .split_for_parts();
+    let (operators, operators_doc) = OpenApiRouter::new()
+        .routes(routes!(admin::cache_warmup))
+        .routes(routes!(admin::invalidate_cache))
+        .routes(routes!(admin::get_weights, admin::put_weights))
+        .split_for_parts();
+    doc.merge(operators_doc);
+    (api, operators, doc)
+}
+
+/// The routes and the OpenAPI document describing exactly them.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, operators, doc) = route_groups();
+    (api.merge(operators), doc)
 }
 
 /// The complete application.
 pub fn router(state: AppState, config: HttpConfig) -> Router {
-    let (routes, doc) = routes();
-    routes
+    let (api, operators, doc) = route_groups();
+    let api = api
+        .layer(DefaultBodyLimit::max(events::MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ));
+    // A warm-up of many users or a full invalidation runs within its request, and a list of
+    // 10,000 user ids is larger than an event batch.
+    let operators = operators
+        .layer(DefaultBodyLimit::max(admin::MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            admin::REQUEST_TIMEOUT,
+        ));
+    api.merge(operators)
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
         })
         .layer(Extension(Arc::new(doc)))
-        .layer(DefaultBodyLimit::max(events::MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            config.request_timeout,
-        ))
         .layer(CatchPanicLayer::custom(panic_response))
         // Outside the timeout and panic layers, so their 503 and 500 answers are counted too.
         .layer(middleware::from_fn(metrics::track_http))

@@ -278,3 +278,31 @@ async fn weights_are_versioned_validated_and_used_after_the_next_refresh() {
         "refused bodies change nothing"
     );
 }
+
+#[tokio::test]
+async fn an_invalidation_of_ten_thousand_users_fits_the_operator_body_limit() {
+    let app = spawn_app().await;
+    let ids: Vec<Uuid> = (0..10_000).map(|_| Uuid::new_v4()).collect();
+    let body = json!({"user_ids": ids});
+    assert!(
+        body.to_string().len() > 64 * 1024,
+        "larger than an event batch may be"
+    );
+    let response = app.post_json(INVALIDATE, Some(&admin_token()), &body).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    assert_eq!(response.json(), json!({"invalidated": 10_000}));
+
+    let too_many: Vec<Uuid> = (0..10_001).map(|_| Uuid::new_v4()).collect();
+    let response = app
+        .post_json(
+            INVALIDATE,
+            Some(&admin_token()),
+            &json!({"user_ids": too_many}),
+        )
+        .await;
+    assert_error(
+        &response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    );
+}

@@ -458,7 +458,8 @@ async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_until_it_accept
     produce(&raw, &alice.to_string(), &values).await;
 
     // The next produce requests, the consumer's dead letters, are refused by the broker.
-    let refusals = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3];
+    // Six refusals: with the 100 ms backoff doubling, about 3 s in which nothing is committed.
+    let refusals = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 6];
     cluster.request_errors(RDKafkaApiKey::Produce, &refusals);
     let series = r#"kafka_consumer_errors_total{error_type="dlq_produce"}"#;
     let before = metric(series).unwrap_or(0.0);

@@ -98,3 +98,19 @@ async fn a_failing_store_is_reported_as_unavailable() {
         Err(AdminError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn a_warm_up_where_every_user_fails_is_unavailable() {
+    let mut mocks = Mocks::new();
+    let active: Vec<UserId> = (1..=3).map(|n| UserId(Uuid::from_u128(n))).collect();
+    mocks
+        .signals
+        .expect_most_active_users()
+        .returning(move |_, _| Ok(active.clone()));
+    mocks
+        .feed_cache
+        .expect_store_session()
+        .returning(|_, _| Err(down()));
+    let err = admin(mocks.ports()).warm_up(3, 2, |_| {}).await.err();
+    assert!(matches!(err, Some(AdminError::Unavailable(_))), "{err:?}");
+}
