@@ -134,13 +134,30 @@ fn cgroup_memory_limit() -> Option<u64> {
 
 /// Gauges read at scrape time rather than kept up to date on the hot path.
 fn collect_on_scrape(state: &AppState) {
+    collect_process();
+    if let Some(age) = state.health.snapshot_age() {
+        metrics::gauge!("candidate_snapshot_age_seconds").set(age.as_secs_f64());
+    }
+}
+
+/// The process gauges, read at scrape time.
+fn collect_process() {
     process_collector().collect();
     if let Some(limit) = cgroup_memory_limit() {
         metrics::gauge!("process_memory_limit_bytes").set(limit as f64);
     }
-    if let Some(age) = state.health.snapshot_age() {
-        metrics::gauge!("candidate_snapshot_age_seconds").set(age.as_secs_f64());
-    }
+}
+
+/// The Prometheus text exposition of everything recorded.
+fn exposition(handle: &PrometheusHandle) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
 }
 
 /// Prometheus text exposition of every metric.
@@ -150,14 +167,7 @@ pub async fn metrics_handler(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => {
             collect_on_scrape(&state);
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                handle.render(),
-            )
-                .into_response()
+            exposition(handle)
         }
         None => crate::error::ApiError::from_status(StatusCode::NOT_FOUND).into_response(),
     }
@@ -187,17 +197,8 @@ pub fn worker_router(handle: PrometheusHandle) -> axum::Router {
     let metrics = move || {
         let handle = handle.clone();
         async move {
-            process_collector().collect();
-            if let Some(limit) = cgroup_memory_limit() {
-                metrics::gauge!("process_memory_limit_bytes").set(limit as f64);
-            }
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                handle.render(),
-            )
+            collect_process();
+            exposition(&handle)
         }
     };
     axum::Router::new()
