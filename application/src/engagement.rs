@@ -1,10 +1,16 @@
 //! Record engagement: validate a batch all-or-nothing, remember watches at once (so the next page
 //! leaves them out), and hand the events to the event sink.
+//!
+//! An event counts as accepted only once the sink has it durably; only then is its id written to
+//! the event ledger. A retry of an event that was never accepted (sink down, client gone, process
+//! killed mid-request) is therefore accepted again, never mistaken for a duplicate; a retry of an
+//! accepted one is answered as a duplicate, and if the ledger missed it, the pipeline behind the
+//! sink (idempotent by `event_id`) still applies it once.
 
 use crate::ports::{PortError, Ports, PublishOutcome};
 use crate::snapshot::CandidateSnapshot;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
 use vrs_domain::{CreatorId, EngagementEvent, EventError, EventType, UserId, VideoId};
@@ -66,12 +72,13 @@ impl EngagementService {
             return Err(EngagementError::BatchSize);
         }
         let now = self.ports.clock.now();
+        let total = events.len();
         let creators = self.resolve_creators(&events).await?;
         let mut accepted = Vec::with_capacity(events.len());
         for (index, e) in events.into_iter().enumerate() {
             let creator_id = *creators.get(&e.video_id).ok_or(EngagementError::Invalid {
                 index,
-                error: EventError::new("video_id", "no published video has this id"),
+                error: EventError::new("video_id", "no video has this id"),
             })?;
             let event = EngagementEvent {
                 event_id: e.event_id,
@@ -89,39 +96,47 @@ impl EngagementService {
             accepted.push(event);
         }
 
-        // Retries are caught by the ledger; only first-time events go on.
-        let ids: Vec<Uuid> = accepted.iter().map(|e| e.event_id).collect();
-        let claims = self
-            .ports
-            .event_ledger
-            .claim(user, &ids)
-            .await
-            .map_err(EngagementError::Unavailable)?;
-        let fresh: Vec<EngagementEvent> = accepted
+        // Repeats within the batch count once; ids the ledger recorded before are duplicates.
+        let mut seen = HashSet::with_capacity(accepted.len());
+        let unique: Vec<EngagementEvent> = accepted
             .into_iter()
-            .zip(claims)
-            .filter_map(|(e, first)| first.then_some(e))
+            .filter(|e| seen.insert(e.event_id))
             .collect();
-        let repeated = ids.len() - fresh.len();
+        let mut repeated = total - unique.len();
+        let ids: Vec<Uuid> = unique.iter().map(|e| e.event_id).collect();
+        let fresh: Vec<EngagementEvent> = match self.ports.event_ledger.recorded(user, &ids).await {
+            Ok(flags) if flags.len() == unique.len() => {
+                repeated += flags.iter().filter(|&&known| known).count();
+                unique
+                    .into_iter()
+                    .zip(flags)
+                    .filter_map(|(e, known)| (!known).then_some(e))
+                    .collect()
+            }
+            // Without the ledger every event goes on: downstream deduplication still applies each
+            // one once, and refusing the batch would lose what the client cannot resend forever.
+            Ok(_) | Err(_) => {
+                metrics::counter!("event_ledger_errors_total", "operation" => "read").increment(1);
+                tracing::warn!("event ledger unavailable; relying on downstream deduplication");
+                unique
+            }
+        };
         if fresh.is_empty() {
             return Ok(RecordOutcome {
                 accepted: 0,
                 duplicates: repeated,
             });
         }
-        match self.accept(user, &fresh, now).await {
-            Ok(outcome) => Ok(RecordOutcome {
-                accepted: outcome.accepted,
-                duplicates: repeated + outcome.duplicates,
-            }),
-            Err(e) => {
-                let claimed: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
-                if let Err(release) = self.ports.event_ledger.release(user, &claimed).await {
-                    tracing::warn!(error = %release, "could not release event claims; a retry may count as duplicate");
-                }
-                Err(e)
-            }
+        let outcome = self.accept(user, &fresh, now).await?;
+        let accepted_ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
+        if let Err(e) = self.ports.event_ledger.record(user, &accepted_ids).await {
+            metrics::counter!("event_ledger_errors_total", "operation" => "write").increment(1);
+            tracing::warn!(error = %e, "could not record accepted event ids; a retry is deduplicated downstream");
         }
+        Ok(RecordOutcome {
+            accepted: outcome.accepted,
+            duplicates: repeated + outcome.duplicates,
+        })
     }
 
     /// Remembers watches, then hands the events to the sink.
@@ -158,7 +173,9 @@ impl EngagementService {
         Ok(outcome)
     }
 
-    /// Creator of every video in the batch, from the snapshot or else the catalog.
+    /// Creator of every video in the batch, from the snapshot or else the catalog. A video deleted
+    /// or unpublished after it was served still resolves: the client cannot avoid that race, and
+    /// its event is real. Only ids the catalog never knew are left out.
     async fn resolve_creators(
         &self,
         events: &[NewEvent],
@@ -183,7 +200,7 @@ impl EngagementService {
                 .videos_by_ids(&missing)
                 .await
                 .map_err(EngagementError::Unavailable)?;
-            for v in videos.into_iter().filter(|v| v.is_servable()) {
+            for v in videos {
                 creators.insert(v.id, v.creator_id);
             }
         }

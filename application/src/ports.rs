@@ -214,18 +214,22 @@ pub struct PublishOutcome {
     pub duplicates: usize,
 }
 
-/// Remembers which event ids each user's accepted events had, so a client's retry is applied once.
+/// Remembers the event ids of each user's events that the [`EventSink`] durably accepted, so a
+/// client's retry of an accepted event is answered as a duplicate without going downstream again.
+///
+/// The ledger is a fast path, not the source of truth: the pipeline behind the sink is idempotent
+/// by `event_id` on its own. An id is recorded only once the sink accepted its event, so an event
+/// that was never accepted (sink failure, client gone, process killed) is never reported as a
+/// duplicate: its retry goes through.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait EventLedger: Send + Sync {
-    /// Claims each id for `user`, in order: `true` when it was not claimed before (within the
-    /// ledger's retention, at least 7 days), `false` for a duplicate. An id repeated within `ids`
-    /// is claimed by its first occurrence only.
-    async fn claim(&self, user: UserId, ids: &[Uuid]) -> Result<Vec<bool>, PortError>;
+    /// For each id, in order, whether an event with it was recorded for `user` within the ledger's
+    /// retention (at least 7 days). Reads only.
+    async fn recorded(&self, user: UserId, ids: &[Uuid]) -> Result<Vec<bool>, PortError>;
 
-    /// Forgets claims whose events could not be accepted after all, so the client's retry is not
-    /// mistaken for a duplicate.
-    async fn release(&self, user: UserId, ids: &[Uuid]) -> Result<(), PortError>;
+    /// Records ids whose events the sink durably accepted. Recording an id again is a no-op.
+    async fn record(&self, user: UserId, ids: &[Uuid]) -> Result<(), PortError>;
 }
 
 /// Where accepted engagement events go.
@@ -235,20 +239,40 @@ pub trait EventSink: Send + Sync {
     /// Publishes a batch. When it returns `Ok`, every event is durable: it will reach the signal
     /// store even if the process dies. Delivery downstream may repeat, so the pipeline MUST be
     /// idempotent by `event_id`: an event it accepted before is counted as a duplicate and never
-    /// applied twice. On `Err` nothing of the batch may count as accepted. (Clients' retries are
-    /// caught earlier, by the [`EventLedger`].)
+    /// applied twice. On `Err` nothing of the batch may count as accepted. (Clients' retries of
+    /// accepted events are mostly caught earlier, by the [`EventLedger`].)
     async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError>;
+}
+
+/// An event a store can never hold, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedEvent {
+    pub event_id: Uuid,
+    pub reason: String,
+}
+
+/// What [`EngagementEventStore::insert_events`] did with a batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredEvents {
+    /// Ids of the events that were new and are now stored, in batch order.
+    pub new: Vec<Uuid>,
+    /// Events the store can never hold (they would fail again on every retry); the rest of the
+    /// batch was stored all the same.
+    pub rejected: Vec<RejectedEvent>,
 }
 
 /// Where the event pipeline's consumer stores events (the signal store's write side).
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait EngagementEventStore: Send + Sync {
-    /// Stores a batch durably and returns the ids of the events that were new, in batch order.
-    /// MUST be idempotent by `event_id` (events stored before, or repeated within the batch, are
-    /// skipped), since the pipeline delivers at least once. On `Err` the caller retries the whole
-    /// batch.
-    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<Vec<Uuid>, PortError>;
+    /// Stores a batch durably. MUST be idempotent by `event_id` (events stored before, or repeated
+    /// within the batch, are skipped), since the pipeline delivers at least once, and MUST store
+    /// each event at most once even when a retry follows an attempt whose outcome was unknown.
+    /// An event the store can never hold is returned in `rejected` without failing the others.
+    /// On `Err` the caller retries the whole batch: `Rejected` means the batch as a whole was
+    /// refused for its content (the caller may split it to find the culprit), any other error is
+    /// transient.
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<StoredEvents, PortError>;
 }
 
 /// A learned relevance model.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vrs_adapter_clickhouse::{ClickHouseConfig, ClickHouseSignalStore, init_schema};
 use vrs_adapter_kafka::{EngagementConsumer, EngagementConsumerConfig, EngagementMessage};
-use vrs_application::ports::{EngagementEventStore, PortError};
+use vrs_application::ports::{EngagementEventStore, PortError, StoredEvents};
 use vrs_domain::{CreatorId, EngagementEvent, EventType, UserId, VideoId};
 
 /// Counts what the store newly stored and when the first insert began.
@@ -29,13 +29,13 @@ struct Timed {
 
 #[async_trait]
 impl EngagementEventStore for Timed {
-    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<Vec<Uuid>, PortError> {
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<StoredEvents, PortError> {
         if let Ok(mut first) = self.first.lock() {
             first.get_or_insert_with(Instant::now);
         }
-        let new = self.store.insert_new_events(events).await?;
-        self.stored.fetch_add(new.len(), Ordering::SeqCst);
-        Ok(new)
+        let stored = self.store.store_events(events).await?;
+        self.stored.fetch_add(stored.new.len(), Ordering::SeqCst);
+        Ok(stored)
     }
 }
 

@@ -114,6 +114,11 @@ impl EventError {
 /// How far in the future a client clock may be before `occurred_at` is rejected.
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
 
+/// How old an event may be when it is accepted: 7 days, the event ledger's retention. Older
+/// events no longer say much about what to rank now, and a store with a bounded time type
+/// (ClickHouse's `DateTime` starts in 1970) could otherwise be handed a value it can never take.
+pub const MAX_EVENT_AGE_SECONDS: i64 = 7 * 24 * 3_600;
+
 impl EngagementEvent {
     /// Checks the rules every accepted event satisfies.
     pub fn validate(&self, now: DateTime<Utc>) -> Result<(), EventError> {
@@ -129,6 +134,12 @@ impl EngagementEvent {
             return Err(EventError::new(
                 "occurred_at",
                 "must not be more than 5 minutes in the future",
+            ));
+        }
+        if (now - self.occurred_at).num_seconds() > MAX_EVENT_AGE_SECONDS {
+            return Err(EventError::new(
+                "occurred_at",
+                "must not be more than 7 days in the past",
             ));
         }
         Ok(())

@@ -19,16 +19,26 @@ use vrs_application::ports::PortError;
 /// Failed calls, by `query` and `error_type` (timeout, connection, server, decode).
 pub const QUERY_ERRORS_METRIC: &str = "clickhouse_query_errors_total";
 /// The `query` label values.
-pub const QUERY_NAMES: [&str; 8] = [
+pub const QUERY_NAMES: [&str; 9] = [
     "video_stats",
     "trending",
     "affinity",
     "most_active_users",
     "known_event_ids",
+    "running_inserts",
     "insert_events",
     "health",
     "init_schema",
 ];
+/// Server error codes that mean the data itself can never be stored (the same insert fails again
+/// however often it is retried): CANNOT_PARSE_TEXT (6), CANNOT_PARSE_INPUT_ASSERTION_FAILED (27),
+/// CANNOT_PARSE_DATE (38), CANNOT_PARSE_DATETIME (41), TYPE_MISMATCH (53), ARGUMENT_OUT_OF_BOUND
+/// (69), CANNOT_CONVERT_TYPE (70), CANNOT_PARSE_NUMBER (72), INCORRECT_DATA (117),
+/// VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE (321), CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN (349). Every
+/// other server error (a missing or detached table, too many parts, memory, a read-only replica)
+/// may pass and is retried.
+const REJECTED_DATA_CODES: [i32; 11] = [6, 27, 38, 41, 53, 69, 70, 72, 117, 321, 349];
+
 /// Duration of calls (successful or not), by `query`.
 pub const QUERY_DURATION_METRIC: &str = "clickhouse_query_duration_seconds";
 
@@ -54,7 +64,7 @@ impl Pool {
     pub fn new(config: &ClickHouseConfig) -> Result<Self, ClickHouseError> {
         // Every series exists from the start, so the first error shows in rate() at once.
         for query in QUERY_NAMES {
-            for error_type in ["timeout", "connection", "server", "decode"] {
+            for error_type in ["timeout", "connection", "server", "rejected", "decode"] {
                 metrics::counter!(QUERY_ERRORS_METRIC, "query" => query, "error_type" => error_type)
                     .increment(0);
             }
@@ -180,10 +190,14 @@ fn classify(query: &'static str, e: KlickhouseError) -> (&'static str, PortError
             name,
             message,
             ..
-        } => (
-            "server",
-            PortError::Unavailable(format!("ClickHouse {query}: {code} {name}: {message}")),
-        ),
+        } => {
+            let text = format!("ClickHouse {query}: {code} {name}: {message}");
+            if REJECTED_DATA_CODES.contains(&code) {
+                ("rejected", PortError::Rejected(text))
+            } else {
+                ("server", PortError::Unavailable(text))
+            }
+        }
         K::Io(_) | K::ProtocolError(_) => (
             "connection",
             PortError::Unavailable(format!("ClickHouse {query}: {e}")),

@@ -17,11 +17,23 @@ SELECT DISTINCT event_id
 FROM {db}.engagement_events
 WHERE event_id IN ({ids})";
 
-/// Native-format insert of raw events; the column order is that of `store::EventRow`.
+/// Native-format insert of raw events; the column order is that of `store::EventRow`. The leading
+/// comment carries a token unique to the attempt, so the insert can be found in
+/// `system.processes` while it runs (see [`RUNNING_INSERTS`]).
 pub const INSERT_EVENTS: &str = "\
-INSERT INTO {db}.engagement_events \
+/* vrs-insert:{token} */ INSERT INTO {db}.engagement_events \
 (event_id, user_id, video_id, creator_id, event_type, watch_ms, completion, occurred_at) \
 FORMAT native";
+
+/// How many raw-event inserts are still running on the server that either carry `{token}` or have
+/// run for at least half a second (an insert whose client timed out, died or was moved off its
+/// partitions). An insert's outcome is settled once it no longer runs. The marker is spelled
+/// with `concat` so this query does not match itself.
+pub const RUNNING_INSERTS: &str = "\
+SELECT count() AS n
+FROM system.processes
+WHERE position(query, concat('/* vrs-', 'insert:')) = 1
+  AND (position(query, '{token}') > 0 OR elapsed >= 0.5)";
 
 /// Per-video sums over the hourly buckets from `{since}` on.
 pub const VIDEO_STATS: &str = "\
@@ -125,6 +137,10 @@ pub fn sample_queries(db: &str) -> Vec<(&'static str, String)> {
     let since = ("since", since);
     vec![
         ("known_event_ids", render(KNOWN_EVENT_IDS, db, &[ids])),
+        (
+            "running_inserts",
+            render(RUNNING_INSERTS, db, &[("token", Uuid::nil().to_string())]),
+        ),
         (
             "video_stats",
             render(VIDEO_STATS, db, std::slice::from_ref(&since)),

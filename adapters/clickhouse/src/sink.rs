@@ -4,8 +4,9 @@
 use crate::ClickHouseSignalStore;
 use async_trait::async_trait;
 use std::sync::Arc;
-use uuid::Uuid;
-use vrs_application::ports::{EngagementEventStore, EventSink, PortError, PublishOutcome};
+use vrs_application::ports::{
+    EngagementEventStore, EventSink, PortError, PublishOutcome, StoredEvents,
+};
 use vrs_domain::EngagementEvent;
 
 /// Publishes events by inserting them (idempotently by `event_id`) into the raw events table.
@@ -34,7 +35,7 @@ impl EventSink for ClickHouseEventSink {
 
 #[async_trait]
 impl EngagementEventStore for ClickHouseSignalStore {
-    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<Vec<Uuid>, PortError> {
-        self.insert_new_events(events).await
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<StoredEvents, PortError> {
+        self.store_events(events).await
     }
 }

@@ -10,7 +10,7 @@ use klickhouse::Row;
 use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
-use vrs_application::ports::{HealthProbe, PortError, SignalStore};
+use vrs_application::ports::{HealthProbe, PortError, RejectedEvent, SignalStore, StoredEvents};
 use vrs_domain::{CreatorId, EngagementEvent, UserId, VideoId, VideoStats};
 
 /// Ids per duplicate-check query: ~50 bytes each keeps the text far below ClickHouse's default
@@ -26,10 +26,12 @@ pub struct ClickHouseSignalStore {
 struct Inner {
     pool: Pool,
     database: String,
-    /// Serializes the check-then-insert of `insert_events`, so two batches carrying the same event
-    /// cannot both find it new. Across processes, the consumer's partition assignment keeps one
-    /// writer per event.
-    insert_lock: tokio::sync::Mutex<()>,
+    /// Serializes the check-then-insert of `store_events`, so two batches carrying the same event
+    /// cannot both find it new; holds the token of the last insert whose outcome is unknown.
+    /// Across processes, the consumer's partition assignment keeps one writer per event.
+    insert_lock: tokio::sync::Mutex<Option<String>>,
+    /// Longest wait for earlier inserts to finish before a lookup.
+    settle_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for ClickHouseSignalStore {
@@ -51,6 +53,11 @@ struct EventRow {
     watch_ms: Option<u64>,
     completion: Option<f64>,
     occurred_at: klickhouse::DateTime,
+}
+
+#[derive(Row)]
+struct CountRow {
+    n: u64,
 }
 
 #[derive(Row)]
@@ -104,7 +111,8 @@ impl ClickHouseSignalStore {
             inner: Arc::new(Inner {
                 pool: Pool::new(config)?,
                 database: config.database.clone(),
-                insert_lock: tokio::sync::Mutex::new(()),
+                insert_lock: tokio::sync::Mutex::new(None),
+                settle_timeout: config.query_timeout,
             }),
         })
     }
@@ -125,39 +133,105 @@ impl ClickHouseSignalStore {
     /// twice in the aggregates. An event outside ClickHouse's `DateTime` range (1970..2106) is
     /// rejected with the whole batch, before anything is written.
     pub async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError> {
-        Ok(self.insert_new_events(events).await?.len())
+        if let Some((e, reason)) = events
+            .iter()
+            .find_map(|e| event_row(e).err().map(|reason| (e, reason)))
+        {
+            return Err(PortError::Rejected(format!(
+                "event {}: {reason}",
+                e.event_id
+            )));
+        }
+        Ok(self.store_events(events).await?.new.len())
     }
 
-    /// Like [`Self::insert_events`], returning the ids of the inserted events in batch order.
-    pub async fn insert_new_events(
+    /// Stores the events whose `event_id` is not in the raw table yet and names them; events this
+    /// table can never hold are returned as rejected, and the rest are stored all the same.
+    ///
+    /// Exactly once, across retries and processes: before looking up which ids are known, it waits
+    /// until no earlier insert is still running on the server (one of its own whose outcome it
+    /// never learnt, or anyone's that has run for half a second: an insert whose client timed out
+    /// or died may still commit). Only then is "not in the table yet" a fact, not a race.
+    pub async fn store_events(
         &self,
         events: &[EngagementEvent],
-    ) -> Result<Vec<Uuid>, PortError> {
-        let _writer = self.inner.insert_lock.lock().await;
+    ) -> Result<StoredEvents, PortError> {
+        let mut pending = self.inner.insert_lock.lock().await;
         let mut seen = HashSet::with_capacity(events.len());
-        let fresh: Vec<&EngagementEvent> =
-            events.iter().filter(|e| seen.insert(e.event_id)).collect();
-        let ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
-        let known = self.known_event_ids(&ids).await?;
-        let new: Vec<&EngagementEvent> = fresh
-            .into_iter()
-            .filter(|e| !known.contains(&e.event_id))
-            .collect();
-        let rows = new
-            .iter()
-            .map(|e| event_row(e))
-            .collect::<Result<Vec<_>, _>>()?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
+        let mut rejected = Vec::new();
+        let mut rows = Vec::with_capacity(events.len());
+        let mut candidates = Vec::with_capacity(events.len());
+        for e in events.iter().filter(|e| seen.insert(e.event_id)) {
+            match event_row(e) {
+                Ok(row) => {
+                    candidates.push(e.event_id);
+                    rows.push(row);
+                }
+                Err(reason) => rejected.push(RejectedEvent {
+                    event_id: e.event_id,
+                    reason,
+                }),
+            }
         }
-        let sql = self.sql(queries::INSERT_EVENTS, &[]);
-        self.inner
+        if rows.is_empty() {
+            return Ok(StoredEvents {
+                new: Vec::new(),
+                rejected,
+            });
+        }
+        self.settle_running_inserts(pending.as_deref()).await?;
+        *pending = None;
+        let known = self.known_event_ids(&candidates).await?;
+        let (new, rows): (Vec<Uuid>, Vec<EventRow>) = candidates
+            .into_iter()
+            .zip(rows)
+            .filter(|(id, _)| !known.contains(id))
+            .unzip();
+        if rows.is_empty() {
+            return Ok(StoredEvents {
+                new: Vec::new(),
+                rejected,
+            });
+        }
+        let token = Uuid::new_v4().to_string();
+        let sql = self.sql(queries::INSERT_EVENTS, &[("token", token.clone())]);
+        let result = self
+            .inner
             .pool
             .run("insert_events", |client| async move {
                 client.insert_native_block(sql, rows).await
             })
-            .await?;
-        Ok(new.into_iter().map(|e| e.event_id).collect())
+            .await;
+        match result {
+            Ok(()) => Ok(StoredEvents { new, rejected }),
+            Err(e) => {
+                // The server may still commit it (a timeout, a lost connection): the next attempt
+                // waits for this insert to finish before it looks anything up.
+                *pending = Some(token);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits until no raw-event insert that could overlap the next one runs on the server: the one
+    /// carrying `token` (this store's last insert with an unknown outcome) and any that has run for
+    /// half a second. Fails with `Timeout` when they are still running after the query timeout.
+    async fn settle_running_inserts(&self, token: Option<&str>) -> Result<(), PortError> {
+        let token = token.map_or_else(|| Uuid::nil().to_string(), str::to_owned);
+        let deadline = std::time::Instant::now() + self.inner.settle_timeout;
+        loop {
+            let sql = self.sql(queries::RUNNING_INSERTS, &[("token", token.clone())]);
+            let rows: Vec<CountRow> = self.collect("running_inserts", sql).await?;
+            if rows.first().is_none_or(|r| r.n == 0) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(PortError::Timeout(
+                    "ClickHouse: an earlier insert of engagement events is still running".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     async fn known_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, PortError> {
@@ -191,12 +265,12 @@ impl ClickHouseSignalStore {
     }
 }
 
-fn event_row(e: &EngagementEvent) -> Result<EventRow, PortError> {
+fn event_row(e: &EngagementEvent) -> Result<EventRow, String> {
     let occurred_at = klickhouse::DateTime::try_from(e.occurred_at).map_err(|_| {
-        PortError::Rejected(format!(
-            "event {}: occurred_at {} is outside ClickHouse's DateTime range",
-            e.event_id, e.occurred_at
-        ))
+        format!(
+            "occurred_at {} is outside ClickHouse's DateTime range",
+            e.occurred_at
+        )
     })?;
     Ok(EventRow {
         event_id: e.event_id,

@@ -405,3 +405,37 @@ async fn health_probe_answers() {
     };
     db.store.health_probe().check().await.expect("healthy");
 }
+
+#[tokio::test]
+async fn an_event_the_table_cannot_hold_is_rejected_alone_and_the_rest_stored() {
+    let Some(db) = TestDb::new("an_event_the_table_cannot_hold_is_rejected_alone").await else {
+        return;
+    };
+    let (u, v, c) = (
+        UserId(Uuid::new_v4()),
+        VideoId(Uuid::new_v4()),
+        CreatorId(Uuid::new_v4()),
+    );
+    let ancient = DateTime::from_timestamp(-86_400, 0).expect("time");
+    let (good, bad) = (
+        event(u, v, c, EventType::View, recent()),
+        event(u, v, c, EventType::View, ancient),
+    );
+    let stored = db
+        .store
+        .store_events(&[bad.clone(), good.clone()])
+        .await
+        .expect("store");
+    assert_eq!(stored.new, vec![good.event_id]);
+    assert_eq!(stored.rejected.len(), 1);
+    assert_eq!(stored.rejected[0].event_id, bad.event_id);
+    assert!(stored.rejected[0].reason.contains("occurred_at"));
+    assert_eq!(
+        count(&db, "SELECT count() AS n FROM {db}.engagement_events").await,
+        1
+    );
+    // A replay stores nothing again and still names the refused event.
+    let again = db.store.store_events(&[bad, good]).await.expect("replay");
+    assert!(again.new.is_empty());
+    assert_eq!(again.rejected.len(), 1);
+}

@@ -117,6 +117,7 @@ async fn an_invalid_event_is_422_naming_its_index_and_field() {
     let token = token_for(Uuid::new_v4());
     let video = app.videos[0].id.0;
     let future = (app.clock.now() + Duration::hours(1)).to_rfc3339();
+    let stale = (app.clock.now() - Duration::days(8)).to_rfc3339();
     let cases: Vec<(&str, Value)> = vec![
         ("event_id", json!("not-a-uuid")),
         ("event_id", Value::Null),
@@ -133,6 +134,10 @@ async fn an_invalid_event_is_422_naming_its_index_and_field() {
         ("occurred_at", json!("yesterday")),
         ("occurred_at", json!(1_700_000_000)),
         ("occurred_at", json!(future)), // too far in the future
+        ("occurred_at", json!(stale)),  // older than 7 days
+        ("occurred_at", json!("1969-12-31T23:59:59Z")),
+        ("occurred_at", json!("0001-01-01T00:00:00Z")),
+        ("occurred_at", json!("+262143-12-31T23:59:59Z")),
     ];
     for (field, value) in cases {
         let mut bad = event(video, "watch");

@@ -9,7 +9,7 @@
 use crate::cdc_message::{self, CdcChange};
 use crate::consumer::{
     Backoff, Batching, DeadLetter, Outcome, ProcessBatch, Shutdown, clients, consume, count_error,
-    dead_letter_all, retry,
+    dead_letter_all, store_isolating,
 };
 use crate::{
     DEFAULT_BATCH_MAX_SIZE, DEFAULT_BATCH_MAX_WAIT, DEFAULT_RETRY_BACKOFF,
@@ -153,13 +153,18 @@ impl ProcessBatch for CdcConsumer {
     ) -> Outcome {
         let mut dead: Vec<DeadLetter<'_>> = Vec::new();
         let mut changes: Vec<CdcChange> = Vec::new();
+        // The message each change came from, by the change's index.
+        let mut origin: Vec<&OwnedMessage> = Vec::new();
         for message in batch {
             // A missing value is a tombstone, which follows every delete: nothing to apply.
             let Some(bytes) = message.payload() else {
                 continue;
             };
             match cdc_message::decode(bytes) {
-                Ok(Some(change)) => changes.push(change),
+                Ok(Some(change)) => {
+                    changes.push(change);
+                    origin.push(message);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let kind = e.kind();
@@ -177,21 +182,43 @@ impl ProcessBatch for CdcConsumer {
         }
 
         let backoff = || Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
+        // Changes are applied first, so a failing dead-letter topic never holds them back; a change
+        // the catalog refuses for its content is dead-lettered with the reason, the rest applied.
+        if !changes.is_empty() {
+            let applied = store_isolating(
+                backoff,
+                shutdown,
+                "applying video changes",
+                changes.len(),
+                |part| self.apply(&changes[part]),
+            )
+            .await;
+            let Some((_, refused)) = applied else {
+                return Outcome::Abandoned;
+            };
+            let refused_at: std::collections::HashSet<usize> =
+                refused.iter().map(|(index, _)| *index).collect();
+            for (index, change) in changes.iter().enumerate() {
+                if !refused_at.contains(&index) {
+                    metrics::counter!(CDC_EVENTS_APPLIED_METRIC, "op" => change.op().as_str())
+                        .increment(1);
+                }
+            }
+            for (index, reason) in refused {
+                count_error("rejected");
+                let message = origin[index];
+                tracing::warn!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    %reason,
+                    "the catalog refused a video change; dead-lettering it"
+                );
+                dead.push((message, "rejected", reason));
+            }
+        }
         if !dead_letter_all(&self.dlq, &self.config.dlq_topic, dead, backoff(), shutdown).await {
             return Outcome::Abandoned;
-        }
-        if changes.is_empty() {
-            return Outcome::Done;
-        }
-        let applied = retry(backoff(), shutdown, "applying video changes", || {
-            self.apply(&changes)
-        })
-        .await;
-        if applied.is_none() {
-            return Outcome::Abandoned;
-        }
-        for change in &changes {
-            metrics::counter!(CDC_EVENTS_APPLIED_METRIC, "op" => change.op().as_str()).increment(1);
         }
         Outcome::Done
     }

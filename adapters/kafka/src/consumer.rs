@@ -46,6 +46,13 @@ pub const EVENTS_RECORDED_METRIC: &str = "engagement_events_recorded_total";
 pub const PROCESSING_LAG_METRIC: &str = "engagement_event_processing_lag_seconds";
 /// Counter of partition assignments, revocations and rebalance errors, by `group` and `event`.
 pub const REBALANCES_METRIC: &str = "kafka_consumer_rebalances_total";
+/// Gauge: Unix time when the batch in hand was received, by `group`; 0 while no batch is in hand.
+/// A batch held for long means a store that is down, a poison input or a failing dead-letter topic.
+pub const BATCH_IN_PROGRESS_METRIC: &str =
+    "kafka_consumer_batch_in_progress_since_timestamp_seconds";
+/// Gauge: Unix time the last batch was stored and committed, by `group` (the start time before the
+/// first one).
+pub const LAST_BATCH_STORED_METRIC: &str = "kafka_consumer_last_batch_stored_timestamp_seconds";
 /// Counter of consumer-side failures, labelled by `error_type`.
 pub const CONSUMER_ERRORS_METRIC: &str = "kafka_consumer_errors_total";
 
@@ -220,6 +227,8 @@ impl ProcessBatch for EngagementConsumer {
         crate::propagation::link_producers(&tracing::Span::current(), batch);
         let mut dead: Vec<DeadLetter<'_>> = Vec::new();
         let mut events: Vec<EngagementEvent> = Vec::with_capacity(batch.len());
+        // The message each event came from, by the event's index.
+        let mut origin: Vec<&OwnedMessage> = Vec::with_capacity(batch.len());
         for message in batch {
             let decoded = match message.payload() {
                 None => Err(("missing_payload", "message has no payload".to_owned())),
@@ -232,7 +241,10 @@ impl ProcessBatch for EngagementConsumer {
                 }),
             };
             match decoded {
-                Ok(m) => events.push(m.into_event()),
+                Ok(m) => {
+                    events.push(m.into_event());
+                    origin.push(message);
+                }
                 Err((kind, reason)) => {
                     count_error(kind);
                     tracing::warn!(
@@ -248,25 +260,104 @@ impl ProcessBatch for EngagementConsumer {
         }
 
         let backoff = || Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
+        // The readable events are stored first, so a failing dead-letter topic never holds them
+        // back. One insert for the whole batch; the store names the events that were new, so a
+        // retry or a replay counts nothing twice in the recorded-events metric. An event the store
+        // can never hold is dead-lettered with the reason, and the rest of the batch is stored.
+        if !events.is_empty() {
+            let stored = store_isolating(
+                backoff,
+                shutdown,
+                "storing engagement events",
+                events.len(),
+                |part| self.store.insert_events(&events[part]),
+            )
+            .await;
+            let Some((results, refused)) = stored else {
+                return Outcome::Abandoned;
+            };
+            let mut new = Vec::new();
+            let mut rejected: Vec<(usize, String)> = refused;
+            for result in results {
+                new.extend(result.new);
+                for r in result.rejected {
+                    if let Some(index) = events.iter().position(|e| e.event_id == r.event_id) {
+                        rejected.push((index, r.reason));
+                    }
+                }
+            }
+            for (index, reason) in rejected {
+                count_error("rejected");
+                let message = origin[index];
+                tracing::warn!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    %reason,
+                    "the store refused an engagement event; dead-lettering it"
+                );
+                dead.push((message, "rejected", reason));
+            }
+            count_recorded(&events, &new);
+            record_lag(batch, &events);
+        }
         if !dead_letter_all(&self.dlq, &self.config.dlq_topic, dead, backoff(), shutdown).await {
             return Outcome::Abandoned;
         }
-        if events.is_empty() {
-            return Outcome::Done;
-        }
-        // One insert for the whole batch; the store names the events that were new, so a retry
-        // or a replay counts nothing twice in the recorded-events metric.
-        let stored = retry(backoff(), shutdown, "storing engagement events", || {
-            self.store.insert_events(&events)
-        })
-        .await;
-        let Some(new) = stored else {
-            return Outcome::Abandoned;
-        };
-        count_recorded(&events, &new);
-        record_lag(batch, &events);
         Outcome::Done
     }
+}
+
+/// Stores the items `0..len` with `attempt` (given a range of them), retrying transient failures with backoff. When the store refuses
+/// a part for its content (`PortError::Rejected`), that part is split in halves until each culprit
+/// stands alone: the culprits come back as `(index, reason)`, everything else is stored. `None`
+/// when shutdown came while retrying.
+pub(crate) async fn store_isolating<R, F: Future<Output = ()>, A>(
+    backoff: impl Fn() -> Backoff,
+    shutdown: &mut Shutdown<F>,
+    what: &'static str,
+    len: usize,
+    mut attempt: impl FnMut(std::ops::Range<usize>) -> A,
+) -> Option<(Vec<R>, Vec<(usize, String)>)>
+where
+    A: Future<Output = Result<R, vrs_application::ports::PortError>>,
+{
+    let mut done = Vec::new();
+    let mut refused = Vec::new();
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    parts.push(0..len);
+    while let Some(part) = parts.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let mut wait = backoff();
+        loop {
+            match attempt(part.clone()).await {
+                Ok(result) => {
+                    done.push(result);
+                    break;
+                }
+                Err(vrs_application::ports::PortError::Rejected(reason)) => {
+                    if part.len() == 1 {
+                        refused.push((part.start, reason));
+                    } else {
+                        let mid = part.start + part.len() / 2;
+                        parts.push(mid..part.end);
+                        parts.push(part.start..mid);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    count_error("store");
+                    tracing::warn!(error = %e, "{what} failed; retrying");
+                    if !wait.wait(shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+    Some((done, refused))
 }
 
 /// The consumers' client: a stream consumer whose group rebalances are logged and counted.
@@ -307,7 +398,13 @@ pub(crate) fn clients(
     topic: &str,
     session_timeout: Duration,
 ) -> Result<(Arc<GroupConsumer>, FutureProducer), KafkaError> {
-    let consumer: GroupConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    // Static membership: a member restarted under the same instance id (the pod name) takes its
+    // partitions back at once, instead of waiting for its old session to time out.
+    if let Some(instance) = group_instance_id(group_id) {
+        config.set("group.instance.id", instance);
+    }
+    let consumer: GroupConsumer = config
         .set("bootstrap.servers", brokers)
         .set("group.id", group_id)
         // Offsets are committed explicitly, after the batch is stored.
@@ -338,6 +435,16 @@ pub(crate) fn clients(
     Ok((Arc::new(consumer), dlq))
 }
 
+/// The static group member id: `KAFKA_GROUP_INSTANCE_ID`, else `POD_NAME` (set from the pod's
+/// metadata in `deploy/`), suffixed with the group so that the two consumers of one process are
+/// two members. `None` (dynamic membership) when neither is set.
+fn group_instance_id(group_id: &str) -> Option<String> {
+    ["KAFKA_GROUP_INSTANCE_ID", "POD_NAME"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .map(|base| format!("{}-{group_id}", base.trim()))
+}
+
 /// How a consumer gathers its batches.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Batching {
@@ -355,6 +462,9 @@ pub(crate) async fn consume<F: Future<Output = ()> + Send, P: ProcessBatch>(
     processor: &P,
 ) {
     let mut shutdown = Shutdown::new(shutdown);
+    let group = group_name(consumer);
+    metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(0.0);
+    metrics::gauge!(LAST_BATCH_STORED_METRIC, "group" => group.clone()).set(unix_now());
     while !shutdown.fired {
         let batch = collect(
             consumer,
@@ -366,11 +476,87 @@ pub(crate) async fn consume<F: Future<Output = ()> + Send, P: ProcessBatch>(
         if batch.is_empty() {
             continue;
         }
-        match processor.process(&batch, &mut shutdown).await {
-            Outcome::Done => commit(consumer, &batch).await,
+        metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(unix_now());
+        let outcome = keeping_membership(consumer, processor.process(&batch, &mut shutdown)).await;
+        match outcome {
+            Outcome::Done => {
+                commit(consumer, &batch).await;
+                metrics::gauge!(LAST_BATCH_STORED_METRIC, "group" => group.clone()).set(unix_now());
+                metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(0.0);
+            }
             Outcome::Abandoned => break,
         }
     }
+    metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group).set(0.0);
+}
+
+/// Longest a batch is processed before the consumer pauses its partitions and polls while it
+/// waits; a healthy batch takes milliseconds.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(1);
+
+/// Runs `work` (one batch's processing) while keeping the consumer in its group. Once the work
+/// takes longer than [`KEEPALIVE_AFTER`] (a store down, a dead-letter topic failing), every
+/// assigned partition is paused and the consumer polls while it waits, so `max.poll.interval.ms`
+/// never expires: the group does not hand the batch to another member that would write it a
+/// second time. A message that arrives all the same (a partition assigned meanwhile) is sought
+/// back and its partition paused, so it is read again after the batch.
+pub(crate) async fn keeping_membership<T>(
+    consumer: &GroupConsumer,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    tokio::select! {
+        out = &mut work => return out,
+        () = tokio::time::sleep(KEEPALIVE_AFTER) => {}
+    }
+    if let Ok(assigned) = consumer.assignment()
+        && let Err(e) = consumer.pause(&assigned)
+    {
+        tracing::warn!(error = %e, "could not pause partitions while a batch is retried");
+    }
+    let out = loop {
+        tokio::select! {
+            biased;
+            out = &mut work => break out,
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    let (topic, partition, offset) =
+                        (message.topic().to_owned(), message.partition(), message.offset());
+                    drop(message);
+                    let mut one = TopicPartitionList::new();
+                    one.add_partition(&topic, partition);
+                    if let Err(e) = consumer.pause(&one) {
+                        tracing::warn!(error = %e, "could not pause a partition");
+                    }
+                    if let Err(e) = consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(1)) {
+                        count_error("receive");
+                        tracing::warn!(error = %e, topic, partition, offset, "could not seek back a message read while paused; it is redelivered after a restart");
+                    }
+                }
+                Err(e) => {
+                    count_error("receive");
+                    tracing::warn!(error = %e, "kafka consumer error");
+                }
+            },
+        }
+    };
+    if let Ok(assigned) = consumer.assignment()
+        && let Err(e) = consumer.resume(&assigned)
+    {
+        tracing::warn!(error = %e, "could not resume partitions");
+    }
+    out
+}
+
+/// The consumer's group id, for metric labels (two groups at most per process).
+fn group_name(consumer: &GroupConsumer) -> String {
+    consumer.context().group.clone()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// What a consumer does with one batch.
@@ -382,31 +568,6 @@ pub(crate) trait ProcessBatch: Sync {
         batch: &[OwnedMessage],
         shutdown: &mut Shutdown<F>,
     ) -> impl Future<Output = Outcome> + Send;
-}
-
-/// Runs `attempt` until it succeeds, counting and logging each failure (`what` names the work)
-/// and backing off between attempts; `None` when shutdown came first.
-pub(crate) async fn retry<T, F: Future<Output = ()>, A>(
-    mut backoff: Backoff,
-    shutdown: &mut Shutdown<F>,
-    what: &'static str,
-    mut attempt: impl FnMut() -> A,
-) -> Option<T>
-where
-    A: Future<Output = Result<T, vrs_application::ports::PortError>>,
-{
-    loop {
-        match attempt().await {
-            Ok(value) => return Some(value),
-            Err(e) => {
-                count_error("store");
-                tracing::warn!(error = %e, "{what} failed; retrying");
-                if !backoff.wait(shutdown).await {
-                    return None;
-                }
-            }
-        }
-    }
 }
 
 /// An unreadable message, with the error type and text its dead letter carries.
@@ -611,12 +772,13 @@ fn record_lag(batch: &[OwnedMessage], events: &[EngagementEvent]) {
 }
 
 /// The consumers' `error_type` label values.
-const CONSUMER_ERROR_TYPES: [&str; 8] = [
+const CONSUMER_ERROR_TYPES: [&str; 9] = [
     "receive",
     "malformed",
     "unsupported_version",
     "unsupported_op",
     "missing_payload",
+    "rejected",
     "dlq_produce",
     "store",
     "commit",

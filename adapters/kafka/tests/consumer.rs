@@ -28,7 +28,9 @@ use vrs_adapter_kafka::{
     KafkaEventSink,
 };
 use vrs_adapter_memory::{MemoryAdapters, MemoryEventSink};
-use vrs_application::ports::{EngagementEventStore, EventSink, PortError, SignalStore};
+use vrs_application::ports::{
+    EngagementEventStore, EventSink, PortError, SignalStore, StoredEvents,
+};
 use vrs_domain::{EngagementEvent, EventType, UserId, VideoStats};
 
 const TOPIC: &str = "engagement-events";
@@ -235,6 +237,8 @@ struct CountingStore {
     delay: Duration,
     calls: AtomicUsize,
     events: AtomicUsize,
+    /// An event id whose batches are refused for their content.
+    poison: std::sync::Mutex<Option<Uuid>>,
 }
 
 impl CountingStore {
@@ -249,14 +253,23 @@ impl CountingStore {
             delay,
             calls: AtomicUsize::new(0),
             events: AtomicUsize::new(0),
+            poison: std::sync::Mutex::new(None),
         })
     }
 }
 
 #[async_trait]
 impl EngagementEventStore for CountingStore {
-    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<Vec<Uuid>, PortError> {
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<StoredEvents, PortError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        // A batch holding a poison event is refused whole, as a server refuses a block.
+        if let Some(poison) = *self.poison.lock().expect("lock")
+            && events.iter().any(|e| e.event_id == poison)
+        {
+            return Err(PortError::Rejected(format!(
+                "event {poison} cannot be stored"
+            )));
+        }
         tokio::time::sleep(self.delay).await;
         let failing = self
             .failures
@@ -439,7 +452,7 @@ async fn shutdown_finishes_the_batch_in_hand_or_leaves_it_uncommitted_if_the_sto
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_until_it_accepts() {
+async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_but_not_its_good_events() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     metrics();
     let cluster = cluster();
@@ -478,8 +491,13 @@ async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_until_it_accept
         0,
         "nothing is committed while the dead letter is not acknowledged"
     );
+    assert_eq!(
+        total(memory.signals.as_ref(), |s| s.comments).await,
+        2,
+        "the readable events are stored without waiting for the dead-letter topic"
+    );
 
-    // Once the broker accepts again, the dead letter lands, the events are stored, all committed.
+    // Once the broker accepts again, the dead letter lands and everything is committed.
     wait_committed(&brokers, "dlq-down", values.len() as i64).await;
     let (b, n) = (brokers.clone(), 1);
     let dead = tokio::task::spawn_blocking(move || read_dlq(&b, n))
@@ -488,5 +506,69 @@ async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_until_it_accept
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, values[0]);
     assert_eq!(total(memory.signals.as_ref(), |s| s.comments).await, 2);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_store_refuses_is_dead_lettered_and_the_rest_of_its_batch_stored() {
+    metrics();
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    let raw = producer(&brokers);
+    let alice = user();
+    // Unlikes: a type no other test records.
+    let events: Vec<_> = (0..7)
+        .map(|_| EngagementEvent {
+            event_type: EventType::Unlike,
+            ..event(alice)
+        })
+        .collect();
+    let poison = events[3].clone();
+    let values: Vec<_> = events.iter().map(EngagementMessage::encode).collect();
+    produce(&raw, &alice.to_string(), &values).await;
+    let memory = MemoryAdapters::default();
+    let store = CountingStore::new(memory.events.clone(), 0);
+    *store.poison.lock().expect("lock") = Some(poison.event_id);
+
+    let running = start(&brokers, "poison", store.clone());
+    wait_committed(&brokers, "poison", values.len() as i64).await;
+    assert_eq!(
+        total(memory.signals.as_ref(), |s| s.unlikes).await,
+        6,
+        "every event but the refused one is stored"
+    );
+    let b = brokers.clone();
+    let dead = tokio::task::spawn_blocking(move || read_dlq(&b, 1))
+        .await
+        .expect("dlq reader task");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, EngagementMessage::encode(&poison));
+    assert_eq!(
+        dead[0].1.get("dlq.error_type").map(String::as_str),
+        Some("rejected")
+    );
+    assert!(
+        dead[0]
+            .1
+            .get("dlq.reason")
+            .is_some_and(|r| r.contains(&poison.event_id.to_string())),
+        "{:?}",
+        dead[0].1
+    );
+    assert!(metric(r#"kafka_consumer_errors_total{error_type="rejected"}"#) >= Some(1.0));
+
+    // Later events flow on.
+    let later = EngagementEvent {
+        event_type: EventType::Unlike,
+        ..event(alice)
+    };
+    produce(
+        &raw,
+        &alice.to_string(),
+        &[EngagementMessage::encode(&later)],
+    )
+    .await;
+    wait_committed(&brokers, "poison", values.len() as i64 + 1).await;
+    assert_eq!(total(memory.signals.as_ref(), |s| s.unlikes).await, 7);
     running.shutdown().await;
 }

@@ -4,7 +4,9 @@ use moka::sync::Cache;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
-use vrs_application::ports::{EngagementEventStore, EventSink, PortError, PublishOutcome};
+use vrs_application::ports::{
+    EngagementEventStore, EventSink, PortError, PublishOutcome, StoredEvents,
+};
 use vrs_domain::EngagementEvent;
 
 /// How long an event id is remembered for deduplication.
@@ -69,11 +71,14 @@ impl EventSink for MemoryEventSink {
 /// The in-process pipeline's write side: the same idempotent application to the signal store.
 #[async_trait]
 impl EngagementEventStore for MemoryEventSink {
-    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<Vec<Uuid>, PortError> {
-        Ok(self
-            .apply_fresh(events)?
-            .into_iter()
-            .map(|e| e.event_id)
-            .collect())
+    async fn insert_events(&self, events: &[EngagementEvent]) -> Result<StoredEvents, PortError> {
+        Ok(StoredEvents {
+            new: self
+                .apply_fresh(events)?
+                .into_iter()
+                .map(|e| e.event_id)
+                .collect(),
+            rejected: Vec::new(),
+        })
     }
 }

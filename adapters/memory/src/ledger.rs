@@ -7,40 +7,37 @@ use uuid::Uuid;
 use vrs_application::ports::{EventLedger, PortError};
 use vrs_domain::UserId;
 
-/// How long a claimed event id is remembered.
+/// How long a recorded event id is remembered.
 pub const LEDGER_RETENTION: Duration = Duration::days(7);
 
-/// Claimed event ids per user in memory, forgotten after [`LEDGER_RETENTION`].
+/// Recorded event ids per user in memory, forgotten after [`LEDGER_RETENTION`].
 #[derive(Debug, Default)]
 pub struct MemoryEventLedger {
-    claims: RwLock<HashMap<UserId, HashMap<Uuid, DateTime<Utc>>>>,
+    records: RwLock<HashMap<UserId, HashMap<Uuid, DateTime<Utc>>>>,
 }
 
 #[async_trait]
 impl EventLedger for MemoryEventLedger {
-    async fn claim(&self, user: UserId, ids: &[Uuid]) -> Result<Vec<bool>, PortError> {
+    async fn recorded(&self, user: UserId, ids: &[Uuid]) -> Result<Vec<bool>, PortError> {
         let now = Utc::now();
-        let mut claims = self.claims.write().map_err(lock_error)?;
-        let mine = claims.entry(user).or_default();
-        mine.retain(|_, at| now - *at < LEDGER_RETENTION);
+        let records = self.records.read().map_err(lock_error)?;
+        let mine = records.get(&user);
         Ok(ids
             .iter()
-            .map(|id| match mine.entry(*id) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(now);
-                    true
-                }
+            .map(|id| {
+                mine.and_then(|m| m.get(id))
+                    .is_some_and(|at| now - *at < LEDGER_RETENTION)
             })
             .collect())
     }
 
-    async fn release(&self, user: UserId, ids: &[Uuid]) -> Result<(), PortError> {
-        let mut claims = self.claims.write().map_err(lock_error)?;
-        if let Some(mine) = claims.get_mut(&user) {
-            for id in ids {
-                mine.remove(id);
-            }
+    async fn record(&self, user: UserId, ids: &[Uuid]) -> Result<(), PortError> {
+        let now = Utc::now();
+        let mut records = self.records.write().map_err(lock_error)?;
+        let mine = records.entry(user).or_default();
+        mine.retain(|_, at| now - *at < LEDGER_RETENTION);
+        for id in ids {
+            mine.entry(*id).or_insert(now);
         }
         Ok(())
     }

@@ -243,7 +243,7 @@ impl RedisConnection {
     }
 
     /// Runs one command inside its client span (OpenTelemetry database conventions) and maps its
-    /// failure onto `PortError`. `operation` is the command, e.g. `GET` or `EVAL claim_events`.
+    /// failure onto `PortError`. `operation` is the command, e.g. `GET` or `EVAL record_events`.
     pub(crate) async fn traced<T>(
         &self,
         operation: &'static str,

@@ -11,56 +11,53 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn EventLedger>>,
 {
-    first_claims_win(make().await).await;
-    claims_are_per_user(make().await).await;
-    released_claims_can_be_claimed_again(make().await).await;
+    only_recorded_ids_are_known(make().await).await;
+    records_are_per_user(make().await).await;
+    recording_twice_is_a_no_op(make().await).await;
 }
 
-async fn first_claims_win(ledger: Arc<dyn EventLedger>) {
+async fn only_recorded_ids_are_known(ledger: Arc<dyn EventLedger>) {
     let user = super::user();
-    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     assert_eq!(
-        ledger.claim(user, &[a, b, a]).await.ok(),
-        Some(vec![true, true, false]),
-        "new ids are claimed once, a repeat within the batch is a duplicate"
+        ledger.recorded(user, &[a, b]).await.ok(),
+        Some(vec![false, false]),
+        "nothing is known before it is recorded"
     );
-    let c = Uuid::new_v4();
     assert_eq!(
-        ledger.claim(user, &[b, c]).await.ok(),
-        Some(vec![false, true]),
-        "an id claimed before is a duplicate"
+        ledger.recorded(user, &[a, b]).await.ok(),
+        Some(vec![false, false]),
+        "reading records nothing"
     );
-    assert_eq!(ledger.claim(user, &[]).await.ok(), Some(vec![]));
+    assert!(ledger.record(user, &[a, c]).await.is_ok());
+    assert_eq!(
+        ledger.recorded(user, &[a, b, c, a]).await.ok(),
+        Some(vec![true, false, true, true]),
+        "recorded ids are known, in the order asked"
+    );
+    assert_eq!(ledger.recorded(user, &[]).await.ok(), Some(vec![]));
+    assert!(ledger.record(user, &[]).await.is_ok());
 }
 
-async fn claims_are_per_user(ledger: Arc<dyn EventLedger>) {
+async fn records_are_per_user(ledger: Arc<dyn EventLedger>) {
     let id = Uuid::new_v4();
+    let (me, other) = (super::user(), super::user());
+    assert!(ledger.record(me, &[id]).await.is_ok());
+    assert_eq!(ledger.recorded(me, &[id]).await.ok(), Some(vec![true]));
     assert_eq!(
-        ledger.claim(super::user(), &[id]).await.ok(),
-        Some(vec![true])
-    );
-    assert_eq!(
-        ledger.claim(super::user(), &[id]).await.ok(),
-        Some(vec![true]),
-        "another user's claim does not count"
+        ledger.recorded(other, &[id]).await.ok(),
+        Some(vec![false]),
+        "another user's record does not count"
     );
 }
 
-async fn released_claims_can_be_claimed_again(ledger: Arc<dyn EventLedger>) {
+async fn recording_twice_is_a_no_op(ledger: Arc<dyn EventLedger>) {
     let user = super::user();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(ledger.record(user, &[a]).await.is_ok());
+    assert!(ledger.record(user, &[a, b, b]).await.is_ok());
     assert_eq!(
-        ledger.claim(user, &[a, b]).await.ok(),
+        ledger.recorded(user, &[a, b]).await.ok(),
         Some(vec![true, true])
-    );
-    assert!(ledger.release(user, &[a]).await.is_ok());
-    assert_eq!(
-        ledger.claim(user, &[a, b]).await.ok(),
-        Some(vec![true, false]),
-        "a released id is new again; the other stays claimed"
-    );
-    assert!(
-        ledger.release(super::user(), &[b]).await.is_ok(),
-        "releasing for a user without claims is fine"
     );
 }

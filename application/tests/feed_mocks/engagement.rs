@@ -110,39 +110,96 @@ async fn invalid_completion_refuses_the_batch_naming_index_and_field() {
 }
 
 #[tokio::test]
-async fn unknown_or_unservable_video_refuses_the_batch() {
-    let mut deleted = videos(20).pop().expect("a video outside the snapshot");
-    deleted.status = VideoStatus::Deleted;
-    deleted.deleted_at = Some(now());
-    let deleted_id = deleted.id;
+async fn an_unknown_video_refuses_the_batch() {
     let mut mocks = Mocks::new();
     mocks
         .catalog
         .expect_videos_by_ids()
-        .returning(move |_| Ok(vec![deleted.clone()]));
+        .returning(|_| Ok(vec![]));
     let (service, calls) = counting_engagement(mocks);
-    for unknown in [VideoId(Uuid::new_v4()), deleted_id] {
-        let result = service
-            .record(
-                user(),
-                vec![
-                    new_event(known_video(), EventType::View, None),
-                    new_event(unknown, EventType::View, None),
-                ],
-            )
-            .await;
-        match result {
-            Err(EngagementError::Invalid { index, error }) => {
-                assert_eq!((index, error.field), (1, "video_id"));
-            }
-            other => panic!("expected an invalid video id, got {other:?}"),
+    let result = service
+        .record(
+            user(),
+            vec![
+                new_event(known_video(), EventType::View, None),
+                new_event(VideoId(Uuid::new_v4()), EventType::View, None),
+            ],
+        )
+        .await;
+    match result {
+        Err(EngagementError::Invalid { index, error }) => {
+            assert_eq!((index, error.field), (1, "video_id"));
         }
+        other => panic!("expected an invalid video id, got {other:?}"),
     }
     assert_eq!(
         calls.load(Ordering::SeqCst),
         0,
         "nothing of a refused batch is recorded"
     );
+}
+
+#[tokio::test]
+async fn events_for_a_video_deleted_or_unpublished_after_it_was_served_are_accepted() {
+    let mut gone = videos(22);
+    let mut deleted = gone.pop().expect("a video outside the snapshot");
+    deleted.status = VideoStatus::Deleted;
+    deleted.deleted_at = Some(now());
+    let mut unpublished = gone.pop().expect("another video outside the snapshot");
+    unpublished.status = VideoStatus::Processing;
+    let ids = [deleted.id, unpublished.id];
+    let mut mocks = Mocks::new();
+    mocks
+        .catalog
+        .expect_videos_by_ids()
+        .returning(move |_| Ok(vec![deleted.clone(), unpublished.clone()]));
+    let (service, calls) = counting_engagement(mocks);
+    let result = service
+        .record(
+            user(),
+            vec![
+                new_event(known_video(), EventType::View, None),
+                new_event(ids[0], EventType::Like, None),
+                new_event(ids[1], EventType::Skip, None),
+            ],
+        )
+        .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the batch was published");
+}
+
+#[tokio::test]
+async fn occurred_at_is_bounded_in_both_directions() {
+    let (service, calls) = counting_engagement(Mocks::new());
+    let at = |offset: chrono::Duration| {
+        let mut e = new_event(known_video(), EventType::Like, None);
+        e.occurred_at = Some(now() + offset);
+        e
+    };
+    let year_one = {
+        let mut e = new_event(known_video(), EventType::Like, None);
+        e.occurred_at = Some(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        e
+    };
+    for bad in [
+        at(chrono::Duration::days(-8)),
+        at(chrono::Duration::minutes(6)),
+        year_one,
+    ] {
+        match service.record(user(), vec![bad]).await {
+            Err(EngagementError::Invalid { index, error }) => {
+                assert_eq!((index, error.field), (0, "occurred_at"));
+            }
+            other => panic!("expected an invalid occurred_at, got {other:?}"),
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    for good in [
+        at(chrono::Duration::days(-6)),
+        at(chrono::Duration::minutes(4)),
+    ] {
+        assert!(service.record(user(), vec![good]).await.is_ok());
+    }
 }
 
 #[tokio::test]
@@ -232,7 +289,7 @@ async fn a_retry_after_a_sink_failure_is_accepted_and_a_repeat_after_success_is_
             accepted: 2,
             duplicates: 0
         }),
-        "claims of a failed batch are released, so the retry is not a duplicate"
+        "a failed batch was never recorded, so the retry is not a duplicate"
     );
     let mut repeat = batch;
     repeat.push(new_event(known_video(), EventType::View, None));

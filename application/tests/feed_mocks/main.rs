@@ -181,7 +181,7 @@ impl Mocks {
             history: Arc::new(self.history),
             feed_cache: Arc::new(self.feed_cache),
             events: Arc::new(self.events),
-            // A real ledger: use-case tests check deduplication and release end to end.
+            // A real ledger: use-case tests check deduplication end to end.
             event_ledger: Arc::new(vrs_adapter_memory::MemoryEventLedger::default()),
             model: self.model.map(|m| Arc::new(m) as _),
             model_registry: Arc::new(MockModelRegistry::new()),
