@@ -66,7 +66,7 @@ async fn check_broker(inner: &Arc<Inner>) {
     let probe = inner.clone();
     let reachable = tokio::task::spawn_blocking(move || {
         probe
-            .producer
+            .producer()
             .client()
             .fetch_metadata(Some(&probe.topic), probe.delivery_timeout)
             .is_ok()

@@ -8,7 +8,7 @@ use crate::spool::{EventSpool, SpoolError, SpoolRecord};
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -43,7 +43,10 @@ pub(crate) struct Shared {
 }
 
 pub(crate) struct Inner {
-    pub(crate) producer: FutureProducer,
+    /// Replaced by a fresh one after a fatal error (see [`Inner::renew_if_fatal`]).
+    producer: std::sync::RwLock<FutureProducer>,
+    /// What the producer is built from, for renewals.
+    producer_config: ClientConfig,
     pub(crate) topic: String,
     pub(crate) delivery_timeout: Duration,
     pub(crate) shared: Arc<Shared>,
@@ -77,12 +80,14 @@ impl KafkaEventSink {
             "broker",
             "client",
             "canceled",
+            "fatal",
         ] {
             metrics::counter!(PRODUCER_ERRORS_METRIC, "error_type" => error_type).increment(0);
         }
         let spool = EventSpool::open(&config.spool_dir, config.spool_max_bytes)?;
         let timeout_ms = config.delivery_timeout.as_millis().max(1).to_string();
-        let producer: FutureProducer = ClientConfig::new()
+        let mut producer_config = ClientConfig::new();
+        producer_config
             .set("bootstrap.servers", &config.brokers)
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -91,8 +96,8 @@ impl KafkaEventSink {
             .set("linger.ms", "5")
             // The replayer should notice a returning broker within about a second, not the
             // default 10 s reconnect backoff.
-            .set("reconnect.backoff.max.ms", "1000")
-            .create()?;
+            .set("reconnect.backoff.max.ms", "1000");
+        let producer: FutureProducer = producer_config.create()?;
         let spooled = spool.len();
         if spooled > 0 {
             tracing::info!(
@@ -101,7 +106,8 @@ impl KafkaEventSink {
             );
         }
         let inner = Arc::new(Inner {
-            producer,
+            producer: std::sync::RwLock::new(producer),
+            producer_config,
             topic: config.topic,
             delivery_timeout: config.delivery_timeout,
             shared: Arc::new(Shared {
@@ -126,6 +132,33 @@ impl KafkaEventSink {
 }
 
 impl Inner {
+    /// The current producer (a cheap handle).
+    pub(crate) fn producer(&self) -> FutureProducer {
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// After a fatal error (an idempotent producer that lost its sequence, an authorization
+    /// failure) librdkafka fails every later send; the producer is then replaced by a fresh one,
+    /// counted under `error_type="fatal"`. Events not acknowledged meanwhile are in the spool.
+    pub(crate) fn renew_if_fatal(&self) {
+        let current = self.producer();
+        let Some((code, reason)) = current.client().fatal_error() else {
+            return;
+        };
+        metrics::counter!(PRODUCER_ERRORS_METRIC, "error_type" => "fatal").increment(1);
+        tracing::error!(?code, %reason, "fatal Kafka producer error; building a new producer");
+        match self.producer_config.create::<FutureProducer>() {
+            Ok(fresh) => match self.producer.write() {
+                Ok(mut p) => *p = fresh,
+                Err(poisoned) => *poisoned.into_inner() = fresh,
+            },
+            Err(e) => tracing::error!(error = %e, "could not build a new Kafka producer"),
+        }
+    }
+
     /// Sends every record and waits for Kafka's verdicts; `true` per acknowledged record.
     ///
     /// Each message carries the W3C trace context of this call's producer span in its headers.
@@ -141,6 +174,7 @@ impl Inner {
     pub(crate) async fn send_all(&self, records: &[SpoolRecord]) -> Vec<bool> {
         let deadline = Instant::now() + self.delivery_timeout + DELIVERY_SLACK;
         let trace_headers = crate::propagation::headers(&tracing::Span::current());
+        let producer = self.producer();
         let pending: Vec<Option<DeliveryFuture>> = records
             .iter()
             .map(|r| {
@@ -148,7 +182,7 @@ impl Inner {
                 if let Some(headers) = &trace_headers {
                     record = record.headers(headers.clone());
                 }
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => Some(delivery),
                     Err((e, _)) => {
                         count_error(&e);
@@ -189,6 +223,7 @@ impl Inner {
             }
             if !all {
                 tracing::Span::current().record("otel.status_code", "ERROR");
+                self.renew_if_fatal();
             }
         }
         acked
