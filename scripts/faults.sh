@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole fault-injection harness (tests/faults.rs with FAULTS=full): the built binary
-# (`serve` and two `worker` processes) on its own PostgreSQL and Redis, a ClickHouse database behind
-# a TCP fault proxy, and librdkafka's mock cluster; prints the table of scenarios. The test command
-# (scripts/test.sh) runs the bounded subset.
+# Runs the fault-injection harness with minute-long outages (tests/faults.rs with FAULTS=full): the
+# built binary (`serve` and two `worker` processes) on its own PostgreSQL and Redis, ClickHouse and
+# Redis behind TCP fault proxies, and librdkafka's mock cluster; prints the table of scenarios. The
+# test command (scripts/test.sh) runs every scenario with short faults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh

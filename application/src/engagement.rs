@@ -58,6 +58,10 @@ impl std::fmt::Debug for EngagementService {
 
 impl EngagementService {
     pub fn new(ports: Ports, snapshot: Arc<CandidateSnapshot>) -> Self {
+        // Both series exist from the start, so the first error shows in rate() at once.
+        for operation in ["read", "write"] {
+            metrics::counter!("event_ledger_errors_total", "operation" => operation).increment(0);
+        }
         Self { ports, snapshot }
     }
 

@@ -143,6 +143,11 @@ pub struct Config {
     pub kafka_cdc_topic: String,
     pub kafka_consumer_group: String,
     pub kafka_delivery_timeout: Duration,
+    /// Consumer group session timeout (`KAFKA_SESSION_TIMEOUT_MS`).
+    pub kafka_session_timeout: Duration,
+    /// Longest a consumer may go without polling before the group evicts it
+    /// (`KAFKA_MAX_POLL_INTERVAL_MS`).
+    pub kafka_max_poll_interval: Duration,
     /// Where events go when Kafka does not acknowledge them in time.
     pub event_spool_dir: PathBuf,
     pub event_spool_max_bytes: u64,
@@ -294,6 +299,16 @@ impl Config {
             kafka_delivery_timeout: Duration::from_millis(v.parse(
                 "KAFKA_DELIVERY_TIMEOUT_MS",
                 2_000,
+                "expected milliseconds",
+            )?),
+            kafka_session_timeout: Duration::from_millis(v.parse(
+                "KAFKA_SESSION_TIMEOUT_MS",
+                45_000,
+                "expected milliseconds",
+            )?),
+            kafka_max_poll_interval: Duration::from_millis(v.parse(
+                "KAFKA_MAX_POLL_INTERVAL_MS",
+                300_000,
                 "expected milliseconds",
             )?),
             event_spool_dir: v.opt("EVENT_SPOOL_DIR").map_or_else(

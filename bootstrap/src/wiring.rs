@@ -415,6 +415,8 @@ pub fn engagement_consumer(
     );
     consumer_config.topic = config.kafka_engagement_topic.clone();
     consumer_config.dlq_topic = format!("{}.dlq", config.kafka_engagement_topic);
+    consumer_config.session_timeout = config.kafka_session_timeout;
+    consumer_config.max_poll_interval = config.kafka_max_poll_interval;
     let consumer =
         vrs_adapter_kafka::EngagementConsumer::new(consumer_config, backends.event_store.clone())
             .map_err(|e| anyhow::anyhow!("KAFKA_BROKERS: {e}"))?;
@@ -437,6 +439,8 @@ pub fn cdc_consumer(
     );
     consumer_config.topic = config.kafka_cdc_topic.clone();
     consumer_config.dlq_topic = format!("{}.dlq", config.kafka_cdc_topic);
+    consumer_config.session_timeout = config.kafka_session_timeout;
+    consumer_config.max_poll_interval = config.kafka_max_poll_interval;
     let consumer =
         vrs_adapter_kafka::CdcConsumer::new(consumer_config, backends.ports.catalog.clone())
             .map_err(|e| anyhow::anyhow!("KAFKA_BROKERS: {e}"))?;

@@ -439,3 +439,63 @@ async fn an_event_the_table_cannot_hold_is_rejected_alone_and_the_rest_stored() 
     assert!(again.new.is_empty());
     assert_eq!(again.rejected.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_still_running_on_the_server_is_waited_for_before_the_lookup() {
+    let Some(db) = TestDb::new("an_insert_still_running_is_waited_for").await else {
+        return;
+    };
+    let (u, v, c) = (
+        UserId(Uuid::new_v4()),
+        VideoId(Uuid::new_v4()),
+        CreatorId(Uuid::new_v4()),
+    );
+    let e = event(u, v, c, EventType::Like, recent());
+    // The same event, inserted by an earlier attempt whose client gave up (a timeout, a dead
+    // worker) while the server still runs it: it commits only after about 2 s.
+    let slow = format!(
+        "/* vrs-insert:{token} */ INSERT INTO {db}.engagement_events \
+         (event_id, user_id, video_id, creator_id, event_type, watch_ms, completion, occurred_at) \
+         SELECT toUUID('{id}'), toUUID('{u}'), toUUID('{v}'), toUUID('{c}'), 'like', NULL, NULL, \
+         toDateTime({at}, 'UTC') FROM system.one WHERE sleep(2) = 0",
+        token = Uuid::new_v4(),
+        db = db.name,
+        id = e.event_id,
+        u = u.0,
+        v = v.0,
+        c = c.0,
+        at = e.occurred_at.timestamp(),
+    );
+    let raw = db.raw().await;
+    let earlier = tokio::spawn(async move { raw.execute(slow).await });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+
+    let stored = db
+        .store
+        .store_events(std::slice::from_ref(&e))
+        .await
+        .expect("store");
+    earlier.await.expect("task").expect("the earlier insert");
+    assert!(
+        stored.new.is_empty(),
+        "the retry waited for the running insert and found the event stored"
+    );
+    let copies = count(
+        &db,
+        &format!(
+            "SELECT count() AS n FROM {{db}}.engagement_events WHERE event_id = toUUID('{}')",
+            e.event_id
+        ),
+    )
+    .await;
+    assert_eq!(copies, 1, "stored exactly once");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(likes) AS n FROM {db}.video_ranking_signals_1h"
+        )
+        .await,
+        1,
+        "and counted once by the views"
+    );
+}

@@ -7,13 +7,11 @@
 //! miss a change that arrived late. Upserts are idempotent, so a replayed batch is harmless.
 
 use crate::cdc_message::{self, CdcChange};
-use crate::consumer::{
-    Backoff, Batching, DeadLetter, Outcome, ProcessBatch, Shutdown, clients, consume, count_error,
-    dead_letter_all, store_isolating,
-};
-use crate::{
-    DEFAULT_BATCH_MAX_SIZE, DEFAULT_BATCH_MAX_WAIT, DEFAULT_RETRY_BACKOFF,
-    DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_SESSION_TIMEOUT,
+use crate::dead_letter::{DeadLetter, DeadLetterQueue};
+use crate::group::{
+    Backoff, Batching, DEFAULT_BATCH_MAX_SIZE, DEFAULT_BATCH_MAX_WAIT, DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_RETRY_BACKOFF, DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_SESSION_TIMEOUT, Membership, Outcome,
+    ProcessBatch, Shutdown, clients, consume, count_error, register_error_metrics, store_isolating,
 };
 use chrono::Utc;
 use rdkafka::Message;
@@ -55,6 +53,10 @@ pub struct CdcConsumerConfig {
     pub retry_backoff_max: Duration,
     /// Group session timeout (librdkafka `session.timeout.ms`).
     pub session_timeout: Duration,
+    /// Longest the consumer may go without polling before the group evicts it (librdkafka
+    /// `max.poll.interval.ms`, at least the session timeout). A batch retried for longer keeps
+    /// polling with its partitions paused, so this bounds a stuck process, not a slow store.
+    pub max_poll_interval: Duration,
 }
 
 impl CdcConsumerConfig {
@@ -70,6 +72,7 @@ impl CdcConsumerConfig {
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             retry_backoff_max: DEFAULT_RETRY_BACKOFF_MAX,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
+            max_poll_interval: DEFAULT_MAX_POLL_INTERVAL,
         }
     }
 }
@@ -84,7 +87,7 @@ pub enum CdcConsumerError {
 
 /// Applies Debezium video changes from Kafka to a [`VideoCatalog`].
 pub struct CdcConsumer {
-    consumer: Arc<crate::consumer::GroupConsumer>,
+    consumer: Arc<crate::group::GroupConsumer>,
     dlq: FutureProducer,
     catalog: Arc<dyn VideoCatalog>,
     config: CdcConsumerConfig,
@@ -105,16 +108,17 @@ impl CdcConsumer {
         config: CdcConsumerConfig,
         catalog: Arc<dyn VideoCatalog>,
     ) -> Result<Self, CdcConsumerError> {
-        crate::consumer::register_error_metrics();
+        register_error_metrics();
         for op in ["c", "u", "r", "d"] {
             metrics::counter!(CDC_EVENTS_APPLIED_METRIC, "op" => op).increment(0);
         }
-        let (consumer, dlq) = clients(
-            &config.brokers,
-            &config.group_id,
-            &config.topic,
-            config.session_timeout,
-        )?;
+        let (consumer, dlq) = clients(&Membership {
+            brokers: &config.brokers,
+            group_id: &config.group_id,
+            topic: &config.topic,
+            session_timeout: config.session_timeout,
+            max_poll_interval: config.max_poll_interval,
+        })?;
         Ok(Self {
             consumer,
             dlq,
@@ -130,7 +134,13 @@ impl CdcConsumer {
             max_size: self.config.batch_max_size,
             max_wait: self.config.batch_max_wait,
         };
-        consume(&self.consumer, batching, shutdown, &self).await;
+        let dead_letters = DeadLetterQueue::start(
+            self.dlq.clone(),
+            self.config.dlq_topic.clone(),
+            self.config.group_id.clone(),
+            (self.config.retry_backoff, self.config.retry_backoff_max),
+        );
+        consume(&self.consumer, batching, &dead_letters, shutdown, &self).await;
         tracing::info!(group = %self.config.group_id, "cdc consumer stopped");
     }
 }
@@ -151,7 +161,7 @@ impl ProcessBatch for CdcConsumer {
         batch: &[OwnedMessage],
         shutdown: &mut Shutdown<F>,
     ) -> Outcome {
-        let mut dead: Vec<DeadLetter<'_>> = Vec::new();
+        let mut dead: Vec<DeadLetter> = Vec::new();
         let mut changes: Vec<CdcChange> = Vec::new();
         // The message each change came from, by the change's index.
         let mut origin: Vec<&OwnedMessage> = Vec::new();
@@ -176,7 +186,7 @@ impl ProcessBatch for CdcConsumer {
                         reason = %e,
                         "unreadable change event; dead-lettering it"
                     );
-                    dead.push((message, kind, e.to_string()));
+                    dead.push(DeadLetter::new(message, kind, e.to_string()));
                 }
             }
         }
@@ -214,13 +224,10 @@ impl ProcessBatch for CdcConsumer {
                     %reason,
                     "the catalog refused a video change; dead-lettering it"
                 );
-                dead.push((message, "rejected", reason));
+                dead.push(DeadLetter::new(message, "rejected", reason));
             }
         }
-        if !dead_letter_all(&self.dlq, &self.config.dlq_topic, dead, backoff(), shutdown).await {
-            return Outcome::Abandoned;
-        }
-        Outcome::Done
+        Outcome::Done(dead)
     }
 }
 

@@ -68,6 +68,7 @@ fn consumer_config(brokers: &str, group: &str) -> EngagementConsumerConfig {
     let mut config = EngagementConsumerConfig::new(brokers, group);
     config.batch_max_wait = Duration::from_millis(100);
     config.retry_backoff = Duration::from_millis(100);
+    config.retry_backoff_max = Duration::from_millis(500);
     // The mock coordinator keeps a group whose last member left in rebalance for the session
     // timeout less a second, so a restart in the same group waits that long (a real broker
     // empties the group at once).
@@ -404,7 +405,7 @@ async fn a_failing_store_is_retried_and_nothing_is_committed_until_it_succeeds()
         .collect();
     produce(&raw, &alice.to_string(), &values).await;
     let memory = MemoryAdapters::default();
-    // Backoff 100, 200, 400, 800 ms: about 1.5 s of failures.
+    // Backoff 100, 200, 400, 500 ms: about 1.2 s of failures.
     let store = CountingStore::new(memory.events.clone(), 4);
 
     let running = start(&brokers, "ranker", store.clone());
@@ -453,7 +454,6 @@ async fn shutdown_finishes_the_batch_in_hand_or_leaves_it_uncommitted_if_the_sto
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_but_not_its_good_events() {
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     metrics();
     let cluster = cluster();
     let brokers = cluster.bootstrap_servers();
@@ -470,10 +470,11 @@ async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_but_not_its_goo
     values.extend(good.iter().map(EngagementMessage::encode));
     produce(&raw, &alice.to_string(), &values).await;
 
-    // The next produce requests, the consumer's dead letters, are refused by the broker.
-    // Six refusals: with the 100 ms backoff doubling, about 3 s in which nothing is committed.
-    let refusals = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 6];
-    cluster.request_errors(RDKafkaApiKey::Produce, &refusals);
+    // The dead-letter topic has no leader, as a topic that was never created: every dead-letter
+    // produce fails (after the producer's 10 s message timeout).
+    cluster
+        .partition_leader(DLQ, 0, None)
+        .expect("leaderless dlq");
     let series = r#"kafka_consumer_errors_total{error_type="dlq_produce"}"#;
     let before = metric(series).unwrap_or(0.0);
     let memory = MemoryAdapters::default();
@@ -496,8 +497,34 @@ async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_but_not_its_goo
         2,
         "the readable events are stored without waiting for the dead-letter topic"
     );
+    // Later messages of the same partition are stored too; the commit stays at the dead letter.
+    let later: Vec<_> = (0..2)
+        .map(|_| EngagementEvent {
+            event_type: EventType::Comment,
+            ..event(alice)
+        })
+        .collect();
+    let encoded: Vec<_> = later.iter().map(EngagementMessage::encode).collect();
+    produce(&raw, &alice.to_string(), &encoded).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while total(memory.signals.as_ref(), |s| s.comments).await < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "later events wait behind a failing dead-letter topic"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        committed(&brokers, "dlq-down").await,
+        0,
+        "the commit does not pass the dead letter until it is acknowledged"
+    );
+    values.extend(encoded);
 
-    // Once the broker accepts again, the dead letter lands and everything is committed.
+    // Once the topic is back, the dead letter lands and everything is committed.
+    cluster
+        .partition_leader(DLQ, 0, Some(1))
+        .expect("dlq leader");
     wait_committed(&brokers, "dlq-down", values.len() as i64).await;
     let (b, n) = (brokers.clone(), 1);
     let dead = tokio::task::spawn_blocking(move || read_dlq(&b, n))
@@ -505,7 +532,7 @@ async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_but_not_its_goo
         .expect("dlq reader task");
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, values[0]);
-    assert_eq!(total(memory.signals.as_ref(), |s| s.comments).await, 2);
+    assert_eq!(total(memory.signals.as_ref(), |s| s.comments).await, 4);
     running.shutdown().await;
 }
 

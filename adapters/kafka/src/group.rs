@@ -1,0 +1,579 @@
+//! The consume loop both consumers share (engagement events, catalog changes): a consumer group
+//! member that gathers batches, has its [`ProcessBatch`] store them, hands what can never be
+//! stored to the [`DeadLetterQueue`], and commits offsets only up to what is stored and
+//! dead-lettered.
+//!
+//! Guarantees, whatever the store does:
+//! - **At least once.** An offset is committed only after everything before it was stored or
+//!   dead-lettered, so a crash replays, and the idempotent stores absorb the replay.
+//! - **One writer per partition.** A batch retried for long (a store down) keeps the member in
+//!   its group: its partitions are paused and it keeps polling, so `max.poll.interval.ms` never
+//!   expires and the batch is never handed to a second member while the first still writes it.
+//! - **No input stalls the group.** The store splits a refused batch until the culprit stands
+//!   alone; the culprit goes to the dead-letter topic and the rest is stored.
+
+use crate::dead_letter::{DeadLetter, DeadLetterQueue};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Most messages stored and committed together.
+pub const DEFAULT_BATCH_MAX_SIZE: usize = 500;
+/// Longest a batch waits for more messages once its first one arrived.
+pub const DEFAULT_BATCH_MAX_WAIT: Duration = Duration::from_millis(200);
+/// First pause before retrying a failed store insert or dead-letter produce; doubles per attempt.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between two retries.
+pub const DEFAULT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long the group waits for a silent member before reassigning its partitions (librdkafka's
+/// default).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+/// librdkafka's default `max.poll.interval.ms`.
+pub const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Counter of partition assignments, revocations and rebalance errors, by `group` and `event`.
+pub const REBALANCES_METRIC: &str = "kafka_consumer_rebalances_total";
+/// Gauge: Unix time when the batch in hand was received, by `group`; 0 while no batch is in hand.
+/// A batch held for long means a store that is down.
+pub const BATCH_IN_PROGRESS_METRIC: &str =
+    "kafka_consumer_batch_in_progress_since_timestamp_seconds";
+/// Gauge: Unix time the last batch was stored, by `group` (the start time before the first one).
+pub const LAST_BATCH_STORED_METRIC: &str = "kafka_consumer_last_batch_stored_timestamp_seconds";
+/// Counter of consumer-side failures, labelled by `error_type`.
+pub const CONSUMER_ERRORS_METRIC: &str = "kafka_consumer_errors_total";
+
+/// Most dead letters pending before the loop waits for the dead-letter topic.
+const MAX_PENDING_DEAD_LETTERS: usize = 10_000;
+/// Longest a batch is processed before the consumer pauses its partitions and polls while it
+/// waits; a healthy batch takes milliseconds.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(1);
+/// How often offsets held back by pending dead letters are committed while no batch arrives.
+const COMMIT_TICK: Duration = Duration::from_secs(1);
+
+/// What became of a batch.
+pub(crate) enum Outcome {
+    /// Stored: its offsets may be committed once these dead letters are acknowledged.
+    Done(Vec<DeadLetter>),
+    /// Shutdown came while retrying: nothing is committed, the batch will be redelivered.
+    Abandoned,
+}
+
+/// What a consumer does with one batch.
+pub(crate) trait ProcessBatch: Sync {
+    /// Stores what can be stored, retrying transient failures, and returns the rest as dead
+    /// letters; `Abandoned` when shutdown came while retrying.
+    fn process<F: Future<Output = ()> + Send>(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &mut Shutdown<F>,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+/// The shutdown signal, remembered once it fired.
+pub(crate) struct Shutdown<F> {
+    signal: Pin<Box<F>>,
+    pub(crate) fired: bool,
+}
+
+impl<F: Future<Output = ()>> Shutdown<F> {
+    /// Wraps a shutdown future.
+    pub(crate) fn new(signal: F) -> Self {
+        Self {
+            signal: Box::pin(signal),
+            fired: false,
+        }
+    }
+
+    /// Resolves once shutdown was requested (at once if it already was).
+    pub(crate) async fn requested(&mut self) {
+        if !self.fired {
+            (&mut self.signal).await;
+            self.fired = true;
+        }
+    }
+}
+
+/// The consumers' client: a stream consumer whose group rebalances are logged and counted.
+pub(crate) type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// Logs and counts partition assignments and revocations. A batch whose partitions were revoked
+/// before its commit is redelivered to their new owner, which the idempotent stores absorb; the
+/// log line and the counter explain the repeat.
+pub(crate) struct GroupContext {
+    group: String,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (event, partitions) = match rebalance {
+            Rebalance::Assign(list) => ("assign", list.count()),
+            Rebalance::Revoke(list) => ("revoke", list.count()),
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "consumer group rebalance failed");
+                ("error", 0)
+            }
+        };
+        if event != "error" {
+            tracing::info!(group = %self.group, event, partitions, "consumer group rebalance");
+        }
+        metrics::counter!(REBALANCES_METRIC, "group" => self.group.clone(), "event" => event)
+            .increment(1);
+    }
+}
+
+/// Where a group member connects and how long the group waits for it.
+pub(crate) struct Membership<'a> {
+    pub(crate) brokers: &'a str,
+    pub(crate) group_id: &'a str,
+    pub(crate) topic: &'a str,
+    pub(crate) session_timeout: Duration,
+    pub(crate) max_poll_interval: Duration,
+}
+
+/// A consumer subscribed to the topic with manual offset commits, and an idempotent dead-letter
+/// producer.
+pub(crate) fn clients(
+    member: &Membership<'_>,
+) -> Result<(Arc<GroupConsumer>, FutureProducer), KafkaError> {
+    let mut config = ClientConfig::new();
+    // Static membership: a member restarted under the same instance id (the pod name) takes its
+    // partitions back at once, instead of waiting for its old session to time out.
+    if let Some(instance) = group_instance_id(member.group_id) {
+        config.set("group.instance.id", instance);
+    }
+    let consumer: GroupConsumer = config
+        .set("bootstrap.servers", member.brokers)
+        .set("group.id", member.group_id)
+        // Offsets are committed explicitly, after the batch is stored.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A new group must not skip messages published before it first joined.
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            member.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "max.poll.interval.ms",
+            member
+                .max_poll_interval
+                .max(member.session_timeout)
+                .as_millis()
+                .to_string(),
+        )
+        .create_with_context(GroupContext {
+            group: member.group_id.to_owned(),
+        })?;
+    for event in ["assign", "revoke", "error"] {
+        metrics::counter!(REBALANCES_METRIC, "group" => member.group_id.to_owned(), "event" => event)
+            .increment(0);
+    }
+    consumer.subscribe(&[member.topic])?;
+    let dlq: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", member.brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        // Bounds each dead-letter attempt (librdkafka's default is 5 min), so an unreachable
+        // dead-letter topic is retried with backoff.
+        .set("message.timeout.ms", "10000")
+        .create()?;
+    Ok((Arc::new(consumer), dlq))
+}
+
+/// The static group member id: `KAFKA_GROUP_INSTANCE_ID`, else `POD_NAME` (set from the pod's
+/// metadata in `deploy/`), suffixed with the group so that the two consumers of one process are
+/// two members. `None` (dynamic membership) when neither is set.
+fn group_instance_id(group_id: &str) -> Option<String> {
+    ["KAFKA_GROUP_INSTANCE_ID", "POD_NAME"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .map(|base| format!("{}-{group_id}", base.trim()))
+}
+
+/// How a consumer gathers its batches.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Batching {
+    pub(crate) max_size: usize,
+    pub(crate) max_wait: Duration,
+}
+
+/// Offsets processed and committed, per `(topic, partition)`.
+#[derive(Default)]
+struct Progress {
+    /// The offset just past the last processed message.
+    processed: HashMap<(String, i32), i64>,
+    /// What was last committed.
+    committed: HashMap<(String, i32), i64>,
+}
+
+impl Progress {
+    fn record(&mut self, batch: &[OwnedMessage]) {
+        for m in batch {
+            let next = self
+                .processed
+                .entry((m.topic().to_owned(), m.partition()))
+                .or_insert(0);
+            *next = (*next).max(m.offset() + 1);
+        }
+    }
+
+    /// What may be committed now: per assigned partition, the processed offset, held back to the
+    /// first pending dead letter; only what differs from the last commit.
+    fn committable(
+        &mut self,
+        consumer: &GroupConsumer,
+        dead_letters: &DeadLetterQueue,
+    ) -> Vec<((String, i32), i64)> {
+        // A revoked partition belongs to another member now: committing it would move that
+        // member's offset back.
+        let assigned: HashSet<(String, i32)> = consumer
+            .assignment()
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.processed.retain(|tp, _| assigned.contains(tp));
+        self.committed.retain(|tp, _| assigned.contains(tp));
+        self.processed
+            .iter()
+            .map(|((topic, partition), next)| {
+                let floor = dead_letters.floor(topic, *partition);
+                let allowed = floor.map_or(*next, |f| f.min(*next));
+                ((topic.clone(), *partition), allowed)
+            })
+            .filter(|(tp, allowed)| self.committed.get(tp) != Some(allowed))
+            .collect()
+    }
+
+    /// Whether some processed offset is not committed yet.
+    fn behind(&self) -> bool {
+        self.processed
+            .iter()
+            .any(|(tp, next)| self.committed.get(tp) != Some(next))
+    }
+}
+
+/// The consume loop: gathers a batch, has `process` handle it, hands its dead letters over, and
+/// commits what is stored and dead-lettered; until shutdown, after which the batch in hand is
+/// finished and committed. A batch `process` abandons (shutdown while retrying) is left
+/// uncommitted for redelivery.
+pub(crate) async fn consume<F: Future<Output = ()> + Send, P: ProcessBatch>(
+    consumer: &Arc<GroupConsumer>,
+    batching: Batching,
+    dead_letters: &DeadLetterQueue,
+    shutdown: F,
+    processor: &P,
+) {
+    let mut shutdown = Shutdown::new(shutdown);
+    let group = consumer.context().group.clone();
+    let mut progress = Progress::default();
+    metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(0.0);
+    metrics::gauge!(LAST_BATCH_STORED_METRIC, "group" => group.clone()).set(unix_now());
+    while !shutdown.fired {
+        if dead_letters.len() > MAX_PENDING_DEAD_LETTERS {
+            // Back-pressure: the dead-letter topic has been failing for a long while.
+            keeping_membership(consumer, async {
+                while dead_letters.len() > MAX_PENDING_DEAD_LETTERS {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+        }
+        let tick = progress.behind().then_some(COMMIT_TICK);
+        let batch = collect(consumer, batching, tick, &mut shutdown).await;
+        if !batch.is_empty() {
+            metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(unix_now());
+            let outcome =
+                keeping_membership(consumer, processor.process(&batch, &mut shutdown)).await;
+            match outcome {
+                Outcome::Done(dead) => {
+                    dead_letters.push(dead);
+                    progress.record(&batch);
+                    metrics::gauge!(LAST_BATCH_STORED_METRIC, "group" => group.clone())
+                        .set(unix_now());
+                    metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(0.0);
+                }
+                Outcome::Abandoned => break,
+            }
+        }
+        commit(consumer, &mut progress, dead_letters).await;
+    }
+    commit(consumer, &mut progress, dead_letters).await;
+    metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group).set(0.0);
+}
+
+/// Runs `work` (one batch's processing) while keeping the consumer in its group. Once the work
+/// takes longer than [`KEEPALIVE_AFTER`] (a store down), every assigned partition is paused and
+/// the consumer polls while it waits, so `max.poll.interval.ms` never expires: the group does
+/// not hand the batch to another member that would write it a second time. A message that
+/// arrives all the same (a partition assigned meanwhile) is sought back and its partition
+/// paused, so it is read again after the batch.
+pub(crate) async fn keeping_membership<T>(
+    consumer: &GroupConsumer,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    tokio::select! {
+        out = &mut work => return out,
+        () = tokio::time::sleep(KEEPALIVE_AFTER) => {}
+    }
+    if let Ok(assigned) = consumer.assignment()
+        && let Err(e) = consumer.pause(&assigned)
+    {
+        tracing::warn!(error = %e, "could not pause partitions while a batch is retried");
+    }
+    let out = loop {
+        tokio::select! {
+            biased;
+            out = &mut work => break out,
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    let (topic, partition, offset) =
+                        (message.topic().to_owned(), message.partition(), message.offset());
+                    drop(message);
+                    seek_back(consumer, &topic, partition, offset);
+                }
+                Err(e) => {
+                    count_error("receive");
+                    tracing::warn!(error = %e, "kafka consumer error");
+                }
+            },
+        }
+    };
+    if let Ok(assigned) = consumer.assignment()
+        && let Err(e) = consumer.resume(&assigned)
+    {
+        tracing::warn!(error = %e, "could not resume partitions");
+    }
+    out
+}
+
+/// Pauses a partition and rewinds it to `offset`, so that message is read again on resume.
+fn seek_back(consumer: &GroupConsumer, topic: &str, partition: i32, offset: i64) {
+    let mut one = TopicPartitionList::new();
+    one.add_partition(topic, partition);
+    if let Err(e) = consumer.pause(&one) {
+        tracing::warn!(error = %e, "could not pause a partition");
+    }
+    if let Err(e) = consumer.seek(
+        topic,
+        partition,
+        Offset::Offset(offset),
+        Duration::from_secs(1),
+    ) {
+        count_error("receive");
+        tracing::warn!(
+            error = %e, topic, partition, offset,
+            "could not seek back a message read while paused; it is redelivered after a restart"
+        );
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Waits for a first message, then gathers more until the size or time bound, or shutdown. With
+/// `idle`, returns empty once that long passed without a message.
+async fn collect<F: Future<Output = ()>>(
+    consumer: &GroupConsumer,
+    batching: Batching,
+    idle: Option<Duration>,
+    shutdown: &mut Shutdown<F>,
+) -> Vec<OwnedMessage> {
+    let mut batch = Vec::new();
+    let mut deadline = idle.map(|d| Instant::now() + d);
+    while batch.len() < batching.max_size.max(1) {
+        let wait = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.requested() => break,
+            () = wait => break,
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    if batch.is_empty() {
+                        deadline = Some(Instant::now() + batching.max_wait);
+                    }
+                    batch.push(message.detach());
+                }
+                Err(e) => {
+                    // librdkafka retries by itself; this is reported for visibility only.
+                    count_error("receive");
+                    tracing::warn!(error = %e, "kafka consumer error");
+                }
+            },
+        }
+    }
+    batch
+}
+
+/// Commits, synchronously, what [`Progress::committable`] allows.
+///
+/// A failed commit is not retried: the next commit covers it, and otherwise the messages are
+/// redelivered, which the idempotent stores absorb.
+async fn commit(
+    consumer: &Arc<GroupConsumer>,
+    progress: &mut Progress,
+    dead_letters: &DeadLetterQueue,
+) {
+    let offsets = progress.committable(consumer, dead_letters);
+    if offsets.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in &offsets {
+        if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            count_error("commit");
+            tracing::warn!(error = %e, "invalid offset to commit");
+            return;
+        }
+    }
+    let client = consumer.clone();
+    let committed =
+        tokio::task::spawn_blocking(move || client.commit(&list, CommitMode::Sync)).await;
+    match committed {
+        Ok(Ok(())) => progress.committed.extend(offsets),
+        Ok(Err(e)) => {
+            count_error("commit");
+            tracing::warn!(error = %e, "offset commit failed; messages may be redelivered");
+        }
+        Err(e) => {
+            count_error("commit");
+            tracing::warn!(error = %e, "offset commit task failed");
+        }
+    }
+}
+
+/// Stores the items `0..len` with `attempt` (given a range of them), retrying transient
+/// failures with backoff. When the store refuses a part for its content (`PortError::Rejected`),
+/// that part is split in halves until each culprit stands alone: the culprits come back as
+/// `(index, reason)`, everything else is stored. `None` when shutdown came while retrying.
+pub(crate) async fn store_isolating<R, F: Future<Output = ()>, A>(
+    backoff: impl Fn() -> Backoff,
+    shutdown: &mut Shutdown<F>,
+    what: &'static str,
+    len: usize,
+    mut attempt: impl FnMut(std::ops::Range<usize>) -> A,
+) -> Option<(Vec<R>, Vec<(usize, String)>)>
+where
+    A: Future<Output = Result<R, vrs_application::ports::PortError>>,
+{
+    let mut done = Vec::new();
+    let mut refused = Vec::new();
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    parts.push(0..len);
+    while let Some(part) = parts.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let mut wait = backoff();
+        loop {
+            match attempt(part.clone()).await {
+                Ok(result) => {
+                    done.push(result);
+                    break;
+                }
+                Err(vrs_application::ports::PortError::Rejected(reason)) => {
+                    if part.len() == 1 {
+                        refused.push((part.start, reason));
+                    } else {
+                        let mid = part.start + part.len() / 2;
+                        parts.push(mid..part.end);
+                        parts.push(part.start..mid);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    count_error("store");
+                    tracing::warn!(error = %e, "{what} failed; retrying");
+                    if !wait.wait(shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+    Some((done, refused))
+}
+
+/// Exponential backoff between retries, cut short by shutdown.
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at `first`, doubling up to `max`.
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first, max }
+    }
+
+    /// The pause before the next attempt; doubles the one after.
+    pub(crate) fn next_pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 2).min(self.max);
+        pause
+    }
+
+    /// Sleeps before the next attempt; `false` when shutdown was requested instead.
+    pub(crate) async fn wait<F: Future<Output = ()>>(
+        &mut self,
+        shutdown: &mut Shutdown<F>,
+    ) -> bool {
+        if shutdown.fired {
+            return false;
+        }
+        let pause = self.next_pause();
+        tokio::select! {
+            () = shutdown.requested() => false,
+            () = tokio::time::sleep(pause) => true,
+        }
+    }
+}
+
+/// The consumers' `error_type` label values.
+const CONSUMER_ERROR_TYPES: [&str; 9] = [
+    "receive",
+    "malformed",
+    "unsupported_version",
+    "unsupported_op",
+    "missing_payload",
+    "rejected",
+    "dlq_produce",
+    "store",
+    "commit",
+];
+
+/// Creates the consumers' series at zero, so the first error shows in rate() at once.
+pub(crate) fn register_error_metrics() {
+    for error_type in CONSUMER_ERROR_TYPES {
+        metrics::counter!(CONSUMER_ERRORS_METRIC, "error_type" => error_type).increment(0);
+    }
+}
+
+pub(crate) fn count_error(error_type: &'static str) {
+    metrics::counter!(CONSUMER_ERRORS_METRIC, "error_type" => error_type).increment(1);
+}
