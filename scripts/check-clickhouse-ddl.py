@@ -86,6 +86,8 @@ def main():
     expected = {  # name -> the rows each sample query must return
         "known_event_ids": [[NIL]],
         "running_inserts": [["0"]],  # no raw-event insert runs while it is asked
+        "running_insert_ids": [],
+        "queries_still_running": [["0"]],
         "video_stats": [[video, "0", "1", "1", "0.75", "1", "0", "0", "0", "0"]],
         "trending": [[video]],
         "affinity": [[creator, "5.5"]],

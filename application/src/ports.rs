@@ -273,6 +273,14 @@ pub trait EngagementEventStore: Send + Sync {
     /// refused for its content (the caller may split it to find the culprit), any other error is
     /// transient.
     async fn insert_events(&self, events: &[EngagementEvent]) -> Result<StoredEvents, PortError>;
+
+    /// Called when the caller took over a share of the events (a consumer that received
+    /// partitions) before it stores any of them: waits until no write that their previous writer
+    /// may have started is still running, so that what `insert_events` finds stored is not raced
+    /// by it. The default does nothing: for a store whose writes are atomic and at once visible.
+    async fn fence(&self) -> Result<(), PortError> {
+        Ok(())
+    }
 }
 
 /// A learned relevance model.

@@ -19,8 +19,8 @@ mod store;
 pub use config::{ClickHouseConfig, DEFAULT_DATABASE};
 pub use pool::{QUERY_DURATION_METRIC, QUERY_ERRORS_METRIC};
 pub use schema::{
-    DATABASE_PLACEHOLDER, INIT_DB_MODERN_SQL, INIT_DB_SQL, InitReport, MODERN_MAJOR_VERSION,
-    init_schema, statements, supports_modern,
+    DATABASE_PLACEHOLDER, INIT_DB_MODERN_SQL, INIT_DB_REPLICATED_SQL, INIT_DB_SQL, InitReport,
+    MODERN_MAJOR_VERSION, init_schema, statements, supports_modern,
 };
 pub use sink::ClickHouseEventSink;
 pub use store::{ClickHouseHealthProbe, ClickHouseSignalStore};

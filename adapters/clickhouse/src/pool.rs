@@ -19,13 +19,15 @@ use vrs_application::ports::PortError;
 /// Failed calls, by `query` and `error_type` (timeout, connection, server, decode).
 pub const QUERY_ERRORS_METRIC: &str = "clickhouse_query_errors_total";
 /// The `query` label values.
-pub const QUERY_NAMES: [&str; 9] = [
+pub const QUERY_NAMES: [&str; 11] = [
     "video_stats",
     "trending",
     "affinity",
     "most_active_users",
     "known_event_ids",
     "running_inserts",
+    "running_insert_ids",
+    "queries_still_running",
     "insert_events",
     "health",
     "init_schema",
@@ -192,7 +194,8 @@ fn classify(query: &'static str, e: KlickhouseError) -> (&'static str, PortError
             ..
         } => {
             let text = format!("ClickHouse {query}: {code} {name}: {message}");
-            if REJECTED_DATA_CODES.contains(&code) {
+            // Only an insert's data can be at fault; the same code on a read is the server's.
+            if query == "insert_events" && REJECTED_DATA_CODES.contains(&code) {
                 ("rejected", PortError::Rejected(text))
             } else {
                 ("server", PortError::Unavailable(text))

@@ -22,18 +22,30 @@ WHERE event_id IN ({ids})";
 /// `system.processes` while it runs (see [`RUNNING_INSERTS`]).
 pub const INSERT_EVENTS: &str = "\
 /* vrs-insert:{token} */ INSERT INTO {db}.engagement_events \
-(event_id, user_id, video_id, creator_id, event_type, watch_ms, completion, occurred_at) \
-FORMAT native";
+(event_id, user_id, video_id, creator_id, event_type, watch_ms, completion, occurred_at, \
+ingested_at) FORMAT native";
 
 /// How many raw-event inserts are still running on the server that either carry `{token}` or have
-/// run for at least half a second (an insert whose client timed out, died or was moved off its
-/// partitions). An insert's outcome is settled once it no longer runs. The marker is spelled
-/// with `concat` so this query does not match itself.
+/// run for at least `{min_elapsed}` seconds (an insert whose client timed out, died or was moved
+/// off its partitions). An insert's outcome is settled once it no longer runs. The marker is
+/// spelled with `concat` so this query does not match itself.
 pub const RUNNING_INSERTS: &str = "\
 SELECT count() AS n
 FROM system.processes
 WHERE position(query, concat('/* vrs-', 'insert:')) = 1
-  AND (position(query, '{token}') > 0 OR elapsed >= 0.5)";
+  AND (position(query, '{token}') > 0 OR elapsed >= {min_elapsed})";
+
+/// The query ids of every raw-event insert running on the server now.
+pub const RUNNING_INSERT_IDS: &str = "\
+SELECT query_id
+FROM system.processes
+WHERE position(query, concat('/* vrs-', 'insert:')) = 1";
+
+/// How many of the queries `{query_ids}` still run.
+pub const QUERIES_STILL_RUNNING: &str = "\
+SELECT count() AS n
+FROM system.processes
+WHERE query_id IN ({query_ids})";
 
 /// Per-video sums over the hourly buckets from `{since}` on.
 pub const VIDEO_STATS: &str = "\
@@ -139,7 +151,23 @@ pub fn sample_queries(db: &str) -> Vec<(&'static str, String)> {
         ("known_event_ids", render(KNOWN_EVENT_IDS, db, &[ids])),
         (
             "running_inserts",
-            render(RUNNING_INSERTS, db, &[("token", Uuid::nil().to_string())]),
+            render(
+                RUNNING_INSERTS,
+                db,
+                &[
+                    ("token", Uuid::nil().to_string()),
+                    ("min_elapsed", "0.5".to_owned()),
+                ],
+            ),
+        ),
+        ("running_insert_ids", RUNNING_INSERT_IDS.to_owned()),
+        (
+            "queries_still_running",
+            render(
+                QUERIES_STILL_RUNNING,
+                db,
+                &[("query_ids", "'none'".to_owned())],
+            ),
         ),
         (
             "video_stats",

@@ -11,7 +11,10 @@ use std::time::Duration;
 pub const INIT_DB_SQL: &str = include_str!("../../../clickhouse/init-db.sql");
 /// TTL retention and skip indexes, for servers from [`MODERN_MAJOR_VERSION`] on.
 pub const INIT_DB_MODERN_SQL: &str = include_str!("../../../clickhouse/init-db-modern.sql");
-/// The placeholder both files use for the database name.
+/// The schema for a cluster (one shard, any number of replicas): the same tables as
+/// [`INIT_DB_SQL`], replicated, created `ON CLUSTER`. Applied by hand or by deployment tooling.
+pub const INIT_DB_REPLICATED_SQL: &str = include_str!("../../../clickhouse/init-db-replicated.sql");
+/// The placeholder the files use for the database name.
 pub const DATABASE_PLACEHOLDER: &str = "${CLICKHOUSE_DATABASE}";
 /// First major version given the modern statements: TTL arrived in 19.6, but `ADD INDEX IF NOT
 /// EXISTS`, non-experimental skip indexes and `materialize_ttl_after_modify` only in 20.x/21.x.
@@ -178,5 +181,45 @@ mod tests {
             INIT_DB_SQL.contains(&expected),
             "init-db.sql must contain {expected}"
         );
+    }
+
+    /// `init-db-replicated.sql` is `init-db.sql` but for `ON CLUSTER` and the replicated engines
+    /// (whose ZooKeeper path names the table), so the two never drift apart.
+    #[test]
+    fn the_replicated_schema_is_the_base_schema_replicated() {
+        let replicated = statements(INIT_DB_REPLICATED_SQL, "nova");
+        let base = statements(INIT_DB_SQL, "nova");
+        assert_eq!(replicated.len(), base.len());
+        for (r, b) in replicated.iter().zip(&base) {
+            let mut normalized = r.replace(" ON CLUSTER ${CLICKHOUSE_CLUSTER}", "");
+            if let Some(start) = normalized.find("ENGINE = Replicated") {
+                let end = normalized[start..]
+                    .find(')')
+                    .map_or(normalized.len(), |i| start + i + 1);
+                let engine = &normalized[start..end];
+                let name = engine
+                    .trim_start_matches("ENGINE = Replicated")
+                    .split('(')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let table = b
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("nova."))
+                    .unwrap_or_default();
+                assert!(
+                    engine.contains(&format!("/clickhouse/tables/{{shard}}/nova/{table}'")),
+                    "{engine}"
+                );
+                assert!(engine.ends_with("'{replica}')"), "{engine}");
+                normalized.replace_range(start..end, &format!("ENGINE = {name}()"));
+            } else {
+                assert!(!normalized.contains("ENGINE ="), "{r}");
+            }
+            assert_eq!(&normalized, b);
+            if b.starts_with("CREATE") {
+                assert!(r.contains(" ON CLUSTER ${CLICKHOUSE_CLUSTER}"), "{r}");
+            }
+        }
     }
 }

@@ -25,7 +25,7 @@ impl ClickHouseEventSink {
 #[async_trait]
 impl EventSink for ClickHouseEventSink {
     async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError> {
-        let inserted = self.store.insert_events(events).await?;
+        let inserted = self.store.insert_batch(events).await?;
         Ok(PublishOutcome {
             accepted: inserted,
             duplicates: events.len() - inserted,
@@ -37,5 +37,9 @@ impl EventSink for ClickHouseEventSink {
 impl EngagementEventStore for ClickHouseSignalStore {
     async fn insert_events(&self, events: &[EngagementEvent]) -> Result<StoredEvents, PortError> {
         self.store_events(events).await
+    }
+
+    async fn fence(&self) -> Result<(), PortError> {
+        ClickHouseSignalStore::fence(self).await
     }
 }

@@ -29,7 +29,7 @@ struct Inner {
     /// Serializes the check-then-insert of `store_events`, so two batches carrying the same event
     /// cannot both find it new; holds the token of the last insert whose outcome is unknown.
     /// Across processes, the consumer's partition assignment keeps one writer per event.
-    insert_lock: tokio::sync::Mutex<Option<String>>,
+    insert_lock: tokio::sync::Mutex<InsertState>,
     /// Longest wait for earlier inserts to finish before a lookup.
     settle_timeout: std::time::Duration,
 }
@@ -53,6 +53,36 @@ struct EventRow {
     watch_ms: Option<u64>,
     completion: Option<f64>,
     occurred_at: klickhouse::DateTime,
+    ingested_at: klickhouse::DateTime,
+}
+
+/// What the insert path remembers between calls.
+#[derive(Default)]
+struct InsertState {
+    /// The last insert, if its outcome is unknown.
+    pending: Option<PendingInsert>,
+    /// When the server last had no other insert running for half a second or more.
+    settled_at: Option<std::time::Instant>,
+}
+
+/// How long a "no earlier insert is running" answer is reused. An insert that matters to this
+/// store's next batch belongs to a writer that lost the batch's partition at least a consumer-group
+/// session timeout (6 s at the least) before this store received it; if that insert still runs
+/// now, it ran, and was older than half a second, at a check made within the last second too.
+const SETTLED_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An insert whose outcome the store never learnt.
+struct PendingInsert {
+    /// The token in its query text, to find it in `system.processes`.
+    token: String,
+    /// Its `ingested_at`, reused by the retry: identical rows make an identical block, which a
+    /// replicated table deduplicates should the first one have committed after all.
+    ingested_at: klickhouse::DateTime,
+}
+
+#[derive(Row)]
+struct QueryIdRow {
+    query_id: String,
 }
 
 #[derive(Row)]
@@ -111,7 +141,7 @@ impl ClickHouseSignalStore {
             inner: Arc::new(Inner {
                 pool: Pool::new(config)?,
                 database: config.database.clone(),
-                insert_lock: tokio::sync::Mutex::new(None),
+                insert_lock: tokio::sync::Mutex::new(InsertState::default()),
                 settle_timeout: config.query_timeout,
             }),
         })
@@ -132,11 +162,12 @@ impl ClickHouseSignalStore {
     /// count once) and returns how many were inserted. Replaying a batch therefore never counts
     /// twice in the aggregates. An event outside ClickHouse's `DateTime` range (1970..2106) is
     /// rejected with the whole batch, before anything is written.
-    pub async fn insert_events(&self, events: &[EngagementEvent]) -> Result<usize, PortError> {
-        if let Some((e, reason)) = events
-            .iter()
-            .find_map(|e| event_row(e).err().map(|reason| (e, reason)))
-        {
+    pub async fn insert_batch(&self, events: &[EngagementEvent]) -> Result<usize, PortError> {
+        if let Some((e, reason)) = events.iter().find_map(|e| {
+            event_row(e, klickhouse::DateTime::default())
+                .err()
+                .map(|reason| (e, reason))
+        }) {
             return Err(PortError::Rejected(format!(
                 "event {}: {reason}",
                 e.event_id
@@ -156,13 +187,19 @@ impl ClickHouseSignalStore {
         &self,
         events: &[EngagementEvent],
     ) -> Result<StoredEvents, PortError> {
-        let mut pending = self.inner.insert_lock.lock().await;
+        let mut state = self.inner.insert_lock.lock().await;
+        let ingested_at = match state.pending.as_ref() {
+            Some(p) => p.ingested_at,
+            None => klickhouse::DateTime::try_from(Utc::now()).map_err(|_| {
+                PortError::InvalidData("the clock is outside ClickHouse's DateTime range".into())
+            })?,
+        };
         let mut seen = HashSet::with_capacity(events.len());
         let mut rejected = Vec::new();
         let mut rows = Vec::with_capacity(events.len());
         let mut candidates = Vec::with_capacity(events.len());
         for e in events.iter().filter(|e| seen.insert(e.event_id)) {
-            match event_row(e) {
+            match event_row(e, ingested_at) {
                 Ok(row) => {
                     candidates.push(e.event_id);
                     rows.push(row);
@@ -179,8 +216,14 @@ impl ClickHouseSignalStore {
                 rejected,
             });
         }
-        self.settle_running_inserts(pending.as_deref()).await?;
-        *pending = None;
+        let recently_settled = state
+            .settled_at
+            .is_some_and(|at| at.elapsed() < SETTLED_REUSE);
+        if state.pending.is_some() || !recently_settled {
+            let token = state.pending.as_ref().map(|p| p.token.as_str());
+            self.settle_running_inserts(token).await?;
+            state.settled_at = Some(std::time::Instant::now());
+        }
         let known = self.known_event_ids(&candidates).await?;
         let (new, rows): (Vec<Uuid>, Vec<EventRow>) = candidates
             .into_iter()
@@ -188,6 +231,7 @@ impl ClickHouseSignalStore {
             .filter(|(id, _)| !known.contains(id))
             .unzip();
         if rows.is_empty() {
+            state.pending = None;
             return Ok(StoredEvents {
                 new: Vec::new(),
                 rejected,
@@ -195,22 +239,22 @@ impl ClickHouseSignalStore {
         }
         let token = Uuid::new_v4().to_string();
         let sql = self.sql(queries::INSERT_EVENTS, &[("token", token.clone())]);
-        let result = self
-            .inner
+        // Remembered before the insert starts: should this call be dropped midway (its caller
+        // cancelled), the next one still waits for this insert.
+        state.pending = Some(PendingInsert {
+            token: token.clone(),
+            ingested_at,
+        });
+        // On failure the server may still commit it (a timeout, a lost connection): `pending`
+        // stays, so the next attempt waits for this insert to finish before it looks anything up.
+        self.inner
             .pool
             .run("insert_events", |client| async move {
                 client.insert_native_block(sql, rows).await
             })
-            .await;
-        match result {
-            Ok(()) => Ok(StoredEvents { new, rejected }),
-            Err(e) => {
-                // The server may still commit it (a timeout, a lost connection): the next attempt
-                // waits for this insert to finish before it looks anything up.
-                *pending = Some(token);
-                Err(e)
-            }
-        }
+            .await?;
+        state.pending = None;
+        Ok(StoredEvents { new, rejected })
     }
 
     /// Waits until no raw-event insert that could overlap the next one runs on the server: the one
@@ -220,7 +264,10 @@ impl ClickHouseSignalStore {
         let token = token.map_or_else(|| Uuid::nil().to_string(), str::to_owned);
         let deadline = std::time::Instant::now() + self.inner.settle_timeout;
         loop {
-            let sql = self.sql(queries::RUNNING_INSERTS, &[("token", token.clone())]);
+            let sql = self.sql(
+                queries::RUNNING_INSERTS,
+                &[("token", token.clone()), ("min_elapsed", "0.5".to_owned())],
+            );
             let rows: Vec<CountRow> = self.collect("running_inserts", sql).await?;
             if rows.first().is_none_or(|r| r.n == 0) {
                 return Ok(());
@@ -232,6 +279,41 @@ impl ClickHouseSignalStore {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until every raw-event insert running now has finished, whoever sent it: after the
+    /// caller took over partitions, their previous owner's last insert may still be running.
+    pub async fn fence(&self) -> Result<(), PortError> {
+        let mut state = self.inner.insert_lock.lock().await;
+        let running: Vec<QueryIdRow> = self
+            .collect("running_insert_ids", queries::RUNNING_INSERT_IDS.to_owned())
+            .await?;
+        if !running.is_empty() {
+            let ids = running
+                .iter()
+                .map(|r| format!("'{}'", r.query_id.replace(['\\', '\''], "")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let deadline = std::time::Instant::now() + self.inner.settle_timeout;
+            loop {
+                let sql = self.sql(
+                    queries::QUERIES_STILL_RUNNING,
+                    &[("query_ids", ids.clone())],
+                );
+                let rows: Vec<CountRow> = self.collect("queries_still_running", sql).await?;
+                if rows.first().is_none_or(|r| r.n == 0) {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(PortError::Timeout(
+                        "ClickHouse: a previous owner's insert is still running".into(),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        state.settled_at = Some(std::time::Instant::now());
+        Ok(())
     }
 
     async fn known_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, PortError> {
@@ -265,7 +347,7 @@ impl ClickHouseSignalStore {
     }
 }
 
-fn event_row(e: &EngagementEvent) -> Result<EventRow, String> {
+fn event_row(e: &EngagementEvent, ingested_at: klickhouse::DateTime) -> Result<EventRow, String> {
     let occurred_at = klickhouse::DateTime::try_from(e.occurred_at).map_err(|_| {
         format!(
             "occurred_at {} is outside ClickHouse's DateTime range",
@@ -281,6 +363,7 @@ fn event_row(e: &EngagementEvent) -> Result<EventRow, String> {
         watch_ms: e.watch_ms,
         completion: e.completion,
         occurred_at,
+        ingested_at,
     })
 }
 

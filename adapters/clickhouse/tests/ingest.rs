@@ -79,7 +79,7 @@ async fn init_schema_twice_changes_nothing() {
         CreatorId(Uuid::new_v4()),
     );
     let events = vec![event(u, v, c, EventType::View, recent())];
-    assert_eq!(db.store.insert_events(&events).await.expect("insert"), 1);
+    assert_eq!(db.store.insert_batch(&events).await.expect("insert"), 1);
     let tables = "SELECT count() AS n FROM system.tables WHERE database = '{db}'";
     let before = count(&db, tables).await;
     let again = init_schema(&db.url, &db.name).await.expect("second init");
@@ -113,7 +113,7 @@ async fn replaying_a_batch_leaves_the_aggregates_unchanged() {
     let mut with_repeat = batch.clone();
     with_repeat.push(batch[0].clone());
     assert_eq!(
-        db.store.insert_events(&with_repeat).await.expect("insert"),
+        db.store.insert_batch(&with_repeat).await.expect("insert"),
         3
     );
     let stats = stats_of(&db.store, v).await;
@@ -128,10 +128,10 @@ async fn replaying_a_batch_leaves_the_aggregates_unchanged() {
         .await
         .expect("active");
 
-    assert_eq!(db.store.insert_events(&batch).await.expect("replay"), 0);
+    assert_eq!(db.store.insert_batch(&batch).await.expect("replay"), 0);
     let fresh = event(u, v, c, EventType::View, recent());
     let mixed = [batch[1].clone(), fresh];
-    assert_eq!(db.store.insert_events(&mixed).await.expect("mixed"), 1);
+    assert_eq!(db.store.insert_batch(&mixed).await.expect("mixed"), 1);
 
     assert_eq!(
         stats_of(&db.store, v).await,
@@ -191,7 +191,7 @@ async fn aggregates_are_right_across_insert_blocks_before_any_merge() {
         vec![event(u, v, c, EventType::Skip, at)],
     ];
     for block in &blocks {
-        db.store.insert_events(block).await.expect("insert");
+        db.store.insert_batch(block).await.expect("insert");
     }
     let parts = count(
         &db,
@@ -302,7 +302,7 @@ async fn trending_and_affinity_follow_the_domain_formulas() {
             events.extend((0..*n).map(|_| event(u, *video, c, *t, recent())));
         }
     }
-    db.store.insert_events(&events).await.expect("insert");
+    db.store.insert_batch(&events).await.expect("insert");
 
     let stats = db.store.video_stats(window()).await.expect("stats");
     let mut expected: Vec<(f64, VideoId)> = stats
@@ -339,7 +339,7 @@ async fn trending_and_affinity_follow_the_domain_formulas() {
         EventType::Share,
         window() - Duration::hours(2),
     );
-    db.store.insert_events(&[old]).await.expect("insert");
+    db.store.insert_batch(&[old]).await.expect("insert");
     assert_eq!(
         db.store
             .creator_affinity(u, window())
@@ -365,7 +365,7 @@ async fn out_of_range_times_are_rejected_before_anything_is_written() {
         event(u, v, c, EventType::View, recent()),
         event(u, v, c, EventType::View, ancient),
     ];
-    let result = db.store.insert_events(&batch).await;
+    let result = db.store.insert_batch(&batch).await;
     assert!(matches!(result, Err(PortError::Rejected(_))), "{result:?}");
     assert_eq!(
         count(&db, "SELECT count() AS n FROM {db}.engagement_events").await,

@@ -133,9 +133,12 @@ impl CdcConsumer {
         let batching = Batching {
             max_size: self.config.batch_max_size,
             max_wait: self.config.batch_max_wait,
+            retry_backoff: self.config.retry_backoff,
+            retry_backoff_max: self.config.retry_backoff_max,
         };
         let dead_letters = DeadLetterQueue::start(
             self.dlq.clone(),
+            crate::dead_letter::producer_config(&self.config.brokers),
             self.config.dlq_topic.clone(),
             self.config.group_id.clone(),
             (self.config.retry_backoff, self.config.retry_backoff_max),

@@ -139,9 +139,12 @@ impl EngagementConsumer {
         let batching = Batching {
             max_size: self.config.batch_max_size,
             max_wait: self.config.batch_max_wait,
+            retry_backoff: self.config.retry_backoff,
+            retry_backoff_max: self.config.retry_backoff_max,
         };
         let dead_letters = DeadLetterQueue::start(
             self.dlq.clone(),
+            crate::dead_letter::producer_config(&self.config.brokers),
             self.config.dlq_topic.clone(),
             self.config.group_id.clone(),
             (self.config.retry_backoff, self.config.retry_backoff_max),
@@ -248,6 +251,11 @@ impl ProcessBatch for EngagementConsumer {
             record_lag(batch, &events);
         }
         Outcome::Done(dead)
+    }
+
+    /// Waits for the store to settle the writes of the partitions' previous owner.
+    async fn fence(&self) -> Result<(), vrs_application::ports::PortError> {
+        self.store.fence().await
     }
 }
 

@@ -10,9 +10,10 @@
 //! gauged (`kafka_consumer_dead_letters_pending`).
 
 use crate::group::{Backoff, count_error};
+use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -31,6 +32,18 @@ pub const DLQ_PARTITION_HEADER: &str = "dlq.partition";
 pub const DLQ_OFFSET_HEADER: &str = "dlq.offset";
 /// Gauge: dead letters handed over but not yet acknowledged by the dead-letter topic, by `group`.
 pub const DEAD_LETTERS_PENDING_METRIC: &str = "kafka_consumer_dead_letters_pending";
+
+/// The dead-letter producer's configuration: idempotent, every attempt bounded (librdkafka's
+/// default is 5 min), so an unreachable dead-letter topic is retried with backoff.
+pub(crate) fn producer_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "10000");
+    config
+}
 
 /// A message to move to the dead-letter topic, with why.
 #[derive(Clone, Debug)]
@@ -74,6 +87,7 @@ impl DeadLetterQueue {
     /// holds then is redelivered to the group, since its offsets were never committed).
     pub(crate) fn start(
         producer: FutureProducer,
+        config: ClientConfig,
         topic: String,
         group: String,
         backoff: (Duration, Duration),
@@ -83,6 +97,7 @@ impl DeadLetterQueue {
         metrics::gauge!(DEAD_LETTERS_PENDING_METRIC, "group" => group.clone()).set(0.0);
         tokio::spawn(produce_loop(
             producer,
+            config,
             topic,
             group.clone(),
             backoff,
@@ -147,7 +162,8 @@ fn count(pending: &Pending) -> usize {
 
 /// Produces what arrives, retrying the failures with backoff, until the queue is dropped.
 async fn produce_loop(
-    producer: FutureProducer,
+    mut producer: FutureProducer,
+    config: ClientConfig,
     topic: String,
     group: String,
     (first, max): (Duration, Duration),
@@ -192,6 +208,15 @@ async fn produce_loop(
         if waiting.is_empty() {
             backoff = Backoff::new(first, max);
             continue;
+        }
+        // After a fatal error (an idempotent producer that lost its sequence, an authorization
+        // failure) every later send fails: start over with a fresh producer.
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            tracing::error!(?code, %reason, "fatal dead-letter producer error; building a new one");
+            match config.create::<FutureProducer>() {
+                Ok(fresh) => producer = fresh,
+                Err(e) => tracing::error!(error = %e, "could not build a new dead-letter producer"),
+            }
         }
         // Wait before the next attempt; stop if the queue is dropped meanwhile.
         let pause = backoff.next_pause();

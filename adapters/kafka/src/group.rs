@@ -69,6 +69,14 @@ pub(crate) enum Outcome {
     Abandoned,
 }
 
+/// What became of a batch in the consume loop.
+enum Handled {
+    Outcome(Outcome),
+    /// A rebalance took (some of) its partitions while it was retried: it was given up,
+    /// uncommitted, so only their new owner writes it.
+    Revoked,
+}
+
 /// What a consumer does with one batch.
 pub(crate) trait ProcessBatch: Sync {
     /// Stores what can be stored, retrying transient failures, and returns the rest as dead
@@ -78,6 +86,12 @@ pub(crate) trait ProcessBatch: Sync {
         batch: &[OwnedMessage],
         shutdown: &mut Shutdown<F>,
     ) -> impl Future<Output = Outcome> + Send;
+
+    /// Called after this member received partitions, before it processes their messages: waits
+    /// until no write a previous owner may have started is still running in the store.
+    fn fence(&self) -> impl Future<Output = Result<(), vrs_application::ports::PortError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// The shutdown signal, remembered once it fired.
@@ -112,6 +126,44 @@ pub(crate) type GroupConsumer = StreamConsumer<GroupContext>;
 /// log line and the counter explain the repeat.
 pub(crate) struct GroupContext {
     group: String,
+    /// The partitions this member owns now, kept by the rebalance callbacks.
+    owned: std::sync::Mutex<HashSet<(String, i32)>>,
+    /// Counts the assignments this member received, so the loop knows when to fence.
+    assignments: std::sync::atomic::AtomicU64,
+    /// Counts the revocations, so the loop knows when a batch in hand lost its partitions.
+    revocations: std::sync::atomic::AtomicU64,
+    /// Offsets commits must not pass, per partition: a message that could not be sought back
+    /// after it was read during a pause. Cleared when the partition is revoked (its next owner
+    /// reads from the committed offset, so the message is read again).
+    holds: std::sync::Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl GroupContext {
+    fn new(group: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            owned: std::sync::Mutex::default(),
+            assignments: std::sync::atomic::AtomicU64::new(0),
+            revocations: std::sync::atomic::AtomicU64::new(0),
+            holds: std::sync::Mutex::default(),
+        }
+    }
+
+    fn hold(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.holds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(topic.to_owned(), partition))
+            .copied()
+    }
+
+    fn assignments(&self) -> u64 {
+        self.assignments.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn revocations(&self) -> u64 {
+        self.revocations.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl ClientContext for GroupContext {}
@@ -131,6 +183,49 @@ impl ConsumerContext for GroupContext {
         }
         metrics::counter!(REBALANCES_METRIC, "group" => self.group.clone(), "event" => event)
             .increment(1);
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut owned = self
+            .owned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match rebalance {
+            Rebalance::Assign(list) => {
+                // A partition paused while an earlier batch was retried must not stay paused
+                // when it comes back.
+                if let Err(e) = consumer.resume(list) {
+                    tracing::warn!(group = %self.group, error = %e, "could not resume assigned partitions");
+                }
+                owned.extend(
+                    list.elements()
+                        .iter()
+                        .map(|e| (e.topic().to_owned(), e.partition())),
+                );
+                self.assignments
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Rebalance::Revoke(list) => {
+                let mut holds = self
+                    .holds
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for e in list.elements() {
+                    owned.remove(&(e.topic().to_owned(), e.partition()));
+                    holds.remove(&(e.topic().to_owned(), e.partition()));
+                }
+                self.revocations
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Rebalance::Error(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            count_error("commit");
+            tracing::warn!(group = %self.group, error = %e, "offset commit failed; messages may be redelivered");
+        }
     }
 }
 
@@ -174,22 +269,13 @@ pub(crate) fn clients(
                 .as_millis()
                 .to_string(),
         )
-        .create_with_context(GroupContext {
-            group: member.group_id.to_owned(),
-        })?;
+        .create_with_context(GroupContext::new(member.group_id))?;
     for event in ["assign", "revoke", "error"] {
         metrics::counter!(REBALANCES_METRIC, "group" => member.group_id.to_owned(), "event" => event)
             .increment(0);
     }
     consumer.subscribe(&[member.topic])?;
-    let dlq: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", member.brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        // Bounds each dead-letter attempt (librdkafka's default is 5 min), so an unreachable
-        // dead-letter topic is retried with backoff.
-        .set("message.timeout.ms", "10000")
-        .create()?;
+    let dlq: FutureProducer = crate::dead_letter::producer_config(member.brokers).create()?;
     Ok((Arc::new(consumer), dlq))
 }
 
@@ -208,6 +294,9 @@ fn group_instance_id(group_id: &str) -> Option<String> {
 pub(crate) struct Batching {
     pub(crate) max_size: usize,
     pub(crate) max_wait: Duration,
+    /// First pause before retrying the store's fence; doubles up to `retry_backoff_max`.
+    pub(crate) retry_backoff: Duration,
+    pub(crate) retry_backoff_max: Duration,
 }
 
 /// Offsets processed and committed, per `(topic, partition)`.
@@ -253,7 +342,13 @@ impl Progress {
         self.processed
             .iter()
             .map(|((topic, partition), next)| {
-                let floor = dead_letters.floor(topic, *partition);
+                let floor = [
+                    dead_letters.floor(topic, *partition),
+                    consumer.context().hold(topic, *partition),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
                 let allowed = floor.map_or(*next, |f| f.min(*next));
                 ((topic.clone(), *partition), allowed)
             })
@@ -283,6 +378,7 @@ pub(crate) async fn consume<F: Future<Output = ()> + Send, P: ProcessBatch>(
     let mut shutdown = Shutdown::new(shutdown);
     let group = consumer.context().group.clone();
     let mut progress = Progress::default();
+    let mut fenced_for = 0;
     metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(0.0);
     metrics::gauge!(LAST_BATCH_STORED_METRIC, "group" => group.clone()).set(unix_now());
     while !shutdown.fired {
@@ -296,26 +392,125 @@ pub(crate) async fn consume<F: Future<Output = ()> + Send, P: ProcessBatch>(
             .await;
         }
         let tick = progress.behind().then_some(COMMIT_TICK);
+        // A revocation from here on means the batch may belong to another member by now.
+        let revocations_before = consumer.context().revocations();
         let batch = collect(consumer, batching, tick, &mut shutdown).await;
         if !batch.is_empty() {
             metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(unix_now());
-            let outcome =
-                keeping_membership(consumer, processor.process(&batch, &mut shutdown)).await;
-            match outcome {
-                Outcome::Done(dead) => {
+            let assignments = consumer.context().assignments();
+            if assignments != fenced_for {
+                if !keeping_membership(consumer, fence(processor, &batching, &mut shutdown)).await {
+                    break;
+                }
+                fenced_for = assignments;
+            }
+            let handled = handle(
+                consumer,
+                revocations_before,
+                processor.process(&batch, &mut shutdown),
+            )
+            .await;
+            match handled {
+                Handled::Revoked => {
+                    tracing::info!(
+                        group = %group,
+                        "a rebalance took partitions of the batch in hand; their new owner stores it"
+                    );
+                    rewind_owned(consumer, &batch);
+                    metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(0.0);
+                }
+                Handled::Outcome(Outcome::Done(dead)) => {
                     dead_letters.push(dead);
                     progress.record(&batch);
                     metrics::gauge!(LAST_BATCH_STORED_METRIC, "group" => group.clone())
                         .set(unix_now());
                     metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(0.0);
                 }
-                Outcome::Abandoned => break,
+                Handled::Outcome(Outcome::Abandoned) => break,
             }
         }
-        commit(consumer, &mut progress, dead_letters).await;
+        commit(consumer, &mut progress, dead_letters, CommitMode::Async).await;
     }
-    commit(consumer, &mut progress, dead_letters).await;
+    commit(consumer, &mut progress, dead_letters, CommitMode::Sync).await;
     metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group).set(0.0);
+}
+
+/// Fences the store for newly assigned partitions, retrying with backoff; `false` when shutdown
+/// came first.
+async fn fence<P: ProcessBatch, F: Future<Output = ()>>(
+    processor: &P,
+    batching: &Batching,
+    shutdown: &mut Shutdown<F>,
+) -> bool {
+    let mut backoff = Backoff::new(batching.retry_backoff, batching.retry_backoff_max);
+    loop {
+        match processor.fence().await {
+            Ok(()) => return true,
+            Err(e) => {
+                count_error("store");
+                tracing::warn!(error = %e, "waiting for a previous owner's writes failed; retrying");
+                if !backoff.wait(shutdown).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Processes a batch while keeping the membership (see [`keeping_membership`]); gives the batch
+/// up as soon as a rebalance revokes partitions (an eager rebalance revokes them all), so two
+/// members never write it at once.
+async fn handle(
+    consumer: &GroupConsumer,
+    revocations_before: u64,
+    work: impl Future<Output = Outcome>,
+) -> Handled {
+    let context = consumer.context();
+    let revoked = async {
+        loop {
+            if context.revocations() != revocations_before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let work = async {
+        tokio::select! {
+            outcome = work => Handled::Outcome(outcome),
+            () = revoked => Handled::Revoked,
+        }
+    };
+    keeping_membership(consumer, work).await
+}
+
+/// Rewinds the partitions of a given-up batch that this member still owns to the batch's first
+/// message of each, so nothing of it is skipped.
+fn rewind_owned(consumer: &GroupConsumer, batch: &[OwnedMessage]) {
+    let mut first: HashMap<(String, i32), i64> = HashMap::new();
+    for m in batch {
+        let at = first
+            .entry((m.topic().to_owned(), m.partition()))
+            .or_insert(m.offset());
+        *at = (*at).min(m.offset());
+    }
+    let context = consumer.context();
+    for ((topic, partition), offset) in first {
+        let owned = context
+            .owned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&(topic.clone(), partition));
+        if owned
+            && let Err(e) = consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(1),
+            )
+        {
+            tracing::warn!(error = %e, topic, partition, offset, "could not rewind a partition");
+        }
+    }
 }
 
 /// Runs `work` (one batch's processing) while keeping the consumer in its group. Once the work
@@ -380,8 +575,15 @@ fn seek_back(consumer: &GroupConsumer, topic: &str, partition: i32, offset: i64)
         count_error("receive");
         tracing::warn!(
             error = %e, topic, partition, offset,
-            "could not seek back a message read while paused; it is redelivered after a restart"
+            "could not seek back a message read while paused; commits stay below it until it is read again"
         );
+        let mut holds = consumer
+            .context()
+            .holds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = holds.entry((topic.to_owned(), partition)).or_insert(offset);
+        *at = (*at).min(offset);
     }
 }
 
@@ -430,7 +632,8 @@ async fn collect<F: Future<Output = ()>>(
     batch
 }
 
-/// Commits, synchronously, what [`Progress::committable`] allows.
+/// Commits what [`Progress::committable`] allows: asynchronously while consuming, synchronously
+/// on the way out.
 ///
 /// A failed commit is not retried: the next commit covers it, and otherwise the messages are
 /// redelivered, which the idempotent stores absorb.
@@ -438,6 +641,7 @@ async fn commit(
     consumer: &Arc<GroupConsumer>,
     progress: &mut Progress,
     dead_letters: &DeadLetterQueue,
+    mode: CommitMode,
 ) {
     let offsets = progress.committable(consumer, dead_letters);
     if offsets.is_empty() {
@@ -450,6 +654,18 @@ async fn commit(
             tracing::warn!(error = %e, "invalid offset to commit");
             return;
         }
+    }
+    if let CommitMode::Async = mode {
+        // The broker's verdict comes to GroupContext::commit_callback; a failed commit is covered
+        // by the next one or, at worst, replays (the stores are idempotent).
+        match consumer.commit(&list, CommitMode::Async) {
+            Ok(()) => progress.committed.extend(offsets),
+            Err(e) => {
+                count_error("commit");
+                tracing::warn!(error = %e, "offset commit failed; messages may be redelivered");
+            }
+        }
+        return;
     }
     let client = consumer.clone();
     let committed =

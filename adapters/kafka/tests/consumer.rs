@@ -454,8 +454,21 @@ async fn shutdown_finishes_the_batch_in_hand_or_leaves_it_uncommitted_if_the_sto
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_but_not_its_good_events() {
+    use rdkafka::mocking::MockCoordinator;
     metrics();
-    let cluster = cluster();
+    // Two brokers: the dead-letter topic alone on the second, so it can fail by itself.
+    let cluster = MockCluster::new(2).expect("mock cluster");
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    cluster.create_topic(DLQ, 1, 1).expect("dlq topic");
+    for p in 0..PARTITIONS {
+        cluster.partition_leader(TOPIC, p, Some(1)).expect("leader");
+    }
+    cluster
+        .partition_leader(DLQ, 0, Some(2))
+        .expect("dlq leader");
+    cluster
+        .coordinator(MockCoordinator::Group("dlq-down".into()), 1)
+        .expect("coordinator");
     let brokers = cluster.bootstrap_servers();
     let alice = user();
     let raw = producer(&brokers);
@@ -470,11 +483,10 @@ async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_but_not_its_goo
     values.extend(good.iter().map(EngagementMessage::encode));
     produce(&raw, &alice.to_string(), &values).await;
 
-    // The dead-letter topic has no leader, as a topic that was never created: every dead-letter
-    // produce fails (after the producer's 10 s message timeout).
-    cluster
-        .partition_leader(DLQ, 0, None)
-        .expect("leaderless dlq");
+    // The dead-letter topic's broker is down: every dead-letter produce fails (after the
+    // producer's 10 s message timeout). (A leaderless partition would model a missing topic more
+    // closely, but librdkafka's mock broker crashes answering produce requests for one.)
+    cluster.broker_down(2).expect("dlq broker down");
     let series = r#"kafka_consumer_errors_total{error_type="dlq_produce"}"#;
     let before = metric(series).unwrap_or(0.0);
     let memory = MemoryAdapters::default();
@@ -522,9 +534,7 @@ async fn a_failing_dead_letter_topic_holds_the_batch_uncommitted_but_not_its_goo
     values.extend(encoded);
 
     // Once the topic is back, the dead letter lands and everything is committed.
-    cluster
-        .partition_leader(DLQ, 0, Some(1))
-        .expect("dlq leader");
+    cluster.broker_up(2).expect("dlq broker up");
     wait_committed(&brokers, "dlq-down", values.len() as i64).await;
     let (b, n) = (brokers.clone(), 1);
     let dead = tokio::task::spawn_blocking(move || read_dlq(&b, n))

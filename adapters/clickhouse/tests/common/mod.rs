@@ -72,7 +72,7 @@ impl TestDb {
         raw_client(&self.url).await
     }
 
-    /// The adapter as a signal pipeline: the sink inserts through [`ClickHouseSignalStore::insert_events`].
+    /// The adapter as a signal pipeline: the sink inserts through [`ClickHouseSignalStore::insert_batch`].
     pub fn pipeline(&self) -> SignalPipeline {
         SignalPipeline {
             sink: Arc::new(ClickHouseEventSink::new(Arc::new(self.store.clone()))),

@@ -1,0 +1,152 @@
+-- The engagement analytics schema for a ClickHouse cluster: the tables of init-db.sql as
+-- Replicated*MergeTree, created on every node of `${CLICKHOUSE_CLUSTER}` (a cluster of
+-- `remote_servers` with ZooKeeper or ClickHouse Keeper, and the `{shard}` and `{replica}` macros set
+-- on each server). Runs on ClickHouse 18.16 and newer; a unit test keeps it in step with
+-- init-db.sql (the same statements but for ON CLUSTER and the engines). By hand:
+--   CLICKHOUSE_DATABASE=nova CLICKHOUSE_CLUSTER=nova \
+--     envsubst '$CLICKHOUSE_DATABASE $CLICKHOUSE_CLUSTER' < init-db-replicated.sql | clickhouse-client --multiquery
+--
+-- Why replicated engines matter for exactly once: a replicated table deduplicates an insert block
+-- identical to one of its last `replicated_deduplication_window` (100) blocks, and skips the
+-- materialized views of a deduplicated block, so a batch resent with the same rows (a client that
+-- timed out while the server committed) is stored and counted once, on any replica (the adapter
+-- sends `ingested_at` itself and reuses it when it retries an insert whose outcome it never learnt,
+-- so the retried block is identical). The service's
+-- own guard (a lookup of the ids before each insert, after waiting for the inserts still running)
+-- stays in place; this is the second line. The reads of the adapter go to these tables directly,
+-- which holds for one shard with any number of replicas; several shards need Distributed tables in
+-- front, under the names the adapter reads.
+--
+-- Reading rules as in init-db.sql: aggregate tables are always aggregated again on read.
+
+CREATE DATABASE IF NOT EXISTS ${CLICKHOUSE_DATABASE} ON CLUSTER ${CLICKHOUSE_CLUSTER};
+
+-- Every accepted event, once: the adapter skips event ids that are already here, so a replayed
+-- batch never reaches the materialized views twice. Ordered by event_id because that check runs on
+-- every insert and is then a primary-key lookup (one granule per id and monthly partition); the
+-- ranking reads go to the aggregates below, never here.
+CREATE TABLE IF NOT EXISTS ${CLICKHOUSE_DATABASE}.engagement_events ON CLUSTER ${CLICKHOUSE_CLUSTER}
+(
+    event_id UUID,
+    user_id UUID,
+    video_id UUID,
+    creator_id UUID,
+    -- String rather than Enum8: a new event type then needs no ALTER of the raw table.
+    event_type String,
+    watch_ms Nullable(UInt64),
+    completion Nullable(Float64),
+    occurred_at DateTime('UTC'),
+    ingested_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${CLICKHOUSE_DATABASE}/engagement_events', '{replica}')
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (event_id);
+
+-- Per video and hour: the counters of vrs_domain::VideoStats.
+CREATE TABLE IF NOT EXISTS ${CLICKHOUSE_DATABASE}.video_ranking_signals_1h ON CLUSTER ${CLICKHOUSE_CLUSTER}
+(
+    hour DateTime('UTC'),
+    video_id UUID,
+    impressions UInt64,
+    views UInt64,
+    watches UInt64,
+    completion_sum Float64,
+    likes UInt64,
+    unlikes UInt64,
+    shares UInt64,
+    comments UInt64,
+    skips UInt64
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${CLICKHOUSE_DATABASE}/video_ranking_signals_1h', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, video_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${CLICKHOUSE_DATABASE}.video_ranking_signals_1h_mv ON CLUSTER ${CLICKHOUSE_CLUSTER}
+TO ${CLICKHOUSE_DATABASE}.video_ranking_signals_1h
+AS SELECT
+    toStartOfHour(occurred_at) AS hour,
+    video_id,
+    countIf(event_type = 'impression') AS impressions,
+    countIf(event_type = 'view') AS views,
+    countIf(event_type IN ('watch', 'complete')) AS watches,
+    -- A complete event without a completion counts as 1.0, a watch event without one as 0.
+    sum(multiIf(event_type = 'complete', ifNull(completion, 1.), event_type = 'watch', ifNull(completion, 0.), 0.)) AS completion_sum,
+    countIf(event_type = 'like') AS likes,
+    countIf(event_type = 'unlike') AS unlikes,
+    countIf(event_type = 'share') AS shares,
+    countIf(event_type = 'comment') AS comments,
+    countIf(event_type = 'skip') AS skips
+FROM ${CLICKHOUSE_DATABASE}.engagement_events
+GROUP BY hour, video_id;
+
+-- Per user and video: when it was last watched and the best completion reached. -State/-Merge
+-- (not ReplacingMergeTree) because "best completion" and "last watched" may come from different
+-- events in different insert blocks.
+CREATE TABLE IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_watch_history_realtime ON CLUSTER ${CLICKHOUSE_CLUSTER}
+(
+    user_id UUID,
+    video_id UUID,
+    last_watched_at AggregateFunction(max, DateTime('UTC')),
+    best_completion AggregateFunction(max, Float64),
+    watches AggregateFunction(count)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/${CLICKHOUSE_DATABASE}/user_watch_history_realtime', '{replica}')
+ORDER BY (user_id, video_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_watch_history_realtime_mv ON CLUSTER ${CLICKHOUSE_CLUSTER}
+TO ${CLICKHOUSE_DATABASE}.user_watch_history_realtime
+AS SELECT
+    user_id,
+    video_id,
+    maxState(occurred_at) AS last_watched_at,
+    maxState(ifNull(completion, if(event_type = 'complete', 1., 0.))) AS best_completion,
+    countState() AS watches
+FROM ${CLICKHOUSE_DATABASE}.engagement_events
+WHERE event_type IN ('watch', 'complete')
+GROUP BY user_id, video_id;
+
+-- Per user, creator and hour: the sum of vrs_domain::EventType::affinity_weight. The 90-day window
+-- and the floor at zero belong to the query (the floor applies to the window's sum, not per hour).
+CREATE TABLE IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_creator_affinity_1h ON CLUSTER ${CLICKHOUSE_CLUSTER}
+(
+    user_id UUID,
+    hour DateTime('UTC'),
+    creator_id UUID,
+    weight Float64
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${CLICKHOUSE_DATABASE}/user_creator_affinity_1h', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (user_id, hour, creator_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_creator_affinity_1h_mv ON CLUSTER ${CLICKHOUSE_CLUSTER}
+TO ${CLICKHOUSE_DATABASE}.user_creator_affinity_1h
+AS SELECT
+    user_id,
+    toStartOfHour(occurred_at) AS hour,
+    creator_id,
+    sum(transform(event_type, ['impression', 'view', 'watch', 'complete', 'like', 'unlike', 'share', 'comment', 'skip'], [0., 0.5, 1., 2., 3., -3., 4., 2., -0.5], 0.)) AS weight
+FROM ${CLICKHOUSE_DATABASE}.engagement_events
+GROUP BY user_id, hour, creator_id;
+
+-- Per user and hour: the number of events, for "most active users". An aggregate rather than a scan
+-- of the raw table: the raw table is ordered by event_id, so a window query over it would read every
+-- event of the window's partitions; this table is ordered by hour and holds one row per active
+-- user-hour.
+CREATE TABLE IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_activity_1h ON CLUSTER ${CLICKHOUSE_CLUSTER}
+(
+    hour DateTime('UTC'),
+    user_id UUID,
+    events UInt64
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${CLICKHOUSE_DATABASE}/user_activity_1h', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, user_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_activity_1h_mv ON CLUSTER ${CLICKHOUSE_CLUSTER}
+TO ${CLICKHOUSE_DATABASE}.user_activity_1h
+AS SELECT
+    toStartOfHour(occurred_at) AS hour,
+    user_id,
+    count() AS events
+FROM ${CLICKHOUSE_DATABASE}.engagement_events
+GROUP BY hour, user_id;
