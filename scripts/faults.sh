@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
 source scripts/lib/services.sh
 ensure_build_tools
-trap 'stop_services' EXIT
-trap 'exit 130' INT TERM
-start_clickhouse
+# The harness starts its own PostgreSQL, Redis and ClickHouse servers from these packages.
+command -v clickhouse-server >/dev/null 2>&1 || ensure_packages clickhouse-server clickhouse-client
+command -v redis-server >/dev/null 2>&1 || ensure_packages redis-server
+[ -n "$(pg_bin_dir)" ] || ensure_packages postgresql
+export TEST_PG_BIN_DIR="${TEST_PG_BIN_DIR:-$(pg_bin_dir)}"
 FAULTS=full cargo test --locked -p video-ranking-service --test faults -- --nocapture

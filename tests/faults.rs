@@ -1,6 +1,6 @@
 //! Fault injection, black box: the built binary (`serve` with `RUN_CONSUMERS=false`, and two
-//! `worker` processes) on PostgreSQL and Redis servers of its own, a fresh ClickHouse database
-//! reached through a TCP fault proxy, and librdkafka's mock cluster. Each scenario sends events
+//! `worker` processes) on PostgreSQL, Redis and ClickHouse servers of its own (ClickHouse and
+//! Redis reached through TCP fault proxies), and librdkafka's mock cluster. Each scenario sends events
 //! through the API, records every `event_id` with its HTTP outcome, injects one fault, and after
 //! recovery checks the pipeline's invariant: every id answered 202 is in the raw table exactly
 //! once, no id is there twice, and every aggregate table equals its recomputation from the raw
@@ -11,7 +11,7 @@
 //! runs only the scenarios named (by a part of their names: `client_retry`, `kafka_outage`,
 //! `clickhouse_inserts_held`, `poison_event`, `kill_serve`, `sigterm_serve`,
 //! `redis_replies_delayed`, `detached_aggregate_table`, `dead_letter_topic_unavailable`,
-//! `clickhouse_stalled`, `worker_joins`).
+//! `clickhouse_stalled`, `clickhouse_sigstop`, `client_timeout`, `worker_joins`).
 
 mod support;
 
@@ -24,7 +24,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::servers::{PostgresServer, RedisServer, free_port};
+use support::servers::{ClickHouseServer, PostgresServer, RedisServer, free_port};
 use support::{Service, small_demo_env};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -300,6 +300,7 @@ struct Stack {
     /// In front of Redis, for `serve`.
     redis_proxy: FaultProxy,
     clickhouse: ClickHouse,
+    clickhouse_server: ClickHouseServer,
     _data_dir: tempfile::TempDir,
     users: Vec<String>,
     videos: Vec<String>,
@@ -314,12 +315,10 @@ fn run(args: &[&str], env: &[(&'static str, String)]) -> String {
 }
 
 async fn start_stack() -> Option<Stack> {
-    let url = support::servers::require(
-        "a ClickHouse server (TEST_CLICKHOUSE_URL)",
-        std::env::var("TEST_CLICKHOUSE_URL").ok(),
-    )?;
-    let address = url.trim_start_matches("tcp://").to_owned();
-    let (host, port) = address.rsplit_once(':').expect("host:port");
+    // A ClickHouse server of the harness's own: one scenario pauses it.
+    let clickhouse_server = ClickHouseServer::start()?;
+    let address = format!("127.0.0.1:{}", clickhouse_server.port);
+    let (host, port) = ("127.0.0.1".to_owned(), clickhouse_server.port.to_string());
     let postgres = PostgresServer::start()?;
     let redis = RedisServer::start()?;
     let cluster: MockCluster<'static, DefaultProducerContext> =
@@ -423,10 +422,11 @@ async fn start_stack() -> Option<Stack> {
         clickhouse_proxy,
         redis_proxy,
         clickhouse: ClickHouse {
-            host: host.to_owned(),
-            port: port.to_owned(),
+            host,
+            port,
             database,
         },
+        clickhouse_server,
         _data_dir: data_dir,
         users,
         videos,
@@ -815,7 +815,16 @@ async fn redis_replies_delayed(stack: &Stack) -> String {
 /// `max.poll.interval.ms` (8 s): the workers keep their partitions, so no batch is written by
 /// two of them, and everything is stored once the server answers again.
 async fn clickhouse_stalled_past_max_poll_interval(stack: &Stack, stall: Duration) -> String {
-    let revokes = stack.worker_revokes().await;
+    // Earlier scenarios may leave a rebalance under way: start from a settled group.
+    let mut revokes = stack.worker_revokes().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = stack.worker_revokes().await;
+        if now == revokes {
+            break;
+        }
+        revokes = now;
+    }
     let mut ledger = Ledger::default();
     let started = Instant::now();
     stack.clickhouse_proxy.stall(true);
@@ -865,6 +874,84 @@ async fn clickhouse_stalled_while_a_worker_joins(stack: &mut Stack) -> String {
     let status = joiner.terminate(Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     row
+}
+
+/// The ClickHouse server paused with SIGSTOP for 10 s (twice its query timeout) while events
+/// flow: inserts in flight freeze inside the server, the workers time out and retry, and the
+/// server finishes the frozen inserts when it resumes.
+async fn clickhouse_sigstop(stack: &Stack) -> String {
+    let mut ledger = Ledger::default();
+    let started = Instant::now();
+    stack.send(&mut ledger, 3, 10).await;
+    stack.clickhouse_server.pause(true);
+    stack.send(&mut ledger, 10, 10).await;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed())).await;
+    stack.clickhouse_server.pause(false);
+    let ended = Instant::now();
+    stack.send(&mut ledger, 5, 10).await;
+    stack.settle("ClickHouse paused (SIGSTOP) 10 s", &ledger, ended)
+}
+
+/// Clients that give up after 300 ms while Kafka is down (the API waits up to 2 s for it before
+/// spooling), then retry the same ids: each event is stored once, and a retry is a duplicate only
+/// when its first attempt was accepted after all.
+async fn client_timeout_then_retry(stack: &Stack) -> String {
+    let mut ledger = Ledger::default();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    for id in 1..=3 {
+        stack.cluster.broker_down(id).expect("broker down");
+    }
+    let mut batches = Vec::new();
+    for b in 0..5 {
+        let events: Vec<(Uuid, Value)> = (0..10)
+            .map(|i| {
+                let id = Uuid::new_v4();
+                let video = &stack.videos[(b * 10 + i) % stack.videos.len()];
+                (
+                    id,
+                    json!({"event_id": id, "video_id": video, "type": "share"}),
+                )
+            })
+            .collect();
+        let user = stack.users[b % stack.users.len()].clone();
+        let status = stack
+            .post(&impatient, &user, &mut ledger, events.clone())
+            .await;
+        assert_eq!(status, 0, "the impatient client was answered");
+        batches.push((user, events));
+    }
+    for id in 1..=3 {
+        stack.cluster.broker_up(id).expect("broker up");
+    }
+    let ended = Instant::now();
+    for (user, events) in batches {
+        let body = json!({"events": events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>()});
+        let res = patient
+            .post(stack.serve().url("/api/v1/events"))
+            .bearer_auth(&user)
+            .json(&body)
+            .send()
+            .await
+            .expect("retry");
+        assert_eq!(res.status().as_u16(), 202);
+        let answer: Value = res.json().await.expect("json");
+        assert_eq!(
+            answer["accepted"].as_u64().unwrap_or(0) + answer["duplicates"].as_u64().unwrap_or(0),
+            events.len() as u64,
+            "{answer}"
+        );
+        for (id, _) in &events {
+            ledger.outcomes.insert(*id, 202);
+        }
+    }
+    stack.settle("client timeout (Kafka down), then retry", &ledger, ended)
 }
 
 /// An aggregate table detached (its view's inserts fail): nothing is stored meanwhile, and once
@@ -1022,6 +1109,12 @@ async fn every_accepted_event_is_stored_exactly_once_whatever_fails() {
     if run("clickhouse_stalled") {
         let stall = Duration::from_secs(14);
         rows.push(clickhouse_stalled_past_max_poll_interval(&stack, stall).await);
+    }
+    if run("clickhouse_sigstop") {
+        rows.push(clickhouse_sigstop(&stack).await);
+    }
+    if run("client_timeout") {
+        rows.push(client_timeout_then_retry(&stack).await);
     }
     if run("worker_joins") {
         rows.push(clickhouse_stalled_while_a_worker_joins(&mut stack).await);

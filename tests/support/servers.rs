@@ -1,6 +1,7 @@
-//! Servers a test owns, so it can stop and restart them: a Redis server and a PostgreSQL cluster
-//! on free loopback ports, from the binaries the test harness found (TEST_REDIS_SERVER_BIN,
-//! TEST_PG_BIN_DIR). Unavailable binaries skip the test, except under CI=true where they fail it.
+//! Servers a test owns, so it can stop and restart them: a Redis server, a PostgreSQL cluster and
+//! a ClickHouse server on free loopback ports, from the binaries the test harness found
+//! (TEST_REDIS_SERVER_BIN, TEST_PG_BIN_DIR, `clickhouse-server` on the PATH). Unavailable binaries
+//! skip the test, except under CI=true where they fail it.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -206,6 +207,85 @@ impl PostgresServer {
 impl Drop for PostgresServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A clickhouse-server process of the test's own, which the test may pause (SIGSTOP).
+pub struct ClickHouseServer {
+    dir: PathBuf,
+    pub port: u16,
+    child: Child,
+}
+
+impl ClickHouseServer {
+    pub fn start() -> Option<Self> {
+        let bin = require("clickhouse-server", which("clickhouse-server"))?;
+        let dir =
+            std::env::temp_dir().join(format!("vrs-ch-{}-{}", std::process::id(), free_port()));
+        for sub in ["data", "tmp", "user_files", "format_schemas"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        }
+        let (port, http_port) = (free_port(), free_port());
+        let d = dir.display();
+        std::fs::write(
+            dir.join("users.xml"),
+            "<yandex><profiles><default/></profiles><quotas><default/></quotas><users><default>\
+             <password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>\
+             <profile>default</profile><quota>default</quota></default></users></yandex>",
+        )
+        .unwrap_or_else(|e| panic!("users.xml: {e}"));
+        std::fs::write(
+            dir.join("config.xml"),
+            format!(
+                "<yandex><logger><level>warning</level><log>{d}/server.log</log>\
+                 <errorlog>{d}/error.log</errorlog></logger>\
+                 <listen_host>127.0.0.1</listen_host><http_port>{http_port}</http_port>\
+                 <tcp_port>{port}</tcp_port><path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path>\
+                 <user_files_path>{d}/user_files/</user_files_path>\
+                 <format_schema_path>{d}/format_schemas/</format_schema_path>\
+                 <users_config>{d}/users.xml</users_config><default_profile>default</default_profile>\
+                 <default_database>default</default_database><timezone>UTC</timezone>\
+                 <mark_cache_size>67108864</mark_cache_size></yandex>"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("config.xml: {e}"));
+        let child = Command::new(bin)
+            .arg(format!("--config-file={d}/config.xml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting clickhouse-server: {e}"));
+        let server = Self { dir, port, child };
+        wait_until("ClickHouse", Duration::from_secs(30), || tcp_up(port));
+        Some(server)
+    }
+
+    /// `tcp://127.0.0.1:PORT`, the native protocol.
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Pauses (SIGSTOP) or resumes (SIGCONT) the server.
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        assert!(self.signal(signal), "kill {signal}");
+    }
+
+    fn signal(&self, signal: &str) -> bool {
+        Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for ClickHouseServer {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -149,7 +149,8 @@ impl CdcConsumer {
 }
 
 impl ProcessBatch for CdcConsumer {
-    /// Dead-letters what cannot be read and applies the rest, retrying until both succeeded.
+    /// Applies the readable changes, retrying until they are; what cannot be read, or what the
+    /// catalog refuses, comes back as dead letters.
     #[tracing::instrument(skip_all, fields(
         otel.name = %format_args!("process {}", self.config.topic),
         otel.kind = "consumer",

@@ -132,9 +132,10 @@ impl EngagementConsumer {
 
     /// Consumes until `shutdown` resolves; then finishes the batch in hand, commits it and returns.
     ///
-    /// If shutdown comes while a batch is being retried (store or dead-letter topic down), the
-    /// batch is left uncommitted and will be redelivered to the group. The same holds for a batch
-    /// whose partitions were revoked by a rebalance before its commit.
+    /// If shutdown comes while a batch is being retried (store down), the batch is left
+    /// uncommitted and will be redelivered to the group. The same holds for a batch whose
+    /// partitions were revoked by a rebalance, and for messages whose dead letters are still
+    /// pending.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let batching = Batching {
             max_size: self.config.batch_max_size,
