@@ -328,11 +328,15 @@ async fn start_stack() -> Option<Stack> {
             .create_topic(topic, 3, 1)
             .unwrap_or_else(|e| panic!("topic {topic}: {e}"));
     }
-    // Event partitions lead on brokers 1 and 2 and the group coordinators sit on broker 1, so the
-    // dead-letter topic (on broker 3) can fail alone.
+    // The group coordinators and one event partition live on broker 1, the other event
+    // partitions on broker 2, the dead-letter topic on broker 3: a Kafka outage takes brokers 2
+    // and 3 down (the API's producer cannot deliver most events and spools them), while the
+    // coordinator stays up. (librdkafka's mock coordinator aborts on a member's JoinGroup resent
+    // over a new connection, which taking it down provokes.)
     for p in 0..3 {
+        let leader = if p == 0 { 1 } else { 2 };
         cluster
-            .partition_leader(TOPIC, p, Some(1 + p % 2))
+            .partition_leader(TOPIC, p, Some(leader))
             .expect("event leader");
         cluster
             .partition_leader(DLQ, p, Some(3))
@@ -475,6 +479,17 @@ impl Ledger {
 }
 
 impl Stack {
+    /// Takes the brokers that lead most event partitions (2 and 3) down, or brings them back.
+    fn kafka_outage(&self, down: bool) {
+        for id in [2, 3] {
+            if down {
+                self.cluster.broker_down(id).expect("broker down");
+            } else {
+                self.cluster.broker_up(id).expect("broker up");
+            }
+        }
+    }
+
     /// Partition revocations the workers have seen (engagement group).
     async fn worker_revokes(&self) -> f64 {
         let mut total = 0.0;
@@ -610,18 +625,15 @@ impl Stack {
     }
 }
 
-/// Kafka unreachable: events spool (202), then reach ClickHouse once the brokers return.
+/// Kafka unreachable for most events (brokers 2 and 3 down): events spool (202), then reach
+/// ClickHouse once the brokers return.
 async fn kafka_outage(stack: &Stack, outage: Duration) -> String {
     let mut ledger = Ledger::default();
     let started = Instant::now();
-    for id in 1..=3 {
-        stack.cluster.broker_down(id).expect("broker down");
-    }
+    stack.kafka_outage(true);
     stack.send(&mut ledger, 10, 10).await;
     tokio::time::sleep(outage.saturating_sub(started.elapsed())).await;
-    for id in 1..=3 {
-        stack.cluster.broker_up(id).expect("broker up");
-    }
+    stack.kafka_outage(false);
     let ended = Instant::now();
     stack.send(&mut ledger, 5, 10).await;
     let name = format!("Kafka outage ({} s), then recovery", outage.as_secs());
@@ -683,18 +695,14 @@ async fn client_retry(stack: &Stack) -> String {
 /// `serve` killed with SIGKILL while events wait in its spool; restarted on the same spool.
 async fn kill_serve_with_spooled_events(stack: &mut Stack) -> String {
     let mut ledger = Ledger::default();
-    for id in 1..=3 {
-        stack.cluster.broker_down(id).expect("broker down");
-    }
+    stack.kafka_outage(true);
     stack.send(&mut ledger, 10, 10).await;
     let serve = stack.serve.take().expect("serve");
     let _ = Command::new("kill")
         .args(["-KILL", &serve.pid().to_string()])
         .status();
     drop(serve);
-    for id in 1..=3 {
-        stack.cluster.broker_up(id).expect("broker up");
-    }
+    stack.kafka_outage(false);
     stack.serve = Some(Service::start(&stack.serve_env));
     let ended = Instant::now();
     stack.send(&mut ledger, 5, 10).await;
@@ -717,9 +725,7 @@ async fn poison_event(stack: &Stack) -> String {
 /// `serve` stopped with SIGTERM while events wait in its spool; restarted on the same spool.
 async fn sigterm_with_spooled_events(stack: &mut Stack) -> String {
     let mut ledger = Ledger::default();
-    for id in 1..=3 {
-        stack.cluster.broker_down(id).expect("broker down");
-    }
+    stack.kafka_outage(true);
     stack.send(&mut ledger, 10, 10).await;
     let serve = stack.serve.take().expect("serve");
     let status = serve.terminate(Duration::from_secs(30));
@@ -727,9 +733,7 @@ async fn sigterm_with_spooled_events(stack: &mut Stack) -> String {
         status.is_some_and(|s| s.success()),
         "SIGTERM exit: {status:?}"
     );
-    for id in 1..=3 {
-        stack.cluster.broker_up(id).expect("broker up");
-    }
+    stack.kafka_outage(false);
     stack.serve = Some(Service::start(&stack.serve_env));
     let ended = Instant::now();
     stack.send(&mut ledger, 5, 10).await;
@@ -905,10 +909,9 @@ async fn client_timeout_then_retry(stack: &Stack) -> String {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    for id in 1..=3 {
-        stack.cluster.broker_down(id).expect("broker down");
-    }
+    stack.kafka_outage(true);
     let mut batches = Vec::new();
+    let mut timed_out = 0;
     for b in 0..5 {
         let events: Vec<(Uuid, Value)> = (0..10)
             .map(|i| {
@@ -924,12 +927,13 @@ async fn client_timeout_then_retry(stack: &Stack) -> String {
         let status = stack
             .post(&impatient, &user, &mut ledger, events.clone())
             .await;
-        assert_eq!(status, 0, "the impatient client was answered");
+        // A user whose partition's broker is up may be answered in time.
+        assert!(status == 0 || status == 202, "{status}");
+        timed_out += usize::from(status == 0);
         batches.push((user, events));
     }
-    for id in 1..=3 {
-        stack.cluster.broker_up(id).expect("broker up");
-    }
+    assert!(timed_out > 0, "no client gave up");
+    stack.kafka_outage(false);
     let ended = Instant::now();
     for (user, events) in batches {
         let body = json!({"events": events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>()});

@@ -132,6 +132,8 @@ pub(crate) struct GroupContext {
     assignments: std::sync::atomic::AtomicU64,
     /// Counts the revocations, so the loop knows when a batch in hand lost its partitions.
     revocations: std::sync::atomic::AtomicU64,
+    /// Counts the commits the broker refused, so the loop sends them again.
+    commit_failures: std::sync::atomic::AtomicU64,
     /// Offsets commits must not pass, per partition: a message that could not be sought back
     /// after it was read during a pause. Cleared when the partition is revoked (its next owner
     /// reads from the committed offset, so the message is read again).
@@ -146,7 +148,13 @@ impl GroupContext {
             assignments: std::sync::atomic::AtomicU64::new(0),
             revocations: std::sync::atomic::AtomicU64::new(0),
             holds: std::sync::Mutex::default(),
+            commit_failures: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    fn commit_failures(&self) -> u64 {
+        self.commit_failures
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn hold(&self, topic: &str, partition: i32) -> Option<i64> {
@@ -223,6 +231,8 @@ impl ConsumerContext for GroupContext {
 
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
         if let Err(e) = result {
+            self.commit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             count_error("commit");
             tracing::warn!(group = %self.group, error = %e, "offset commit failed; messages may be redelivered");
         }
@@ -306,6 +316,10 @@ struct Progress {
     processed: HashMap<(String, i32), i64>,
     /// What was last committed.
     committed: HashMap<(String, i32), i64>,
+    /// The revocation count this progress belongs to.
+    revocations: u64,
+    /// The failed-commit count last seen.
+    commit_failures: u64,
 }
 
 impl Progress {
@@ -384,13 +398,34 @@ pub(crate) async fn consume<F: Future<Output = ()> + Send, P: ProcessBatch>(
     while !shutdown.fired {
         if dead_letters.len() > MAX_PENDING_DEAD_LETTERS {
             // Back-pressure: the dead-letter topic has been failing for a long while.
-            keeping_membership(consumer, async {
+            let drained = keeping_membership(consumer, async {
                 while dead_letters.len() > MAX_PENDING_DEAD_LETTERS {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::select! {
+                        () = shutdown.requested() => return false,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
                 }
+                true
             })
             .await;
+            if !drained {
+                break;
+            }
         }
+        // After a revocation every partition's progress starts over from what its (new or same)
+        // owner reads; and a failed commit is sent again.
+        let context = consumer.context();
+        if context.revocations() != progress.revocations {
+            progress = Progress {
+                revocations: context.revocations(),
+                ..Progress::default()
+            };
+        }
+        if context.commit_failures() != progress.commit_failures {
+            progress.commit_failures = context.commit_failures();
+            progress.committed.clear();
+        }
+        retry_holds(consumer, &mut progress);
         let tick = progress.behind().then_some(COMMIT_TICK);
         // A revocation from here on means the batch may belong to another member by now.
         let revocations_before = consumer.context().revocations();
@@ -466,18 +501,21 @@ async fn handle(
     work: impl Future<Output = Outcome>,
 ) -> Handled {
     let context = consumer.context();
-    let revoked = async {
-        loop {
-            if context.revocations() != revocations_before {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    // Checked before the work on every poll (and at least every 50 ms): once a revocation was
+    // seen, the work is never polled again, so no insert starts after it.
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let revoked = std::future::poll_fn(|cx| {
+        if context.revocations() != revocations_before {
+            return std::task::Poll::Ready(());
         }
-    };
+        while tick.poll_tick(cx).is_ready() {}
+        std::task::Poll::Pending
+    });
     let work = async {
         tokio::select! {
-            outcome = work => Handled::Outcome(outcome),
+            biased;
             () = revoked => Handled::Revoked,
+            outcome = work => Handled::Outcome(outcome),
         }
     };
     keeping_membership(consumer, work).await
@@ -509,6 +547,52 @@ fn rewind_owned(consumer: &GroupConsumer, batch: &[OwnedMessage]) {
             )
         {
             tracing::warn!(error = %e, topic, partition, offset, "could not rewind a partition");
+            hold(consumer, &topic, partition, offset);
+        }
+    }
+}
+
+/// Keeps commits of `partition` below `offset` until that message is read again.
+fn hold(consumer: &GroupConsumer, topic: &str, partition: i32, offset: i64) {
+    let mut holds = consumer
+        .context()
+        .holds
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let at = holds.entry((topic.to_owned(), partition)).or_insert(offset);
+    *at = (*at).min(offset);
+}
+
+/// Tries again to rewind every held partition; on success its progress restarts at the held
+/// offset, so commits advance only as the messages are stored again.
+fn retry_holds(consumer: &GroupConsumer, progress: &mut Progress) {
+    let holds: Vec<((String, i32), i64)> = consumer
+        .context()
+        .holds
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    for ((topic, partition), offset) in holds {
+        if consumer
+            .seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(1),
+            )
+            .is_ok()
+        {
+            progress
+                .processed
+                .insert((topic.clone(), partition), offset);
+            consumer
+                .context()
+                .holds
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&(topic, partition));
         }
     }
 }
@@ -535,8 +619,9 @@ pub(crate) async fn keeping_membership<T>(
     }
     let out = loop {
         tokio::select! {
+            // The consumer first: rebalance callbacks run in its poll, so the work sees a
+            // revocation before it takes another step.
             biased;
-            out = &mut work => break out,
             received = consumer.recv() => match received {
                 Ok(message) => {
                     let (topic, partition, offset) =
@@ -549,6 +634,7 @@ pub(crate) async fn keeping_membership<T>(
                     tracing::warn!(error = %e, "kafka consumer error");
                 }
             },
+            out = &mut work => break out,
         }
     };
     if let Ok(assigned) = consumer.assignment()
@@ -577,13 +663,7 @@ fn seek_back(consumer: &GroupConsumer, topic: &str, partition: i32, offset: i64)
             error = %e, topic, partition, offset,
             "could not seek back a message read while paused; commits stay below it until it is read again"
         );
-        let mut holds = consumer
-            .context()
-            .holds
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let at = holds.entry((topic.to_owned(), partition)).or_insert(offset);
-        *at = (*at).min(offset);
+        hold(consumer, topic, partition, offset);
     }
 }
 
