@@ -110,6 +110,7 @@ pub fn generate(size: DemoSize, now: DateTime<Utc>, seed: u64) -> DemoCatalog {
             title: format!("{} #{}", TOPICS[rng.gen_range(0..TOPICS.len())], n + 1),
             duration_seconds: rng.gen_range(5..=90),
             status,
+            visibility: vrs_domain::Visibility::Public,
             media_key: format!("videos/{id}/master.m3u8"),
             thumbnail_key: format!("thumbnails/{id}.jpg"),
             published_at: (status != VideoStatus::Draft).then_some(published_at),

@@ -51,6 +51,7 @@ fn catalog(rng: &mut ChaCha8Rng) -> Catalog {
             title: format!("video {n}"),
             duration_seconds: rng.gen_range(5..180),
             status: VideoStatus::Published,
+            visibility: vrs_domain::Visibility::Public,
             media_key: format!("media/{id}.mp4"),
             thumbnail_key: format!("thumbs/{id}.jpg"),
             published_at: Some(published),

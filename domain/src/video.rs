@@ -40,6 +40,38 @@ impl VideoStatus {
     }
 }
 
+/// Who may see a video. Only `Public` videos are ranked into feeds: an `Unlisted` one is reachable
+/// by its link only, a `Private` one by its creator only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    #[default]
+    Public,
+    Unlisted,
+    Private,
+}
+
+impl Visibility {
+    /// The lowercase name used in storage and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Unlisted => "unlisted",
+            Self::Private => "private",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "public" => Self::Public,
+            "unlisted" => Self::Unlisted,
+            "private" => Self::Private,
+            _ => return None,
+        })
+    }
+}
+
 /// A short video as the catalog knows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Video {
@@ -48,6 +80,9 @@ pub struct Video {
     pub title: String,
     pub duration_seconds: u32,
     pub status: VideoStatus,
+    /// Who may see it; only public videos are served in feeds.
+    #[serde(default)]
+    pub visibility: Visibility,
     /// Object key of the playable media, turned into a URL by the media-URL port.
     pub media_key: String,
     /// Object key of the thumbnail image.
@@ -64,7 +99,50 @@ impl Video {
     /// Whether the video may appear in any feed.
     pub fn is_servable(&self) -> bool {
         self.status == VideoStatus::Published
+            && self.visibility == Visibility::Public
             && self.deleted_at.is_none()
             && self.published_at.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn published(visibility: Visibility) -> Video {
+        let now = Utc::now();
+        Video {
+            id: VideoId(Uuid::new_v4()),
+            creator_id: CreatorId(Uuid::new_v4()),
+            title: "t".into(),
+            duration_seconds: 10,
+            status: VideoStatus::Published,
+            visibility,
+            media_key: "m".into(),
+            thumbnail_key: "t".into(),
+            published_at: Some(now),
+            updated_at: now,
+            deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn only_public_published_videos_are_servable() {
+        assert!(published(Visibility::Public).is_servable());
+        assert!(!published(Visibility::Unlisted).is_servable());
+        assert!(!published(Visibility::Private).is_servable());
+    }
+
+    #[test]
+    fn visibility_names_round_trip() {
+        for v in [
+            Visibility::Public,
+            Visibility::Unlisted,
+            Visibility::Private,
+        ] {
+            assert_eq!(Visibility::parse(v.as_str()), Some(v));
+        }
+        assert_eq!(Visibility::parse("friends"), None);
     }
 }

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
-use vrs_domain::{CreatorId, Video, VideoId, VideoStatus};
+use vrs_domain::{CreatorId, Video, VideoId, VideoStatus, Visibility};
 
 /// Epoch numbers above this are microseconds, below it milliseconds: the two ranges overlap only
 /// for dates before 1973 or after 5138.
@@ -181,6 +181,7 @@ fn video(row: &Map<String, Value>) -> Result<Video, CdcError> {
             .ok_or_else(|| malformed("duration_seconds is not a non-negative integer"))?,
         status: VideoStatus::parse(status)
             .ok_or_else(|| malformed(format!("unknown status {status:?}")))?,
+        visibility: visibility(row),
         media_key: text(row, "media_key")?.to_owned(),
         thumbnail_key: text(row, "thumbnail_key")?.to_owned(),
         published_at: timestamp(row, "published_at")?,
@@ -188,6 +189,15 @@ fn video(row: &Map<String, Value>) -> Result<Video, CdcError> {
         updated_at: timestamp(row, "updated_at")?.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
         deleted_at: timestamp(row, "deleted_at")?,
     })
+}
+
+/// The row's visibility: public when the column is absent (its default in the posts service's
+/// schema); an unknown value counts as private, so a new kind of restriction never leaks a video.
+fn visibility(row: &Map<String, Value>) -> Visibility {
+    match row.get("visibility").and_then(Value::as_str) {
+        None => Visibility::Public,
+        Some(v) => Visibility::parse(v).unwrap_or(Visibility::Private),
+    }
 }
 
 fn text<'a>(row: &'a Map<String, Value>, column: &str) -> Result<&'a str, CdcError> {
@@ -270,6 +280,25 @@ mod tests {
             assert_eq!(video.updated_at, at("2026-11-30T09:00:00Z"));
             assert_eq!(video.deleted_at, None);
         }
+    }
+
+    #[test]
+    fn visibility_is_read_and_an_unknown_value_counts_as_private() {
+        for (value, expected) in [
+            (json!("public"), Visibility::Public),
+            (json!("unlisted"), Visibility::Unlisted),
+            (json!("private"), Visibility::Private),
+            (json!("followers_only"), Visibility::Private),
+        ] {
+            let mut after = row(json!("2026-11-30T09:00:00Z"));
+            after["visibility"] = value.clone();
+            let (_, video) = upserted(json!({"op": "u", "before": null, "after": after}));
+            assert_eq!(video.visibility, expected, "{value}");
+        }
+        let mut after = row(json!("2026-11-30T09:00:00Z"));
+        after.as_object_mut().map(|o| o.remove("visibility"));
+        let (_, video) = upserted(json!({"op": "u", "before": null, "after": after}));
+        assert_eq!(video.visibility, Visibility::Public, "the column's default");
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn video(media_key: &str, thumbnail_key: &str) -> Video {
         title: "clip".into(),
         duration_seconds: 30,
         status: VideoStatus::Published,
+        visibility: vrs_domain::Visibility::Public,
         media_key: media_key.into(),
         thumbnail_key: thumbnail_key.into(),
         published_at: Some(now),

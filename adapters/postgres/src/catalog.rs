@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 use vrs_application::ports::{CatalogWatermark, PortError, VideoCatalog};
-use vrs_domain::{CreatorId, Video, VideoId, VideoStatus};
+use vrs_domain::{CreatorId, Video, VideoId, VideoStatus, Visibility};
 
 /// Rows per upsert statement: keeps bind arrays and statement memory bounded for large imports.
 const UPSERT_CHUNK: usize = 1_000;
@@ -17,8 +17,8 @@ const UPSERT_CHUNK: usize = 1_000;
 macro_rules! select_videos {
     ($rest:literal) => {
         concat!(
-            "SELECT id, creator_id, title, duration_seconds, status, media_key, thumbnail_key, \
-             published_at, updated_at, deleted_at FROM videos ",
+            "SELECT id, creator_id, title, duration_seconds, status, visibility, media_key, \
+             thumbnail_key, published_at, updated_at, deleted_at FROM videos ",
             $rest
         )
     };
@@ -38,6 +38,7 @@ struct VideoRow {
     title: String,
     duration_seconds: i32,
     status: String,
+    visibility: String,
     media_key: String,
     thumbnail_key: String,
     published_at: Option<DateTime<Utc>>,
@@ -64,6 +65,8 @@ impl TryFrom<VideoRow> for Video {
             title: row.title,
             duration_seconds,
             status,
+            // An unknown value (a newer schema) counts as private: it never leaks a video.
+            visibility: Visibility::parse(&row.visibility).unwrap_or(Visibility::Private),
             media_key: row.media_key,
             thumbnail_key: row.thumbnail_key,
             published_at: row.published_at,
@@ -111,13 +114,14 @@ async fn upsert_chunk(conn: &mut PgConnection, videos: &[&Video]) -> Result<(), 
         |f: fn(&Video) -> Option<DateTime<Utc>>| videos.iter().map(|v| f(v)).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO videos (id, creator_id, title, duration_seconds, status, media_key, \
-                             thumbnail_key, published_at, updated_at, deleted_at) \
+                             thumbnail_key, published_at, updated_at, deleted_at, visibility) \
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::text[], \
                               $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], \
-                              $10::timestamptz[]) \
+                              $10::timestamptz[], $11::text[]) \
          ON CONFLICT (id) DO UPDATE SET \
              creator_id = EXCLUDED.creator_id, title = EXCLUDED.title, \
              duration_seconds = EXCLUDED.duration_seconds, status = EXCLUDED.status, \
+             visibility = EXCLUDED.visibility, \
              media_key = EXCLUDED.media_key, thumbnail_key = EXCLUDED.thumbnail_key, \
              published_at = EXCLUDED.published_at, updated_at = EXCLUDED.updated_at, \
              deleted_at = EXCLUDED.deleted_at",
@@ -132,6 +136,7 @@ async fn upsert_chunk(conn: &mut PgConnection, videos: &[&Video]) -> Result<(), 
     .bind(times(|v| v.published_at))
     .bind(videos.iter().map(|v| v.updated_at).collect::<Vec<_>>())
     .bind(times(|v| v.deleted_at))
+    .bind(column(|v| v.visibility.as_str().to_owned()))
     .execute(conn)
     .await
     .map_err(port_error)?;

@@ -24,6 +24,7 @@ fn video(creator: CreatorId) -> Video {
         title: "a video".into(),
         duration_seconds: 30,
         status: VideoStatus::Published,
+        visibility: vrs_domain::Visibility::Public,
         media_key: format!("videos/{id}/master.m3u8"),
         thumbnail_key: format!("thumbnails/{id}.jpg"),
         published_at: Some(now),

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
-use vrs_domain::{Video, VideoId, VideoStatus};
+use vrs_domain::{Video, VideoId, VideoStatus, Visibility};
 
 /// Runs every catalog case, each against a fresh adapter from `make`.
 pub async fn catalog_contract<F, Fut>(make: F)
@@ -52,6 +52,7 @@ fn video(status: VideoStatus, updated_at: DateTime<Utc>) -> Video {
         title: format!("contract video {id}"),
         duration_seconds: 42,
         status,
+        visibility: vrs_domain::Visibility::Public,
         media_key: format!("videos/{id}/master.m3u8"),
         thumbnail_key: format!("thumbnails/{id}.jpg"),
         published_at: published.then(|| updated_at - Duration::hours(1)),
@@ -84,6 +85,14 @@ async fn upsert_then_read_by_ids(catalog: Arc<dyn VideoCatalog>) {
         video(VideoStatus::Published, t),
         video(VideoStatus::Draft, t + Duration::seconds(1)),
         video(VideoStatus::Deleted, t + Duration::seconds(2)),
+        Video {
+            visibility: Visibility::Private,
+            ..video(VideoStatus::Published, t + Duration::seconds(3))
+        },
+        Video {
+            visibility: Visibility::Unlisted,
+            ..video(VideoStatus::Published, t + Duration::seconds(4))
+        },
     ];
     catalog.upsert_videos(&videos).await.expect("upsert");
     let mut ids: Vec<VideoId> = videos.iter().map(|v| v.id).collect();
@@ -93,7 +102,7 @@ async fn upsert_then_read_by_ids(catalog: Arc<dyn VideoCatalog>) {
     videos.sort_by_key(|v| v.id);
     assert_eq!(
         read, videos,
-        "videos_by_ids returns every stored record of any status, unchanged, and leaves out unknown ids"
+        "videos_by_ids returns every stored record of any status and visibility, unchanged, and leaves out unknown ids"
     );
     assert!(
         catalog.videos_by_ids(&[]).await.expect("empty").is_empty(),

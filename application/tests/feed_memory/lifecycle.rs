@@ -62,6 +62,68 @@ async fn a_deleted_or_unpublished_video_never_appears_even_from_a_cached_session
 }
 
 #[tokio::test]
+async fn a_private_or_unlisted_video_never_appears_even_from_a_cached_session() {
+    let app = App::new();
+    let mut videos = app.with_videos(60).await;
+    // Two more that were never public: they are never ranked.
+    let hidden: Vec<Video> = videos
+        .drain(..2)
+        .map(|v| Video {
+            id: VideoId(Uuid::new_v4()),
+            visibility: vrs_domain::Visibility::Private,
+            ..v
+        })
+        .collect();
+    app.ports
+        .catalog
+        .upsert_videos(&hidden)
+        .await
+        .expect("upsert");
+    app.refresh().await;
+    let u = user();
+    let first = app.page(u, 10, None).await;
+    let session = app.cached_session(u).await;
+    for h in &hidden {
+        assert!(!session.contains(&h.id), "a private video was ranked");
+    }
+    // Two videos of the cached session become private and unlisted after it was ranked.
+    let (private, unlisted) = (session[15], session[35]);
+    let changed: Vec<Video> = videos
+        .iter()
+        .filter(|v| v.id == private || v.id == unlisted)
+        .map(|v| {
+            let mut v = v.clone();
+            v.updated_at = app.now();
+            v.visibility = if v.id == private {
+                vrs_domain::Visibility::Private
+            } else {
+                vrs_domain::Visibility::Unlisted
+            };
+            v
+        })
+        .collect();
+    app.ports
+        .catalog
+        .upsert_videos(&changed)
+        .await
+        .expect("upsert");
+    app.refresh().await;
+    let mut pages = vec![
+        app.page(u, 10, Some(first.next.expect("a second page").position))
+            .await,
+    ];
+    pages.extend(app.walk(u, 10).await);
+    pages.extend(app.walk(user(), 10).await);
+    let seen = all_ids(&pages);
+    for id in [private, unlisted]
+        .into_iter()
+        .chain(hidden.iter().map(|v| v.id))
+    {
+        assert!(!seen.contains(&id), "a non-public video was served");
+    }
+}
+
+#[tokio::test]
 async fn a_like_raises_the_videos_engagement_after_the_next_refresh() {
     let app = App::new();
     let videos = app.with_videos(10).await;

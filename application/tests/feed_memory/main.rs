@@ -68,6 +68,7 @@ impl App {
                     title: format!("video {i}"),
                     duration_seconds: 20,
                     status: VideoStatus::Published,
+                    visibility: vrs_domain::Visibility::Public,
                     media_key: format!("videos/{id}.m3u8"),
                     thumbnail_key: format!("thumbnails/{id}.jpg"),
                     published_at: Some(published),

@@ -48,6 +48,7 @@ fn videos(n: u128) -> Vec<Video> {
                 title: format!("video {i}"),
                 duration_seconds: 30,
                 status: VideoStatus::Published,
+                visibility: vrs_domain::Visibility::Public,
                 media_key: format!("v/{id}.m3u8"),
                 thumbnail_key: format!("t/{id}.jpg"),
                 published_at: Some(published),

@@ -35,6 +35,7 @@ pub fn video(n: u128, creator_n: u128, age: Duration) -> Video {
         title: format!("video {n}"),
         duration_seconds: 30,
         status: VideoStatus::Published,
+        visibility: vrs_domain::Visibility::Public,
         media_key: format!("media/{n}.mp4"),
         thumbnail_key: format!("thumbs/{n}.jpg"),
         published_at: Some(published),

@@ -265,6 +265,7 @@ fn catalog(n: usize, clock: &ManualClock) -> Vec<Video> {
                 title: format!("video {i}"),
                 duration_seconds: 30,
                 status: VideoStatus::Published,
+                visibility: vrs_domain::Visibility::Public,
                 media_key: format!("videos/{}/master.m3u8", id.0),
                 thumbnail_key: format!("thumbnails/{}.jpg", id.0),
                 published_at: Some(published),
