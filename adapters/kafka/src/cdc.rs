@@ -170,11 +170,24 @@ impl ProcessBatch for CdcConsumer {
         // The message each change came from, by the change's index.
         let mut origin: Vec<&OwnedMessage> = Vec::new();
         for message in batch {
-            // A missing value is a tombstone, which follows every delete: nothing to apply.
-            let Some(bytes) = message.payload() else {
-                continue;
+            let decoded = match message.payload() {
+                Some(bytes) => cdc_message::decode(bytes),
+                None => Ok(None),
             };
-            match cdc_message::decode(bytes) {
+            // A tombstone (no value) deletes its key's video: after a delete event it changes
+            // nothing, and with Debezium's record flattening it may be the only trace of a hard
+            // delete.
+            let decoded = match decoded {
+                Ok(None) => match message.key().map(cdc_message::decode_key) {
+                    Some(Ok(id)) => Ok(Some(CdcChange::Delete { id, row: None })),
+                    Some(Err(e)) => Err(e),
+                    None => Err(cdc_message::CdcError::Malformed(
+                        "a tombstone without a key".into(),
+                    )),
+                },
+                other => other,
+            };
+            match decoded {
                 Ok(Some(change)) => {
                     changes.push(change);
                     origin.push(message);

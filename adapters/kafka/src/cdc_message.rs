@@ -101,8 +101,28 @@ fn malformed(reason: impl Into<String>) -> CdcError {
     CdcError::Malformed(reason.into())
 }
 
+/// The video id of a message key: Debezium's JSON key (`{"id": "…"}`, with or without the
+/// `{"schema": …, "payload": …}` wrapper) or the bare UUID text.
+pub fn decode_key(bytes: &[u8]) -> Result<VideoId, CdcError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| malformed(format!("key: {e}")))?;
+    if let Ok(id) = Uuid::parse_str(text.trim().trim_matches('"')) {
+        return Ok(VideoId(id));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| malformed(format!("key: {e}")))?;
+    let key = match value {
+        Value::Object(mut o) => match o.remove("payload") {
+            Some(Value::Object(p)) => p,
+            Some(_) => return Err(malformed("key payload is not an object")),
+            None => o,
+        },
+        _ => return Err(malformed("key is not a JSON object or a UUID")),
+    };
+    uuid(&key, "id").map(VideoId)
+}
+
 /// Decodes one message value; `Ok(None)` for a tombstone (empty or `null` value, or a `null`
-/// payload), which carries nothing the preceding delete did not.
+/// payload). A tombstone is a delete of the key's video: with Debezium's record flattening it can
+/// be the only trace of a hard delete (see [`decode_key`]).
 pub fn decode(bytes: &[u8]) -> Result<Option<CdcChange>, CdcError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
@@ -371,6 +391,22 @@ mod tests {
             decoded(bad),
             Err(malformed("updated_at is not a timestamp"))
         );
+    }
+
+    #[test]
+    fn keys_are_read_bare_or_as_debezium_json() {
+        let expected = Uuid::parse_str(ID).map(VideoId).ok();
+        for key in [
+            ID.to_owned(),
+            format!("\"{ID}\""),
+            json!({"id": ID}).to_string(),
+            json!({"schema": {"type": "struct"}, "payload": {"id": ID}}).to_string(),
+        ] {
+            assert_eq!(decode_key(key.as_bytes()).ok(), expected, "{key}");
+        }
+        for bad in ["", "nope", "{\"id\": 3}", "[1]"] {
+            assert!(decode_key(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]
