@@ -65,10 +65,11 @@ struct InsertState {
     settled_at: Option<std::time::Instant>,
 }
 
-/// How long a "no earlier insert is running" answer is reused. An insert that matters to this
-/// store's next batch belongs to a writer that lost the batch's partition at least a consumer-group
-/// session timeout (6 s at the least) before this store received it; if that insert still runs
-/// now, it ran, and was older than half a second, at a check made within the last second too.
+/// How long a "no earlier insert is running" answer is reused. After a rebalance the consumer calls
+/// [`ClickHouseSignalStore::fence`], which waits for every running insert, whatever its age; this
+/// check is the second line, for a writer evicted without a rebalance this process saw (it lost
+/// the partition at least a session timeout, 6 s at the least, before this store received it: if
+/// its insert still runs now, it ran, older than half a second, at a check within the last second).
 const SETTLED_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An insert whose outcome the store never learnt.
