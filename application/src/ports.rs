@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_domain::{
-    CreatorId, EngagementEvent, FeedSession, SessionId, UserId, Video, VideoId, VideoStats, Weights,
+    CreatorId, EngagementEvent, FeedSession, SessionId, SourcePosition, UserId, Video, VideoId,
+    VideoStats, VideoStatus, Weights,
 };
 
 #[cfg(any(test, feature = "mocks"))]
@@ -51,6 +52,61 @@ impl CatalogWatermark {
     }
 }
 
+/// One change of a video in the system the catalog follows, at its position there.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VideoChange {
+    /// The row as the source holds it after the change; a deleted row has status `Deleted`.
+    Upsert {
+        video: Video,
+        position: SourcePosition,
+    },
+    /// The video was deleted and only its id is known. Without a position (a Kafka tombstone) it
+    /// applies at the position the catalog holds for the video. A video the catalog never had
+    /// stays unknown.
+    Delete {
+        id: VideoId,
+        position: Option<SourcePosition>,
+        /// Stamped on the record as `updated_at` and, when unset, `deleted_at`.
+        updated_at: DateTime<Utc>,
+    },
+}
+
+impl VideoChange {
+    /// The video the change is about.
+    pub fn id(&self) -> VideoId {
+        match self {
+            Self::Upsert { video, .. } => video.id,
+            Self::Delete { id, .. } => *id,
+        }
+    }
+
+    /// Whether the change leaves the video deleted.
+    pub fn is_delete(&self) -> bool {
+        match self {
+            Self::Upsert { video, .. } => video.status == VideoStatus::Deleted,
+            Self::Delete { .. } => true,
+        }
+    }
+
+    /// The change's position in the source, when it has one.
+    pub fn position(&self) -> Option<SourcePosition> {
+        match self {
+            Self::Upsert { position, .. } => Some(*position),
+            Self::Delete { position, .. } => *position,
+        }
+    }
+
+    /// Whether this change replaces what the catalog holds: `stored` is the position and the
+    /// deleted flag of the catalog's last applied change of the video (`None` when the video is
+    /// unknown or was written without a position, e.g. by `seed-demo`).
+    pub fn applies_over(&self, stored: Option<(SourcePosition, bool)>) -> bool {
+        match self.position() {
+            Some(at) => at.supersedes(self.is_delete(), stored),
+            None => true,
+        }
+    }
+}
+
 /// The video catalog.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
@@ -67,9 +123,25 @@ pub trait VideoCatalog: Send + Sync {
     /// The videos with these ids, of any status, in no particular order; unknown ids are left out.
     async fn videos_by_ids(&self, ids: &[VideoId]) -> Result<Vec<Video>, PortError>;
 
-    /// Inserts or replaces videos by id. The stored `updated_at` MUST be the one given, so
-    /// `changed_since` sees the change.
+    /// Inserts or replaces videos by id, unconditionally (imports and the demo seed). The stored
+    /// `updated_at` MUST be the one given, so `changed_since` sees the change. A video's source
+    /// position, if it has one, is kept.
     async fn upsert_videos(&self, videos: &[Video]) -> Result<(), PortError>;
+
+    /// Applies changes from the source, in the order given, each only when
+    /// [`VideoChange::applies_over`] the catalog's last applied change of that video: a
+    /// redelivered or reordered older change never overwrites a newer one or brings a deleted
+    /// video back. The stored `updated_at` MUST be the one given. Returns how many changes were
+    /// applied; the rest were older than what the catalog holds (or deletes of unknown videos).
+    async fn apply_changes(&self, changes: &[VideoChange]) -> Result<usize, PortError>;
+
+    /// The source's table was emptied at `position`: every video not deleted whose last applied
+    /// change is older (or has no position) is deleted, stamped `updated_at`. Returns how many.
+    async fn truncate(
+        &self,
+        position: SourcePosition,
+        updated_at: DateTime<Utc>,
+    ) -> Result<u64, PortError>;
 }
 
 /// Who follows whom.

@@ -18,5 +18,5 @@ pub use ids::{CreatorId, SessionId, UserId, VideoId};
 pub use pool::{CandidatePool, PoolEntry};
 pub use ranking::{Candidate, Ranking, RankingConfig, ScoredCandidate, UserContext};
 pub use signals::{Signal, SignalSet, SignalValues};
-pub use video::{Video, VideoStatus, Visibility};
+pub use video::{SourcePosition, Video, VideoStatus, Visibility};
 pub use weights::{Weights, WeightsError};

@@ -72,6 +72,40 @@ impl Visibility {
     }
 }
 
+/// Where a change of a video stands in the history of the system the catalog follows (the posts
+/// service's database): its commit time there, then its log position (PostgreSQL's LSN; 0 when the
+/// source has none). Ordered by both, in that order. Changes are applied only in this order, never
+/// by the time they happen to be received.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct SourcePosition {
+    /// Commit time at the source, in microseconds since the Unix epoch.
+    pub committed_at_us: i64,
+    /// Position in the source's log; 0 when unknown.
+    pub log_position: i64,
+}
+
+impl SourcePosition {
+    /// Whether a change at `self` (a delete when `deleted`) replaces what the catalog holds: the
+    /// catalog's last change at `stored` (a delete when its flag is set), or nothing. A change at
+    /// the same position as the stored one replaces it (a redelivery rewrites the same row),
+    /// except that an update never replaces a delete at the same position: a source that orders
+    /// changes only to the millisecond, or a delete that carries only the row's last `updated_at`,
+    /// must not bring a video back.
+    pub fn supersedes(self, deleted: bool, stored: Option<(Self, bool)>) -> bool {
+        match stored {
+            None => true,
+            Some((at, was_deleted)) => (self, deleted) >= (at, was_deleted),
+        }
+    }
+
+    /// The commit time as a timestamp, when representable.
+    pub fn committed_at(self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_micros(self.committed_at_us)
+    }
+}
+
 /// A short video as the catalog knows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Video {
@@ -125,6 +159,24 @@ mod tests {
             updated_at: now,
             deleted_at: None,
         }
+    }
+
+    #[test]
+    fn later_changes_supersede_and_deletes_win_ties() {
+        let at = |us, lsn| SourcePosition {
+            committed_at_us: us,
+            log_position: lsn,
+        };
+        assert!(at(5, 0).supersedes(false, None));
+        assert!(at(5, 1).supersedes(false, Some((at(5, 0), false))));
+        assert!(at(6, 0).supersedes(false, Some((at(5, 9), true))));
+        assert!(!at(4, 9).supersedes(false, Some((at(5, 0), false))));
+        assert!(!at(4, 9).supersedes(true, Some((at(5, 0), false))));
+        // A redelivery of the same change applies again; an update never undoes a delete it ties.
+        assert!(at(5, 0).supersedes(false, Some((at(5, 0), false))));
+        assert!(at(5, 0).supersedes(true, Some((at(5, 0), false))));
+        assert!(at(5, 0).supersedes(true, Some((at(5, 0), true))));
+        assert!(!at(5, 0).supersedes(false, Some((at(5, 0), true))));
     }
 
     #[test]

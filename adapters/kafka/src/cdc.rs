@@ -2,9 +2,15 @@
 //! and applies them to the catalog through the [`VideoCatalog`] port, committing offsets only once
 //! a batch is stored.
 //!
-//! Every applied change is stamped with the consumer's clock (never older than the row's own
-//! `updated_at`), so the catalog's change stream, read past an `(updated_at, id)` watermark, cannot
-//! miss a change that arrived late. Upserts are idempotent, so a replayed batch is harmless.
+//! Each change carries its position in the source's history (Debezium's `source.ts_ms`/`ts_us` and
+//! `source.lsn`, else the row's `updated_at`); the catalog applies a change only when it is not
+//! older than the one it holds, so a redelivered batch, a reordering across a rebalance, or a
+//! consumer that lost its partitions mid-batch never overwrites a newer change or brings a deleted
+//! video back. A tombstone deletes its key's video; a truncate deletes every older video.
+//!
+//! The record's `updated_at` is stamped with the consumer's clock (never older than the row's
+//! own), so the catalog's change stream, read past an `(updated_at, id)` watermark, cannot miss a
+//! change that arrived late; that stamp never decides which change wins.
 
 use crate::cdc_message::{self, CdcChange};
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
@@ -18,19 +24,28 @@ use rdkafka::Message;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use vrs_application::ports::VideoCatalog;
-use vrs_domain::{Video, VideoId, VideoStatus};
+use vrs_application::ports::{PortError, VideoCatalog, VideoChange};
+use vrs_domain::VideoStatus;
 
 /// Topic of the posts service's video changes unless configured otherwise.
 pub const DEFAULT_CDC_TOPIC: &str = "cdc.posts";
 /// Dead-letter topic of unreadable change events unless configured otherwise.
 pub const DEFAULT_CDC_DLQ_TOPIC: &str = "cdc.posts.dlq";
-/// Counter of changes applied to the catalog, labelled by Debezium `op` (`c`, `u`, `r`, `d`).
+/// Counter of changes applied to the catalog, labelled by Debezium `op` (`c`, `u`, `r`, `d`, `t`).
 pub const CDC_EVENTS_APPLIED_METRIC: &str = "cdc_events_applied_total";
+/// Counter of changes not applied because the catalog already held a newer change of the video
+/// (redeliveries of a newer change's predecessors, reorderings) or never knew the deleted video.
+pub const CDC_EVENTS_STALE_METRIC: &str = "cdc_events_stale_total";
+/// Gauge: seconds between the source's commit of the newest change in the last applied batch and
+/// its application to the catalog.
+pub const CDC_LAG_METRIC: &str = "cdc_source_lag_seconds";
+/// Gauge: the source commit time (Unix seconds) of the newest change applied so far.
+pub const CDC_LAST_APPLIED_METRIC: &str = "cdc_last_applied_source_timestamp_seconds";
+/// Counter of videos deleted by truncate events.
+pub const CDC_TRUNCATED_METRIC: &str = "cdc_truncated_videos_total";
 
 /// Where the CDC consumer reads, how it batches, and how it retries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,8 +124,14 @@ impl CdcConsumer {
         catalog: Arc<dyn VideoCatalog>,
     ) -> Result<Self, CdcConsumerError> {
         register_error_metrics();
-        for op in ["c", "u", "r", "d"] {
+        for op in ["c", "u", "r", "d", "t"] {
             metrics::counter!(CDC_EVENTS_APPLIED_METRIC, "op" => op).increment(0);
+        }
+        metrics::counter!(CDC_EVENTS_STALE_METRIC).increment(0);
+        metrics::counter!(CDC_TRUNCATED_METRIC).increment(0);
+        for column in ["status", "visibility"] {
+            metrics::counter!(cdc_message::CDC_UNKNOWN_VALUES_METRIC, "column" => column)
+                .increment(0);
         }
         let (consumer, dlq) = clients(&Membership {
             brokers: &config.brokers,
@@ -179,7 +200,11 @@ impl ProcessBatch for CdcConsumer {
             // delete.
             let decoded = match decoded {
                 Ok(None) => match message.key().map(cdc_message::decode_key) {
-                    Some(Ok(id)) => Ok(Some(CdcChange::Delete { id, row: None })),
+                    Some(Ok(id)) => Ok(Some(CdcChange::Delete {
+                        id,
+                        row: None,
+                        position: None,
+                    })),
                     Some(Err(e)) => Err(e),
                     None => Err(cdc_message::CdcError::Malformed(
                         "a tombstone without a key".into(),
@@ -225,11 +250,19 @@ impl ProcessBatch for CdcConsumer {
             };
             let refused_at: std::collections::HashSet<usize> =
                 refused.iter().map(|(index, _)| *index).collect();
+            let mut newest = None;
             for (index, change) in changes.iter().enumerate() {
                 if !refused_at.contains(&index) {
                     metrics::counter!(CDC_EVENTS_APPLIED_METRIC, "op" => change.op().as_str())
                         .increment(1);
+                    newest = newest.max(change.position());
                 }
+            }
+            if let Some(committed_at) = newest.and_then(|p| p.committed_at()) {
+                let lag = (Utc::now() - committed_at).num_milliseconds().max(0) as f64 / 1e3;
+                metrics::gauge!(CDC_LAG_METRIC).set(lag);
+                metrics::gauge!(CDC_LAST_APPLIED_METRIC)
+                    .set(committed_at.timestamp_millis() as f64 / 1e3);
             }
             for (index, reason) in refused {
                 count_error("rejected");
@@ -249,51 +282,75 @@ impl ProcessBatch for CdcConsumer {
 }
 
 impl CdcConsumer {
-    /// Upserts the last change of each video in the batch; deletes without the whole row take
-    /// the catalog's current record, and are skipped for a video the catalog never had.
-    async fn apply(&self, changes: &[CdcChange]) -> Result<(), vrs_application::ports::PortError> {
-        let mut last: HashMap<VideoId, &CdcChange> = HashMap::new();
-        let mut order: Vec<VideoId> = Vec::new();
-        for change in changes {
-            if last.insert(change.id(), change).is_none() {
-                order.push(change.id());
-            }
-        }
-        let missing: Vec<VideoId> = order
-            .iter()
-            .filter(|id| matches!(last.get(id), Some(CdcChange::Delete { row: None, .. })))
-            .copied()
-            .collect();
-        let known: HashMap<VideoId, Video> = if missing.is_empty() {
-            HashMap::new()
-        } else {
-            let found = self.catalog.videos_by_ids(&missing).await?;
-            found.into_iter().map(|v| (v.id, v)).collect()
-        };
+    /// Applies the changes in stream order; the catalog keeps only what is not older than what it
+    /// holds. A truncate applies after the changes before it and before those after it.
+    async fn apply(&self, changes: &[CdcChange]) -> Result<(), PortError> {
         let now = Utc::now();
-        let mut videos = Vec::with_capacity(order.len());
-        for id in &order {
-            let video = match last.get(id) {
-                Some(CdcChange::Upsert { video, .. }) => Some(video.clone()),
-                Some(CdcChange::Delete { row, .. }) => {
-                    row.clone().or_else(|| known.get(id).cloned()).map(|mut v| {
-                        v.status = VideoStatus::Deleted;
-                        v.deleted_at = v.deleted_at.or(Some(now));
-                        v
-                    })
+        let mut pending: Vec<VideoChange> = Vec::with_capacity(changes.len());
+        let mut stale = 0;
+        for change in changes {
+            match change {
+                CdcChange::Upsert {
+                    video, position, ..
+                } => {
+                    let mut video = video.clone();
+                    // The consumer's clock, so a change committed upstream before the catalog's
+                    // watermark moved past it still lands after the watermark.
+                    video.updated_at = video.updated_at.max(now);
+                    pending.push(VideoChange::Upsert {
+                        video,
+                        position: *position,
+                    });
                 }
-                None => None,
-            };
-            if let Some(mut video) = video {
-                // The consumer's clock, so a change committed upstream before the catalog's
-                // watermark moved past it still lands after the watermark.
-                video.updated_at = video.updated_at.max(now);
-                videos.push(video);
+                // The whole row with a position: written as a deleted record, so even a video the
+                // catalog never had is known as deleted and an older create cannot bring it in.
+                CdcChange::Delete {
+                    row: Some(row),
+                    position: Some(position),
+                    ..
+                } => {
+                    let mut video = row.clone();
+                    video.status = VideoStatus::Deleted;
+                    video.deleted_at = video.deleted_at.or(Some(now));
+                    video.updated_at = video.updated_at.max(now);
+                    pending.push(VideoChange::Upsert {
+                        video,
+                        position: *position,
+                    });
+                }
+                CdcChange::Delete { id, position, .. } => pending.push(VideoChange::Delete {
+                    id: *id,
+                    position: *position,
+                    updated_at: now,
+                }),
+                CdcChange::Truncate { position } => {
+                    stale += self.apply_pending(&mut pending).await?;
+                    let deleted = self.catalog.truncate(*position, now).await?;
+                    metrics::counter!(CDC_TRUNCATED_METRIC).increment(deleted);
+                    tracing::warn!(
+                        deleted,
+                        committed_at_us = position.committed_at_us,
+                        "the source table was truncated; deleted every older video"
+                    );
+                }
             }
         }
-        if videos.is_empty() {
-            return Ok(());
+        stale += self.apply_pending(&mut pending).await?;
+        if stale > 0 {
+            metrics::counter!(CDC_EVENTS_STALE_METRIC).increment(stale as u64);
+            tracing::debug!(stale, "skipped changes older than the catalog's");
         }
-        self.catalog.upsert_videos(&videos).await
+        Ok(())
+    }
+
+    /// Applies and clears `pending`; returns how many were not applied.
+    async fn apply_pending(&self, pending: &mut Vec<VideoChange>) -> Result<usize, PortError> {
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let applied = self.catalog.apply_changes(pending).await?;
+        let stale = pending.len().saturating_sub(applied);
+        pending.clear();
+        Ok(stale)
     }
 }

@@ -7,7 +7,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
-use vrs_domain::{CreatorId, Video, VideoId, VideoStatus, Visibility};
+use vrs_domain::{CreatorId, SourcePosition, Video, VideoId, VideoStatus, Visibility};
+
+/// Counter of column values the decoder did not know, labelled by `column`; such a video is
+/// withdrawn from feeds (status `archived`, visibility `private`) rather than left as it was.
+pub const CDC_UNKNOWN_VALUES_METRIC: &str = "cdc_unknown_values_total";
 
 /// Epoch numbers above this are microseconds, below it milliseconds: the two ranges overlap only
 /// for dates before 1973 or after 5138.
@@ -24,6 +28,8 @@ pub enum CdcOp {
     Read,
     /// Row deleted (`d`).
     Delete,
+    /// Table truncated (`t`).
+    Truncate,
 }
 
 impl CdcOp {
@@ -34,6 +40,7 @@ impl CdcOp {
             Self::Update => "u",
             Self::Read => "r",
             Self::Delete => "d",
+            Self::Truncate => "t",
         }
     }
 
@@ -43,6 +50,7 @@ impl CdcOp {
             "u" => Self::Update,
             "r" => Self::Read,
             "d" => Self::Delete,
+            "t" => Self::Truncate,
             other => return Err(CdcError::UnsupportedOp(other.to_owned())),
         })
     }
@@ -52,26 +60,37 @@ impl CdcOp {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CdcChange {
     /// The row as it now is (create, update or snapshot read).
-    Upsert { op: CdcOp, video: Video },
+    Upsert {
+        op: CdcOp,
+        video: Video,
+        position: SourcePosition,
+    },
     /// The row is gone. `row` is the last known row when the event carried it whole (with the
-    /// default replica identity Debezium sends only the key).
-    Delete { id: VideoId, row: Option<Video> },
+    /// default replica identity Debezium sends only the key). No position for a tombstone.
+    Delete {
+        id: VideoId,
+        row: Option<Video>,
+        position: Option<SourcePosition>,
+    },
+    /// The table was emptied.
+    Truncate { position: SourcePosition },
 }
 
 impl CdcChange {
-    /// The video this change is about.
-    pub fn id(&self) -> VideoId {
-        match self {
-            Self::Upsert { video, .. } => video.id,
-            Self::Delete { id, .. } => *id,
-        }
-    }
-
     /// The operation, for metrics.
     pub fn op(&self) -> CdcOp {
         match self {
             Self::Upsert { op, .. } => *op,
             Self::Delete { .. } => CdcOp::Delete,
+            Self::Truncate { .. } => CdcOp::Truncate,
+        }
+    }
+
+    /// The change's position in the source, when it has one.
+    pub fn position(&self) -> Option<SourcePosition> {
+        match self {
+            Self::Upsert { position, .. } | Self::Truncate { position } => Some(*position),
+            Self::Delete { position, .. } => *position,
         }
     }
 }
@@ -82,7 +101,7 @@ pub enum CdcError {
     /// Not JSON, not an object, or a row column missing or of the wrong type.
     #[error("malformed change event: {0}")]
     Malformed(String),
-    /// An operation other than c, u, r, d (e.g. `t`, truncate).
+    /// An operation other than c, u, r, d, t (e.g. `m`, a logical-decoding message).
     #[error("unsupported change operation {0:?}")]
     UnsupportedOp(String),
 }
@@ -147,6 +166,31 @@ pub fn decode(bytes: &[u8]) -> Result<Option<CdcChange>, CdcError> {
 
 fn envelope(root: &Map<String, Value>) -> Result<Option<CdcChange>, CdcError> {
     let op = CdcOp::parse(root.get("op").and_then(Value::as_str).unwrap_or_default())?;
+    let source = match root.get("source") {
+        Some(Value::Object(source)) => Some(source),
+        _ => None,
+    };
+    // The source's commit time, then its log position; Debezium ≥ 2.6 also gives microseconds.
+    let from_source = source.and_then(|src| {
+        let committed_at_us = number(src, "ts_us")
+            .or_else(|| number(src, "ts_ns").map(|ns| ns / 1_000))
+            .or_else(|| number(src, "ts_ms").map(|ms| ms.saturating_mul(1_000)))?;
+        Some(SourcePosition {
+            committed_at_us,
+            log_position: number(src, "lsn").unwrap_or(0),
+        })
+    });
+    // Without a source block: the event's own time, when the connector set it.
+    let fallback = number(root, "ts_ms").map(|ms| SourcePosition {
+        committed_at_us: ms.saturating_mul(1_000),
+        log_position: 0,
+    });
+    if op == CdcOp::Truncate {
+        let position = from_source
+            .or(fallback)
+            .ok_or_else(|| malformed("op t without a source position"))?;
+        return Ok(Some(CdcChange::Truncate { position }));
+    }
     let side = if op == CdcOp::Delete {
         "before"
     } else {
@@ -156,7 +200,7 @@ fn envelope(root: &Map<String, Value>) -> Result<Option<CdcChange>, CdcError> {
         Some(Value::Object(row)) => row,
         _ => return Err(malformed(format!("op {} without {side}", op.as_str()))),
     };
-    change(op, row).map(Some)
+    change(op, row, from_source, fallback).map(Some)
 }
 
 fn flattened(row: &Map<String, Value>) -> Result<Option<CdcChange>, CdcError> {
@@ -171,25 +215,75 @@ fn flattened(row: &Map<String, Value>) -> Result<Option<CdcChange>, CdcError> {
         None => CdcOp::Update,
     };
     let op = if deleted { CdcOp::Delete } else { op };
-    change(op, row).map(Some)
+    if op == CdcOp::Truncate {
+        return Err(malformed("op t in a flattened record"));
+    }
+    // ExtractNewRecordState's `add.fields=source.ts_ms,lsn` (or `source.ts_us`), prefixed `__`.
+    let from_source = number(row, "__source_ts_us")
+        .or_else(|| number(row, "__source_ts_ms").map(|ms| ms.saturating_mul(1_000)))
+        .map(|committed_at_us| SourcePosition {
+            committed_at_us,
+            log_position: number(row, "__lsn")
+                .or_else(|| number(row, "__source_lsn"))
+                .unwrap_or(0),
+        });
+    let fallback = number(row, "__ts_ms").map(|ms| SourcePosition {
+        committed_at_us: ms.saturating_mul(1_000),
+        log_position: 0,
+    });
+    change(op, row, from_source, fallback).map(Some)
 }
 
-fn change(op: CdcOp, row: &Map<String, Value>) -> Result<CdcChange, CdcError> {
+/// An integer field (a JSON number, or a string of digits as some converters write 64-bit values).
+fn number(map: &Map<String, Value>, field: &str) -> Option<i64> {
+    match map.get(field)? {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_u64().map(|u| i64::try_from(u).unwrap_or(i64::MAX))),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A change at the source's position when the event has one, else at the row's `updated_at` (the
+/// posts service's own change time), else at the event's time.
+fn change(
+    op: CdcOp,
+    row: &Map<String, Value>,
+    from_source: Option<SourcePosition>,
+    fallback: Option<SourcePosition>,
+) -> Result<CdcChange, CdcError> {
+    let from_row = timestamp(row, "updated_at")?.map(|t| SourcePosition {
+        committed_at_us: t.timestamp_micros(),
+        log_position: 0,
+    });
+    let position = from_source.or(from_row).or(fallback);
     if op == CdcOp::Delete {
         let id = VideoId(uuid(row, "id")?);
         return Ok(CdcChange::Delete {
             id,
             row: video(row).ok(),
+            position,
         });
     }
     Ok(CdcChange::Upsert {
         op,
         video: video(row)?,
+        position: position.unwrap_or_default(),
     })
 }
 
 fn video(row: &Map<String, Value>) -> Result<Video, CdcError> {
     let status = text(row, "status")?;
+    // A status this service does not know (a newer upstream state) withdraws the video: it is
+    // never served until a known status arrives.
+    let (status, visibility) = match VideoStatus::parse(status) {
+        Some(known) => (known, visibility(row)),
+        None => {
+            metrics::counter!(CDC_UNKNOWN_VALUES_METRIC, "column" => "status").increment(1);
+            (VideoStatus::Archived, Visibility::Private)
+        }
+    };
     Ok(Video {
         id: VideoId(uuid(row, "id")?),
         creator_id: CreatorId(uuid(row, "creator_id")?),
@@ -199,9 +293,8 @@ fn video(row: &Map<String, Value>) -> Result<Video, CdcError> {
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| malformed("duration_seconds is not a non-negative integer"))?,
-        status: VideoStatus::parse(status)
-            .ok_or_else(|| malformed(format!("unknown status {status:?}")))?,
-        visibility: visibility(row),
+        status,
+        visibility,
         media_key: text(row, "media_key")?.to_owned(),
         thumbnail_key: text(row, "thumbnail_key")?.to_owned(),
         published_at: timestamp(row, "published_at")?,
@@ -216,7 +309,10 @@ fn video(row: &Map<String, Value>) -> Result<Video, CdcError> {
 fn visibility(row: &Map<String, Value>) -> Visibility {
     match row.get("visibility").and_then(Value::as_str) {
         None => Visibility::Public,
-        Some(v) => Visibility::parse(v).unwrap_or(Visibility::Private),
+        Some(v) => Visibility::parse(v).unwrap_or_else(|| {
+            metrics::counter!(CDC_UNKNOWN_VALUES_METRIC, "column" => "visibility").increment(1);
+            Visibility::Private
+        }),
     }
 }
 
@@ -273,7 +369,7 @@ mod tests {
 
     fn upserted(value: Value) -> (CdcOp, Video) {
         match decoded(value) {
-            Ok(Some(CdcChange::Upsert { op, video })) => (op, video),
+            Ok(Some(CdcChange::Upsert { op, video, .. })) => (op, video),
             other => panic!("expected an upsert, got {other:?}"),
         }
     }
@@ -330,7 +426,9 @@ mod tests {
         }
         let delete = json!({"op": "d", "before": after, "after": null});
         match decoded(delete) {
-            Ok(Some(CdcChange::Delete { id, row: Some(v) })) => {
+            Ok(Some(CdcChange::Delete {
+                id, row: Some(v), ..
+            })) => {
                 assert_eq!(id.0.to_string(), ID);
                 assert_eq!(v.title, "Cat");
             }
@@ -339,8 +437,14 @@ mod tests {
         // The default replica identity sends only the key in `before`.
         let key_only = json!({"op": "d", "before": {"id": ID, "title": null}, "after": null});
         match decoded(key_only) {
-            Ok(Some(change @ CdcChange::Delete { row: None, .. })) => {
-                assert_eq!(change.id().0.to_string(), ID);
+            Ok(Some(
+                change @ CdcChange::Delete {
+                    id,
+                    row: None,
+                    position: None,
+                },
+            )) => {
+                assert_eq!(id.0.to_string(), ID);
                 assert_eq!(change.op(), CdcOp::Delete);
             }
             other => panic!("expected a key-only delete, got {other:?}"),
@@ -410,6 +514,75 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_status_withdraws_the_video() {
+        let mut after = row(json!("2026-11-30T09:00:00Z"));
+        after["status"] = json!("live");
+        let (_, video) = upserted(json!({"op": "u", "after": after}));
+        assert_eq!(video.status, VideoStatus::Archived);
+        assert_eq!(video.visibility, Visibility::Private);
+        assert!(!video.is_servable());
+    }
+
+    fn position(value: Value) -> Option<SourcePosition> {
+        decoded(value)
+            .expect("decodes")
+            .expect("a change")
+            .position()
+    }
+
+    fn at_us(committed_at_us: i64, log_position: i64) -> Option<SourcePosition> {
+        Some(SourcePosition {
+            committed_at_us,
+            log_position,
+        })
+    }
+
+    #[test]
+    fn positions_come_from_the_source_then_the_row_then_the_event() {
+        let after = row(json!("2026-11-30T09:00:00Z"));
+        let row_us = at("2026-11-30T09:00:00Z").timestamp_micros();
+        let source = json!({"table": "videos", "ts_ms": 1_700_000_000_123i64, "lsn": 24_023_128});
+        assert_eq!(
+            position(json!({"op": "u", "after": after, "source": source, "ts_ms": 5})),
+            at_us(1_700_000_000_123_000, 24_023_128),
+            "Debezium's source block: commit time and LSN"
+        );
+        let micro = json!({"ts_ms": 1_700_000_000_123i64, "ts_us": 1_700_000_000_123_456i64,
+                           "lsn": "24023129"});
+        assert_eq!(
+            position(json!({"op": "u", "after": after, "source": micro})),
+            at_us(1_700_000_000_123_456, 24_023_129),
+            "microseconds when given; a 64-bit LSN written as a string"
+        );
+        assert_eq!(
+            position(json!({"op": "u", "after": after, "ts_ms": 5})),
+            at_us(row_us, 0),
+            "without a source block, the row's updated_at"
+        );
+        assert_eq!(
+            position(json!({"op": "d", "before": {"id": ID}, "ts_ms": 5})),
+            at_us(5_000, 0),
+            "a key-only delete without a source block: the event's time"
+        );
+        let mut flat = row(json!("2026-11-30T09:00:00Z"));
+        flat["__op"] = json!("u");
+        assert_eq!(position(flat.clone()), at_us(row_us, 0));
+        flat["__source_ts_ms"] = json!(1_700_000_000_500i64);
+        flat["__lsn"] = json!(77);
+        assert_eq!(position(flat), at_us(1_700_000_000_500_000, 77));
+        let truncate = json!({"op": "t", "source": {"ts_ms": 9, "lsn": 10}});
+        assert_eq!(
+            decoded(truncate),
+            Ok(Some(CdcChange::Truncate {
+                position: SourcePosition {
+                    committed_at_us: 9_000,
+                    log_position: 10
+                }
+            }))
+        );
+    }
+
+    #[test]
     fn tombstones_are_skipped() {
         assert_eq!(decode(b""), Ok(None));
         assert_eq!(decode(b"null"), Ok(None));
@@ -423,18 +596,19 @@ mod tests {
         assert_eq!(kind(b"[1, 2]"), Err("malformed"));
         assert_eq!(kind(br#"{"payload": 3}"#), Err("malformed"));
         assert_eq!(
-            kind(br#"{"op": "t", "after": null}"#),
+            kind(br#"{"op": "m", "after": null}"#),
             Err("unsupported_op")
+        );
+        assert_eq!(
+            kind(br#"{"op": "t", "after": null}"#),
+            Err("malformed"),
+            "a truncate without a position could delete what came after it"
         );
         assert_eq!(kind(br#"{"op": "c", "after": null}"#), Err("malformed"));
         assert_eq!(
             kind(br#"{"op": "d", "before": {"id": "nope"}}"#),
             Err("malformed")
         );
-        let mut status = row(json!("2026-11-30T09:00:00Z"));
-        status["status"] = json!("live");
-        let err = decoded(json!({"op": "u", "after": status})).expect_err("bad status");
-        assert!(err.to_string().contains("live"), "{err}");
         let mut negative = row(json!("2026-11-30T09:00:00Z"));
         negative["duration_seconds"] = json!(-1);
         assert_eq!(

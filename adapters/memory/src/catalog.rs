@@ -1,15 +1,42 @@
 use crate::lock_error;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
-use vrs_application::ports::{CatalogWatermark, PortError, VideoCatalog};
-use vrs_domain::{Video, VideoId};
+use vrs_application::ports::{CatalogWatermark, PortError, VideoCatalog, VideoChange};
+use vrs_domain::{SourcePosition, Video, VideoId, VideoStatus};
 
 #[derive(Debug, Default)]
 struct Inner {
     by_id: HashMap<VideoId, Video>,
     /// The change stream: (updated_at, id) of each video's current record.
     changes: BTreeMap<CatalogWatermark, ()>,
+    /// Source position of each video's last applied change.
+    positions: HashMap<VideoId, SourcePosition>,
+}
+
+impl Inner {
+    fn put(&mut self, video: Video) {
+        if let Some(old) = self.by_id.remove(&video.id) {
+            self.changes.remove(&CatalogWatermark::of(&old));
+        }
+        self.changes.insert(CatalogWatermark::of(&video), ());
+        self.by_id.insert(video.id, video);
+    }
+
+    /// The position and deleted flag of a video's last applied change.
+    fn stored(&self, id: VideoId) -> Option<(SourcePosition, bool)> {
+        let video = self.by_id.get(&id)?;
+        let at = self.positions.get(&id)?;
+        Some((*at, video.status == VideoStatus::Deleted))
+    }
+}
+
+fn deleted(mut video: Video, at: DateTime<Utc>) -> Video {
+    video.status = VideoStatus::Deleted;
+    video.deleted_at = video.deleted_at.or(Some(at));
+    video.updated_at = at;
+    video
 }
 
 /// The video catalog in memory.
@@ -59,11 +86,57 @@ impl VideoCatalog for MemoryCatalog {
     async fn upsert_videos(&self, videos: &[Video]) -> Result<(), PortError> {
         let mut inner = self.inner.write().map_err(lock_error)?;
         for v in videos {
-            if let Some(old) = inner.by_id.insert(v.id, v.clone()) {
-                inner.changes.remove(&CatalogWatermark::of(&old));
-            }
-            inner.changes.insert(CatalogWatermark::of(v), ());
+            inner.put(v.clone());
         }
         Ok(())
+    }
+
+    async fn apply_changes(&self, changes: &[VideoChange]) -> Result<usize, PortError> {
+        let mut inner = self.inner.write().map_err(lock_error)?;
+        let mut applied = 0;
+        for change in changes {
+            let id = change.id();
+            if !change.applies_over(inner.stored(id)) {
+                continue;
+            }
+            let (video, position) = match change {
+                VideoChange::Upsert { video, position } => (video.clone(), Some(*position)),
+                VideoChange::Delete {
+                    position,
+                    updated_at,
+                    ..
+                } => match inner.by_id.get(&id) {
+                    Some(current) => (deleted(current.clone(), *updated_at), *position),
+                    None => continue,
+                },
+            };
+            if let Some(at) = position {
+                inner.positions.insert(id, at);
+            }
+            inner.put(video);
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    async fn truncate(
+        &self,
+        position: SourcePosition,
+        updated_at: DateTime<Utc>,
+    ) -> Result<u64, PortError> {
+        let mut inner = self.inner.write().map_err(lock_error)?;
+        let doomed: Vec<Video> = inner
+            .by_id
+            .values()
+            .filter(|v| v.status != VideoStatus::Deleted)
+            .filter(|v| inner.positions.get(&v.id).is_none_or(|at| *at < position))
+            .cloned()
+            .collect();
+        let count = doomed.len() as u64;
+        for video in doomed {
+            inner.positions.insert(video.id, position);
+            inner.put(deleted(video, updated_at));
+        }
+        Ok(count)
     }
 }

@@ -1,12 +1,12 @@
 //! Contract of [`VideoCatalog`].
 
 use super::{creator, micros, video_id};
-use crate::ports::{CatalogWatermark, VideoCatalog};
+use crate::ports::{CatalogWatermark, VideoCatalog, VideoChange};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
-use vrs_domain::{Video, VideoId, VideoStatus, Visibility};
+use vrs_domain::{SourcePosition, Video, VideoId, VideoStatus, Visibility};
 
 /// Runs every catalog case, each against a fresh adapter from `make`.
 pub async fn catalog_contract<F, Fut>(make: F)
@@ -20,6 +20,13 @@ where
     paging_with_a_limit_reads_each_change_once(make().await).await;
     upsert_replaces_and_moves_the_video_in_the_stream(make().await).await;
     no_watermark_reads_from_the_beginning(make().await).await;
+    changes_apply_only_in_source_order(make().await).await;
+    a_delete_is_never_undone_by_an_older_or_tied_update(make().await).await;
+    tombstones_delete_at_the_stored_position(make().await).await;
+    changes_in_one_call_apply_in_order(make().await).await;
+    rows_without_a_position_take_any_change(make().await).await;
+    // Last: it deletes every older video in the (possibly shared) catalog.
+    truncate_deletes_every_older_video(make().await).await;
 }
 
 /// A random start time in 2001-2004, so cases sharing a catalog rarely overlap in time.
@@ -303,5 +310,268 @@ async fn no_watermark_reads_from_the_beginning(catalog: Arc<dyn VideoCatalog>) {
         first.first().map(key),
         page.first().map(key),
         "a smaller limit returns a prefix of the same stream"
+    );
+}
+
+/// Positions `n` microseconds after `t`.
+fn pos(t: DateTime<Utc>, n: i64, lsn: i64) -> SourcePosition {
+    SourcePosition {
+        committed_at_us: t.timestamp_micros() + n,
+        log_position: lsn,
+    }
+}
+
+fn upsert(video: &Video, position: SourcePosition) -> VideoChange {
+    VideoChange::Upsert {
+        video: video.clone(),
+        position,
+    }
+}
+
+fn titled(video: &Video, title: &str, updated_at: DateTime<Utc>) -> Video {
+    Video {
+        title: title.to_owned(),
+        updated_at,
+        ..video.clone()
+    }
+}
+
+async fn one(catalog: &Arc<dyn VideoCatalog>, id: VideoId) -> Option<Video> {
+    catalog
+        .videos_by_ids(&[id])
+        .await
+        .expect("videos_by_ids")
+        .pop()
+}
+
+async fn apply(catalog: &Arc<dyn VideoCatalog>, changes: &[VideoChange]) -> usize {
+    catalog.apply_changes(changes).await.expect("apply_changes")
+}
+
+async fn changes_apply_only_in_source_order(catalog: Arc<dyn VideoCatalog>) {
+    let t = base_time();
+    let v = video(VideoStatus::Published, t);
+    let newer = titled(&v, "newer", t + Duration::seconds(2));
+    assert_eq!(apply(&catalog, &[upsert(&newer, pos(t, 20, 7))]).await, 1);
+    let older = titled(&v, "older", t + Duration::seconds(3));
+    assert_eq!(
+        apply(&catalog, &[upsert(&older, pos(t, 10, 9))]).await,
+        0,
+        "an older commit time loses, whatever its log position and updated_at"
+    );
+    assert_eq!(
+        apply(&catalog, &[upsert(&older, pos(t, 20, 6))]).await,
+        0,
+        "at the same commit time, an older log position loses"
+    );
+    assert_eq!(one(&catalog, v.id).await.as_ref(), Some(&newer));
+    assert_eq!(
+        apply(&catalog, &[upsert(&newer, pos(t, 20, 7))]).await,
+        1,
+        "a redelivery of the stored change applies again, harmlessly"
+    );
+    let private = Video {
+        visibility: Visibility::Private,
+        ..titled(&v, "private", t + Duration::seconds(4))
+    };
+    assert_eq!(apply(&catalog, &[upsert(&private, pos(t, 20, 8))]).await, 1);
+    assert_eq!(one(&catalog, v.id).await.as_ref(), Some(&private));
+}
+
+async fn a_delete_is_never_undone_by_an_older_or_tied_update(catalog: Arc<dyn VideoCatalog>) {
+    let t = base_time();
+    let v = video(VideoStatus::Published, t);
+    assert_eq!(apply(&catalog, &[upsert(&v, pos(t, 10, 0))]).await, 1);
+    let gone_at = t + Duration::seconds(5);
+    let delete = VideoChange::Delete {
+        id: v.id,
+        position: Some(pos(t, 20, 0)),
+        updated_at: gone_at,
+    };
+    assert_eq!(apply(&catalog, &[delete]).await, 1);
+    let deleted = one(&catalog, v.id).await.expect("kept as deleted");
+    assert_eq!(deleted.status, VideoStatus::Deleted);
+    assert_eq!(deleted.deleted_at, Some(gone_at));
+    assert_eq!(
+        deleted.updated_at, gone_at,
+        "a delete moves the video in the change stream"
+    );
+    assert!(!deleted.is_servable());
+    let late = titled(&v, "late", t + Duration::seconds(9));
+    assert_eq!(
+        apply(
+            &catalog,
+            &[upsert(&late, pos(t, 10, 0)), upsert(&late, pos(t, 20, 0))]
+        )
+        .await,
+        0,
+        "an older update, or one at the delete's own position, never brings the video back"
+    );
+    assert_eq!(one(&catalog, v.id).await, Some(deleted));
+    let restored = titled(&v, "restored", t + Duration::seconds(10));
+    assert_eq!(
+        apply(&catalog, &[upsert(&restored, pos(t, 30, 0))]).await,
+        1,
+        "a newer change applies"
+    );
+    assert_eq!(one(&catalog, v.id).await, Some(restored));
+}
+
+async fn tombstones_delete_at_the_stored_position(catalog: Arc<dyn VideoCatalog>) {
+    let t = base_time();
+    let v = video(VideoStatus::Published, t);
+    assert_eq!(apply(&catalog, &[upsert(&v, pos(t, 50, 0))]).await, 1);
+    let gone_at = t + Duration::seconds(5);
+    let tombstone = VideoChange::Delete {
+        id: v.id,
+        position: None,
+        updated_at: gone_at,
+    };
+    assert_eq!(apply(&catalog, std::slice::from_ref(&tombstone)).await, 1);
+    let deleted = one(&catalog, v.id).await.expect("kept as deleted");
+    assert_eq!(deleted.status, VideoStatus::Deleted);
+    assert_eq!(deleted.updated_at, gone_at);
+    let replay = titled(&v, "replayed", t + Duration::seconds(6));
+    assert_eq!(
+        apply(
+            &catalog,
+            &[
+                upsert(&replay, pos(t, 40, 0)),
+                upsert(&replay, pos(t, 50, 0))
+            ]
+        )
+        .await,
+        0,
+        "after a tombstone, the changes it followed stay undone"
+    );
+    assert_eq!(one(&catalog, v.id).await, Some(deleted));
+
+    let unknown = VideoChange::Delete {
+        id: video_id(),
+        position: None,
+        updated_at: gone_at,
+    };
+    assert_eq!(
+        apply(&catalog, std::slice::from_ref(&unknown)).await,
+        0,
+        "a delete of a video the catalog never had changes nothing"
+    );
+    assert_eq!(one(&catalog, unknown.id()).await, None);
+}
+
+async fn changes_in_one_call_apply_in_order(catalog: Arc<dyn VideoCatalog>) {
+    let t = base_time();
+    let v = video(VideoStatus::Published, t);
+    let w = video(VideoStatus::Published, t);
+    let w_new = titled(&w, "w newer", t + Duration::seconds(2));
+    let w_old = titled(&w, "w older", t + Duration::seconds(3));
+    let applied = apply(
+        &catalog,
+        &[
+            upsert(&v, pos(t, 10, 0)),
+            upsert(&w_new, pos(t, 30, 0)),
+            VideoChange::Delete {
+                id: v.id,
+                position: None,
+                updated_at: t + Duration::seconds(4),
+            },
+            upsert(&w_old, pos(t, 20, 0)),
+            upsert(&v, pos(t, 10, 0)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        applied, 3,
+        "v's upsert and delete and w's newer change apply; the rest are older"
+    );
+    let v_now = one(&catalog, v.id).await.expect("v");
+    assert_eq!(v_now.status, VideoStatus::Deleted, "v ends deleted");
+    assert_eq!(
+        one(&catalog, w.id).await,
+        Some(w_new),
+        "w keeps its newer change"
+    );
+}
+
+async fn rows_without_a_position_take_any_change(catalog: Arc<dyn VideoCatalog>) {
+    let t = base_time();
+    let v = video(VideoStatus::Published, t);
+    catalog
+        .upsert_videos(std::slice::from_ref(&v))
+        .await
+        .expect("upsert");
+    let changed = titled(&v, "from the source", t + Duration::seconds(1));
+    assert_eq!(
+        apply(&catalog, &[upsert(&changed, SourcePosition::default())]).await,
+        1,
+        "a row written without a position (an import) takes the source's change"
+    );
+    assert_eq!(one(&catalog, v.id).await, Some(changed.clone()));
+    // An unconditional write keeps the position: an older change still loses afterwards.
+    let imported = titled(&v, "imported", t + Duration::seconds(2));
+    catalog
+        .upsert_videos(std::slice::from_ref(&imported))
+        .await
+        .expect("upsert");
+    let older = titled(&v, "older", t + Duration::seconds(3));
+    assert_eq!(
+        apply(&catalog, &[upsert(&older, SourcePosition::default())]).await,
+        1,
+        "the same position is a redelivery"
+    );
+    assert_eq!(
+        apply(
+            &catalog,
+            &[upsert(
+                &older,
+                SourcePosition {
+                    committed_at_us: -1,
+                    log_position: 0
+                }
+            )]
+        )
+        .await,
+        0,
+        "upsert_videos kept the stored position"
+    );
+}
+
+async fn truncate_deletes_every_older_video(catalog: Arc<dyn VideoCatalog>) {
+    let t = base_time();
+    let older = video(VideoStatus::Published, t);
+    let newer = video(VideoStatus::Published, t);
+    let unpositioned = video(VideoStatus::Published, t);
+    apply(
+        &catalog,
+        &[upsert(&older, pos(t, 10, 0)), upsert(&newer, pos(t, 90, 0))],
+    )
+    .await;
+    catalog
+        .upsert_videos(std::slice::from_ref(&unpositioned))
+        .await
+        .expect("upsert");
+    let at = t + Duration::seconds(7);
+    let deleted = catalog.truncate(pos(t, 50, 0), at).await.expect("truncate");
+    assert!(
+        deleted >= 2,
+        "at least this case's two older videos: {deleted}"
+    );
+    for id in [older.id, unpositioned.id] {
+        let v = one(&catalog, id).await.expect("kept as deleted");
+        assert_eq!(v.status, VideoStatus::Deleted);
+        assert_eq!(
+            v.updated_at, at,
+            "the truncate moves it in the change stream"
+        );
+    }
+    assert_eq!(
+        one(&catalog, newer.id).await,
+        Some(newer.clone()),
+        "a change after the truncate stays"
+    );
+    assert_eq!(
+        apply(&catalog, &[upsert(&older, pos(t, 40, 0))]).await,
+        0,
+        "a change older than the truncate does not bring a video back"
     );
 }
