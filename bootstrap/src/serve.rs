@@ -105,7 +105,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let _ = consumer.await;
         }
     };
-    let _ = tokio::time::timeout(grace, consumers).await;
+    // Spooled events go to Kafka before the process leaves (while the consumers finish); what
+    // cannot be delivered in time stays in the spool directory for the next process on it.
+    let drain = async {
+        if let Some(sink) = &app.kafka_sink {
+            let spooled = sink.spooled();
+            if spooled > 0 {
+                tracing::info!(spooled, "draining the event spool into Kafka");
+                let left = sink.drain(grace).await;
+                if left > 0 {
+                    tracing::warn!(
+                        left,
+                        "events stay in the spool; the next process on its directory replays them"
+                    );
+                } else {
+                    tracing::info!(spooled, "event spool drained");
+                }
+            }
+        }
+    };
+    let _ = tokio::join!(tokio::time::timeout(grace, consumers), drain);
     if let Some(pg) = &app.postgres {
         pg.close().await;
     }

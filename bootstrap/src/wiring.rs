@@ -32,6 +32,8 @@ pub struct Backends {
     /// live traffic, so it never goes through Kafka (where the consumer would have to work through
     /// it before any live event).
     pub history_sink: Arc<dyn EventSink>,
+    /// The Kafka event sink, when Kafka is configured: drained into Kafka on shutdown.
+    pub kafka_sink: Option<vrs_adapter_kafka::KafkaEventSink>,
 }
 
 impl Backends {
@@ -115,18 +117,21 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         Some(ch) => Arc::new(vrs_adapter_clickhouse::ClickHouseEventSink::new(ch.clone())),
         None => memory.events.clone(),
     };
+    let mut kafka_sink = None;
     let events: Arc<dyn EventSink> = match (&config.kafka_brokers, &clickhouse) {
         (Some(brokers), _) => {
             let sink = vrs_adapter_kafka::KafkaEventSink::start(vrs_adapter_kafka::KafkaConfig {
-                brokers: brokers.clone(),
                 topic: config.kafka_engagement_topic.clone(),
                 delivery_timeout: config.kafka_delivery_timeout,
-                spool_dir: config.event_spool_dir.clone(),
                 spool_max_bytes: config.event_spool_max_bytes,
-                replay_interval: vrs_adapter_kafka::KafkaConfig::new("", "").replay_interval,
+                ..vrs_adapter_kafka::KafkaConfig::new(
+                    brokers.clone(),
+                    config.event_spool_dir.clone(),
+                )
             })
             .map_err(|e| anyhow::anyhow!("KAFKA_BROKERS: {e}"))?;
             probes.push(Arc::new(sink.health_probe()));
+            kafka_sink = Some(sink.clone());
             Arc::new(sink)
         }
         // Without Kafka, accepted events are written straight into the signal store.
@@ -210,6 +215,7 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         memory,
         event_store,
         history_sink,
+        kafka_sink,
     })
 }
 
@@ -245,6 +251,8 @@ pub struct App {
     pub consumer: Option<vrs_adapter_kafka::EngagementConsumer>,
     /// The CDC consumer feeding the catalog, under the same conditions.
     pub cdc_consumer: Option<vrs_adapter_kafka::CdcConsumer>,
+    /// The Kafka event sink, whose spool is drained on shutdown.
+    pub kafka_sink: Option<vrs_adapter_kafka::KafkaEventSink>,
 }
 
 /// Builds every component from the configuration.
@@ -324,6 +332,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         } else {
             None
         },
+        kafka_sink: backends.kafka_sink.clone(),
         postgres: backends.postgres,
     })
 }
@@ -336,6 +345,13 @@ pub async fn seed_demo(config: &Config) -> anyhow::Result<()> {
             "DATABASE_URL: seed-demo loads the demo into real stores; the embedded mode loads it by itself"
         );
     }
+    // The seed's events go straight into the signal store; no Kafka sink, so the command never
+    // opens (or waits for) the spool of a service running beside it.
+    let config = &Config {
+        run_consumers: false,
+        kafka_brokers: None,
+        ..config.clone()
+    };
     let backends = backends(config).await?;
     let size = demo_size(config);
     let data = demo::generate(size, chrono::Utc::now(), config.demo.seed);

@@ -25,6 +25,8 @@ pub struct KafkaConfig {
     pub spool_dir: PathBuf,
     /// Spool size bound in bytes; past it batches are rejected.
     pub spool_max_bytes: u64,
+    /// Size at which a spool segment is sealed; drained segments are deleted whole.
+    pub spool_segment_bytes: u64,
     /// Pause between two replay rounds.
     pub replay_interval: Duration,
 }
@@ -38,6 +40,7 @@ impl KafkaConfig {
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             spool_dir: spool_dir.into(),
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            spool_segment_bytes: crate::spool::DEFAULT_SEGMENT_BYTES,
             replay_interval: DEFAULT_REPLAY_INTERVAL,
         }
     }

@@ -2,8 +2,9 @@
 //! accepted event to a topic, keyed by user, as a versioned JSON message.
 //!
 //! Kafka being down must not lose events nor fail requests: what Kafka does not acknowledge within
-//! the delivery timeout goes to a local, fsynced spool file, and a replayer republishes it in order
-//! once the broker answers again. Only a full spool makes `publish` fail (`PortError::Rejected`).
+//! the delivery timeout goes to a local, fsynced, segmented spool ([`EventSpool`]), and a replayer
+//! republishes it, partition by partition, once the broker answers again; one failing partition
+//! holds back only its own users. Only a full spool (or a failing disk) makes `publish` fail.
 //!
 //! The consumer side, [`EngagementConsumer`], reads the topic in a consumer group and stores the
 //! events through the [`EngagementEventStore`] port, committing offsets only after they are stored.
@@ -30,10 +31,13 @@ mod sink;
 mod spool;
 
 pub use cdc::{
-    CDC_EVENTS_APPLIED_METRIC, CdcConsumer, CdcConsumerConfig, CdcConsumerError,
-    DEFAULT_CDC_DLQ_TOPIC, DEFAULT_CDC_TOPIC,
+    CDC_EVENTS_APPLIED_METRIC, CDC_EVENTS_STALE_METRIC, CDC_LAG_METRIC, CDC_LAST_APPLIED_METRIC,
+    CDC_TRUNCATED_METRIC, CdcConsumer, CdcConsumerConfig, CdcConsumerError, DEFAULT_CDC_DLQ_TOPIC,
+    DEFAULT_CDC_TOPIC,
 };
-pub use cdc_message::{CdcChange, CdcError, CdcOp, decode as decode_cdc};
+pub use cdc_message::{
+    CDC_UNKNOWN_VALUES_METRIC, CdcChange, CdcError, CdcOp, decode as decode_cdc,
+};
 pub use config::{
     DEFAULT_DELIVERY_TIMEOUT, DEFAULT_REPLAY_INTERVAL, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_TOPIC,
     KafkaConfig,
@@ -54,5 +58,9 @@ pub use group::{
 };
 pub use health::{EVENT_SPOOL_PROBE, EventSpoolProbe};
 pub use message::{EngagementMessage, MessageError, SCHEMA_VERSION};
-pub use sink::{KafkaEventSink, KafkaSinkError, PRODUCER_ERRORS_METRIC};
-pub use spool::{EventSpool, SPOOL_BYTES_METRIC, SPOOL_FILE, SpoolError, SpoolRecord};
+pub use sink::{FAILING_PARTITIONS_METRIC, KafkaEventSink, KafkaSinkError, PRODUCER_ERRORS_METRIC};
+pub use spool::{
+    DEFAULT_SEGMENT_BYTES, EventSpool, RecordId, SPOOL_BYTES_METRIC, SPOOL_FILE,
+    SPOOL_RECORDS_METRIC, SPOOL_SKIPPED_BYTES_METRIC, SpoolError, SpoolOptions, SpoolRecord, Taken,
+    key_hash,
+};

@@ -1,69 +1,188 @@
-//! The replayer: republishes spooled events in order, removing them only once Kafka acknowledged.
+//! The replayer: republishes spooled events, settling each only once Kafka answered for it.
+//!
+//! Work is scheduled by partition (Kafka's default partitioner, see [`crate::spool::key_hash`]):
+//! up to [`MAX_ROUNDS`] rounds run at once, each on partitions no other round holds, so a key's
+//! records are never in flight twice and keep their order. A partition whose delivery failed is
+//! left alone for a back-off while the others drain: one unavailable partition delays only its own
+//! users. Delivered records are marked in the spool, which deletes drained segments whole.
 
 use crate::sink::Inner;
+use crate::spool::Taken;
 use rdkafka::producer::Producer;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::task::JoinSet;
 
 /// Records sent per replay round; bounds the time one round holds the broker.
 const REPLAY_BATCH: usize = 500;
+/// Rounds in flight at once, on disjoint partitions.
+pub(crate) const MAX_ROUNDS: usize = 4;
+/// How often the partition count is read from the broker's metadata.
+const METADATA_REFRESH: Duration = Duration::from_secs(30);
+
+/// Partitions held by running rounds; `None` is "partition unknown" (before the partition count is
+/// known), which holds everything.
+type Busy = Arc<Mutex<HashSet<Option<i32>>>>;
+
+fn busy(b: &Busy) -> std::sync::MutexGuard<'_, HashSet<Option<i32>>> {
+    b.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Replays until the sink is dropped.
 pub(crate) async fn run(inner: Weak<Inner>, interval: Duration) {
+    let mut rounds: JoinSet<()> = JoinSet::new();
+    let held: Busy = Arc::default();
+    let mut metadata_at: Option<tokio::time::Instant> = None;
     loop {
-        let Some(inner) = inner.upgrade() else {
+        let Some(sink) = inner.upgrade() else {
             return;
         };
-        // Drain without pausing while rounds succeed; pause after an empty or failed round.
-        if !replay_round(&inner).await {
-            drop(inner);
+        if metadata_at.is_none_or(|at| at.elapsed() >= METADATA_REFRESH)
+            && (!sink.shared.spool.is_empty() || metadata_at.is_none())
+            && refresh_partition_count(&sink).await
+        {
+            metadata_at = Some(tokio::time::Instant::now());
+        }
+        while rounds.len() < MAX_ROUNDS {
+            match start_round(&sink, &held).await {
+                Some(round) => {
+                    rounds.spawn(round);
+                }
+                None => break,
+            }
+        }
+        if rounds.is_empty()
+            && sink.shared.spool.is_empty()
+            && !sink.shared.broker_reachable.load(Ordering::Relaxed)
+        {
+            check_broker(&sink).await;
+        }
+        drop(sink);
+        if rounds.is_empty() {
             tokio::time::sleep(interval).await;
+        } else {
+            // Start the next round as soon as one finishes; look again after the interval anyway
+            // (a partition's back-off may have ended).
+            tokio::select! {
+                _ = rounds.join_next() => {}
+                () = tokio::time::sleep(interval) => {}
+            }
         }
     }
 }
 
-/// One round; `true` when records were delivered and more remain.
-async fn replay_round(inner: &Arc<Inner>) -> bool {
-    let shared = inner.shared.clone();
-    let batch = match tokio::task::spawn_blocking(move || shared.spool.peek(REPLAY_BATCH)).await {
-        Ok(batch) => batch,
-        Err(_) => return false,
-    };
-    if batch.is_empty() {
-        if !inner.shared.broker_reachable.load(Ordering::Relaxed) {
-            check_broker(inner).await;
-        }
-        return false;
+/// Takes the next records of partitions that no round holds and that are not backing off, and
+/// returns the round that sends them; `None` when there is nothing to send now.
+async fn start_round(
+    sink: &Arc<Inner>,
+    held: &Busy,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    let shared = sink.shared.clone();
+    if shared.spool.is_empty() {
+        return None;
     }
-    let acked = inner.send_all(&batch).await;
-    // Only the acknowledged prefix is removed, so the spool keeps its order; records after a
-    // failure are sent again next round (Kafka may then hold them twice, which is allowed).
-    let delivered = acked.iter().take_while(|&&ok| ok).count();
-    if delivered == 0 {
-        return false;
+    let backing_off = shared.partitions.backing_off();
+    let taken_by_others: HashSet<Option<i32>> = busy(held).clone();
+    if taken_by_others.contains(&None) {
+        return None;
     }
-    let shared = inner.shared.clone();
-    let removed = tokio::task::spawn_blocking(move || shared.spool.remove_first(delivered)).await;
-    match removed {
-        Ok(Ok(())) => {
-            tracing::info!(delivered, "replayed spooled engagement events");
-            delivered == batch.len() && !inner.shared.spool.is_empty()
-        }
+    let picker = shared.clone();
+    let taken = tokio::task::spawn_blocking(move || {
+        let partitions = &picker.partitions;
+        let all_off = backing_off.contains_key(&None);
+        picker.spool.take(REPLAY_BATCH, |hash| {
+            let p = partitions.of(hash);
+            !all_off && !backing_off.contains_key(&p) && !taken_by_others.contains(&p)
+        })
+    })
+    .await;
+    let taken = match taken {
+        Ok(Ok(taken)) if !taken.is_empty() => taken,
+        Ok(Ok(_)) => return None,
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "could not remove replayed events from the spool");
-            false
+            tracing::error!(error = %e, "could not read spooled events");
+            return None;
         }
         Err(e) => {
             tracing::error!(error = %e, "event spool task failed");
-            false
+            return None;
         }
+    };
+    let mine: HashSet<Option<i32>> = taken
+        .iter()
+        .map(|t| shared.partitions.of(t.key_hash))
+        .collect();
+    busy(held).extend(mine.iter().copied());
+    let sink = sink.clone();
+    let held = held.clone();
+    Some(async move {
+        replay(&sink, taken).await;
+        let mut held = busy(&held);
+        for p in &mine {
+            held.remove(p);
+        }
+    })
+}
+
+/// Sends one round's records and settles them in the spool.
+async fn replay(sink: &Arc<Inner>, taken: Vec<Taken>) {
+    let records: Vec<_> = taken.iter().map(|t| t.record.clone()).collect();
+    let outcomes = sink.send_all(&records).await;
+    let mut delivered = Vec::new();
+    let mut failed = Vec::new();
+    for (t, outcome) in taken.iter().zip(&outcomes) {
+        if outcome.ok {
+            delivered.push(t.id);
+        } else {
+            failed.push(t.id);
+        }
+    }
+    let count = delivered.len();
+    let shared = sink.shared.clone();
+    let settled =
+        tokio::task::spawn_blocking(move || shared.spool.settle(&delivered, &failed)).await;
+    match settled {
+        Ok(Ok(())) if count > 0 => tracing::info!(
+            delivered = count,
+            left = sink.shared.spool.len(),
+            "replayed spooled engagement events"
+        ),
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "could not settle replayed events in the spool"),
+        Err(e) => tracing::error!(error = %e, "event spool task failed"),
+    }
+}
+
+/// Reads the topic's partition count; `true` when the broker answered.
+async fn refresh_partition_count(sink: &Arc<Inner>) -> bool {
+    let probe = sink.clone();
+    let count = tokio::task::spawn_blocking(move || {
+        let metadata = probe
+            .producer()
+            .client()
+            .fetch_metadata(Some(&probe.topic), probe.delivery_timeout)
+            .ok()?;
+        let topic = metadata.topics().first()?;
+        (topic.error().is_none() && !topic.partitions().is_empty())
+            .then(|| topic.partitions().len() as i32)
+    })
+    .await
+    .ok()
+    .flatten();
+    match count {
+        Some(count) => {
+            sink.shared.partitions.set_count(count);
+            true
+        }
+        None => false,
     }
 }
 
 /// Refreshes the reachability flag when there is nothing to deliver.
-async fn check_broker(inner: &Arc<Inner>) {
-    let probe = inner.clone();
+async fn check_broker(sink: &Arc<Inner>) {
+    let probe = sink.clone();
     let reachable = tokio::task::spawn_blocking(move || {
         probe
             .producer()
@@ -73,8 +192,7 @@ async fn check_broker(inner: &Arc<Inner>) {
     })
     .await
     .unwrap_or(false);
-    inner
-        .shared
+    sink.shared
         .broker_reachable
         .store(reachable, Ordering::Relaxed);
 }

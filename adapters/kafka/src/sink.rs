@@ -4,13 +4,14 @@ use crate::config::KafkaConfig;
 use crate::health::EventSpoolProbe;
 use crate::message::EngagementMessage;
 use crate::replay;
-use crate::spool::{EventSpool, SpoolError, SpoolRecord};
+use crate::spool::{EventSpool, SpoolError, SpoolOptions, SpoolRecord, key_hash};
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use vrs_application::ports::{EventSink, PortError, PublishOutcome};
@@ -40,6 +41,80 @@ pub(crate) struct Shared {
     pub(crate) spool: EventSpool,
     /// Whether the last delivery attempt or broker check succeeded.
     pub(crate) broker_reachable: AtomicBool,
+    pub(crate) partitions: Partitions,
+}
+
+/// What the sink knows of the topic's partitions: how many there are, and which failed lately.
+#[derive(Debug, Default)]
+pub(crate) struct Partitions {
+    /// The partition count; 0 while unknown.
+    count: AtomicI32,
+    /// Partitions whose last delivery failed, with when the replayer may try them again. `None`
+    /// stands for every partition (a failure before any partition was known).
+    stuck: Mutex<HashMap<Option<i32>, Instant>>,
+}
+
+impl Partitions {
+    pub(crate) fn set_count(&self, count: i32) {
+        self.count.store(count.max(0), Ordering::Relaxed);
+    }
+
+    /// The partition of a key hash (Kafka's default partitioner), when the count is known.
+    pub(crate) fn of(&self, key_hash: u32) -> Option<i32> {
+        let count = self.count.load(Ordering::Relaxed);
+        (count > 0).then(|| (key_hash % count as u32) as i32)
+    }
+
+    fn stuck(&self) -> std::sync::MutexGuard<'_, HashMap<Option<i32>, Instant>> {
+        self.stuck.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the key's partition (or every partition) failed and has not delivered since.
+    pub(crate) fn is_failing(&self, key_hash: u32) -> bool {
+        let stuck = self.stuck();
+        !stuck.is_empty() && (stuck.contains_key(&None) || stuck.contains_key(&self.of(key_hash)))
+    }
+
+    /// The partitions the replayer must leave alone until their retry time, as of now.
+    pub(crate) fn backing_off(&self) -> HashMap<Option<i32>, Instant> {
+        let now = Instant::now();
+        self.stuck()
+            .iter()
+            .filter(|(_, retry_at)| **retry_at > now)
+            .map(|(p, at)| (*p, *at))
+            .collect()
+    }
+
+    /// Records deliveries: a failed partition backs off for `backoff`, a delivering one (and, once
+    /// anything was delivered, the "every partition" entry) is cleared.
+    pub(crate) fn record(&self, outcomes: &[Delivered], backoff: Duration) {
+        if outcomes.is_empty() {
+            return;
+        }
+        let retry_at = Instant::now() + backoff;
+        let mut stuck = self.stuck();
+        for o in outcomes {
+            if o.ok {
+                stuck.remove(&o.partition);
+                stuck.remove(&None);
+            }
+        }
+        for o in outcomes.iter().filter(|o| !o.ok) {
+            stuck.insert(o.partition, retry_at);
+        }
+        metrics::gauge!(FAILING_PARTITIONS_METRIC).set(stuck.len() as f64);
+    }
+}
+
+/// Gauge of the partitions whose deliveries fail (1 for "all" before any partition is known).
+pub const FAILING_PARTITIONS_METRIC: &str = "kafka_producer_failing_partitions";
+
+/// Kafka's verdict on one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    pub(crate) ok: bool,
+    /// Where it went or would have gone, when known.
+    pub(crate) partition: Option<i32>,
 }
 
 pub(crate) struct Inner {
@@ -49,6 +124,7 @@ pub(crate) struct Inner {
     producer_config: ClientConfig,
     pub(crate) topic: String,
     pub(crate) delivery_timeout: Duration,
+    pub(crate) replay_interval: Duration,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -84,7 +160,14 @@ impl KafkaEventSink {
         ] {
             metrics::counter!(PRODUCER_ERRORS_METRIC, "error_type" => error_type).increment(0);
         }
-        let spool = EventSpool::open(&config.spool_dir, config.spool_max_bytes)?;
+        metrics::gauge!(FAILING_PARTITIONS_METRIC).set(0.0);
+        let spool = EventSpool::open_with(
+            &config.spool_dir,
+            SpoolOptions {
+                max_bytes: config.spool_max_bytes,
+                segment_bytes: config.spool_segment_bytes,
+            },
+        )?;
         let timeout_ms = config.delivery_timeout.as_millis().max(1).to_string();
         let mut producer_config = ClientConfig::new();
         producer_config
@@ -94,6 +177,8 @@ impl KafkaEventSink {
             .set("message.timeout.ms", &timeout_ms)
             .set("request.timeout.ms", &timeout_ms)
             .set("linger.ms", "5")
+            // Java's default partitioner, which the spool's replay scheduling mirrors.
+            .set("partitioner", "murmur2_random")
             // The replayer should notice a returning broker within about a second, not the
             // default 10 s reconnect backoff.
             .set("reconnect.backoff.max.ms", "1000");
@@ -110,10 +195,12 @@ impl KafkaEventSink {
             producer_config,
             topic: config.topic,
             delivery_timeout: config.delivery_timeout,
+            replay_interval: config.replay_interval,
             shared: Arc::new(Shared {
                 spool,
                 // Unknown until the first delivery or the replayer's first broker check.
                 broker_reachable: AtomicBool::new(false),
+                partitions: Partitions::default(),
             }),
         });
         tokio::spawn(replay::run(Arc::downgrade(&inner), config.replay_interval));
@@ -128,6 +215,19 @@ impl KafkaEventSink {
     /// Number of events waiting in the spool.
     pub fn spooled(&self) -> usize {
         self.inner.shared.spool.len()
+    }
+
+    /// Waits until the replayer has delivered every spooled event, or `timeout` passed; returns
+    /// how many still wait (they stay in the spool for the next process on its directory).
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = self.spooled();
+            if left == 0 || Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -171,7 +271,7 @@ impl Inner {
         messaging.destination.name = %self.topic,
         messaging.batch.message_count = records.len(),
     ))]
-    pub(crate) async fn send_all(&self, records: &[SpoolRecord]) -> Vec<bool> {
+    pub(crate) async fn send_all(&self, records: &[SpoolRecord]) -> Vec<Delivered> {
         let deadline = Instant::now() + self.delivery_timeout + DELIVERY_SLACK;
         let trace_headers = crate::propagation::headers(&tracing::Span::current());
         let producer = self.producer();
@@ -192,32 +292,50 @@ impl Inner {
             })
             .collect();
         let mut acked = Vec::with_capacity(pending.len());
-        for delivery in pending {
-            let ok = match delivery {
-                None => false,
+        for (record, delivery) in records.iter().zip(pending) {
+            let computed = self.shared.partitions.of(key_hash(&record.key));
+            let failed = Delivered {
+                ok: false,
+                partition: computed,
+            };
+            let outcome = match delivery {
+                None => failed,
                 Some(delivery) => match tokio::time::timeout_at(deadline, delivery).await {
-                    Ok(Ok(Ok(_))) => true,
-                    Ok(Ok(Err((e, _)))) => {
+                    Ok(Ok(Ok(done))) => Delivered {
+                        ok: true,
+                        partition: Some(done.partition),
+                    },
+                    Ok(Ok(Err((e, message)))) => {
                         count_error(&e);
-                        false
+                        use rdkafka::Message;
+                        let partition = message.partition();
+                        Delivered {
+                            ok: false,
+                            partition: if partition >= 0 {
+                                Some(partition)
+                            } else {
+                                computed
+                            },
+                        }
                     }
                     Ok(Err(_canceled)) => {
                         metrics::counter!(PRODUCER_ERRORS_METRIC, "error_type" => "canceled")
                             .increment(1);
-                        false
+                        failed
                     }
                     Err(_elapsed) => {
                         metrics::counter!(PRODUCER_ERRORS_METRIC, "error_type" => "timeout")
                             .increment(1);
-                        false
+                        failed
                     }
                 },
             };
-            acked.push(ok);
+            acked.push(outcome);
         }
+        self.shared.partitions.record(&acked, self.retry_backoff());
         if !acked.is_empty() {
-            let all = acked.iter().all(|&ok| ok);
-            let any = acked.iter().any(|&ok| ok);
+            let all = acked.iter().all(|d| d.ok);
+            let any = acked.iter().any(|d| d.ok);
             if all || !any {
                 self.shared.broker_reachable.store(all, Ordering::Relaxed);
             }
@@ -227,6 +345,11 @@ impl Inner {
             }
         }
         acked
+    }
+
+    /// How long a failed partition is left alone before the replayer tries it again.
+    pub(crate) fn retry_backoff(&self) -> Duration {
+        self.replay_interval.max(Duration::from_secs(1))
     }
 
     /// Appends records to the spool on a blocking thread.
@@ -260,26 +383,38 @@ impl EventSink for KafkaEventSink {
             duplicates: 0,
         };
         let inner = &self.inner;
-        // While older events wait in the spool, new ones queue behind them: sending them straight
-        // to Kafka would overtake a user's spooled events, and would wait out the timeout again.
-        if !inner.shared.spool.is_empty() {
-            inner.spool(records).await?;
-            return Ok(accepted);
+        // An event goes straight to Kafka unless older events of its key wait in the spool (it
+        // queues behind them, keeping the key's order) or its partition is failing (it would only
+        // wait out the delivery timeout). Other users' events are not held back by either.
+        let mut direct = Vec::with_capacity(records.len());
+        let mut spooled = Vec::new();
+        for record in records {
+            let hash = key_hash(&record.key);
+            if inner.shared.spool.has_key(hash) || inner.shared.partitions.is_failing(hash) {
+                spooled.push(record);
+            } else {
+                direct.push(record);
+            }
         }
-        let acked = inner.send_all(&records).await;
-        let unacked: Vec<SpoolRecord> = records
-            .into_iter()
-            .zip(acked)
-            .filter_map(|(r, ok)| (!ok).then_some(r))
-            .collect();
-        if !unacked.is_empty() {
-            tracing::warn!(
-                events = unacked.len(),
-                "kafka did not acknowledge events in time; spooling them"
-            );
-            // An unacknowledged event may still reach Kafka later, so the replay can repeat it;
-            // the pipeline is idempotent by event_id.
-            inner.spool(unacked).await?;
+        if !direct.is_empty() {
+            let acked = inner.send_all(&direct).await;
+            let unacked: Vec<SpoolRecord> = direct
+                .into_iter()
+                .zip(acked)
+                .filter_map(|(r, d)| (!d.ok).then_some(r))
+                .collect();
+            if !unacked.is_empty() {
+                tracing::warn!(
+                    events = unacked.len(),
+                    "kafka did not acknowledge events in time; spooling them"
+                );
+                // An unacknowledged event may still reach Kafka later, so the replay can repeat
+                // it; the pipeline is idempotent by event_id.
+                spooled.extend(unacked);
+            }
+        }
+        if !spooled.is_empty() {
+            inner.spool(spooled).await?;
         }
         Ok(accepted)
     }

@@ -8,8 +8,9 @@ use common::{PARTITIONS, config, event, eventually, ids, ids_of, read_topic_asyn
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use std::time::{Duration, Instant};
-use vrs_adapter_kafka::{EngagementMessage, EventSpool, KafkaEventSink, SpoolRecord};
+use vrs_adapter_kafka::{EngagementMessage, EventSpool, KafkaEventSink, SpoolRecord, key_hash};
 use vrs_application::ports::{EventSink, HealthProbe, PortError};
+use vrs_domain::UserId;
 
 const BROKERS: i32 = 1;
 
@@ -114,12 +115,12 @@ async fn broker_down_spools_within_the_timeout_and_replays_once_it_is_back() {
     set_brokers(&cluster, true);
     let emptied = eventually(Duration::from_secs(15), || sink.spooled() == 0).await;
     assert!(emptied, "spool still holds {} events", sink.spooled());
-    assert_eq!(
-        std::fs::metadata(dir.path().join(vrs_adapter_kafka::SPOOL_FILE))
-            .expect("stat")
-            .len(),
-        0
-    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("spool dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".spool"))
+        .collect();
+    assert!(left.is_empty(), "drained segments are deleted: {left:?}");
     let after = vec![event(alice)];
     sink.publish(&after).await.expect("publish after recovery");
 
@@ -199,4 +200,129 @@ async fn start_does_not_wait_for_an_unreachable_broker() {
     sink.publish(&[event(user())]).await.expect("spooled");
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(sink.spooled(), 1);
+}
+
+/// A fresh user whose events Kafka's default partitioner puts on `partition`.
+fn user_on(partition: i32) -> UserId {
+    loop {
+        let u = user();
+        if key_hash(u.to_string().as_bytes()) % PARTITIONS as u32 == partition as u32 {
+            return u;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_partition_holds_back_only_its_own_users() {
+    // Three brokers, each leading one partition: a broker down is one partition unavailable.
+    let cluster = MockCluster::new(3).expect("mock cluster");
+    cluster
+        .create_topic("partial", PARTITIONS, 1)
+        .expect("topic");
+    for p in 0..PARTITIONS {
+        cluster
+            .partition_leader("partial", p, Some(p + 1))
+            .expect("leader");
+    }
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = KafkaEventSink::start(config(&brokers, "partial", dir.path())).expect("sink");
+    let (stuck, fine) = (user_on(0), user_on(1));
+    // Warm up: both partitions deliver, and the sink learns the partition count.
+    let warm = vec![event(stuck), event(fine)];
+    sink.publish(&warm).await.expect("publish");
+    assert_eq!(sink.spooled(), 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    cluster.broker_down(1).expect("partition 0's leader down");
+    let first = vec![event(stuck)];
+    sink.publish(&first).await.expect("spooled");
+    assert_eq!(sink.spooled(), 1, "partition 0's event waits in the spool");
+    let started = Instant::now();
+    let others = vec![event(fine)];
+    sink.publish(&others).await.expect("delivered");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "another partition's user is not held back: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sink.spooled(), 1, "and not spooled");
+    let started = Instant::now();
+    let more = vec![event(stuck), event(stuck)];
+    sink.publish(&more).await.expect("spooled");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "a failing partition's next events go to the spool at once: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sink.spooled(), 3);
+
+    cluster.broker_up(1).expect("back");
+    let emptied = eventually(Duration::from_secs(20), || sink.spooled() == 0).await;
+    assert!(emptied, "spool still holds {} events", sink.spooled());
+    let consumed = read_topic_async(&brokers, "partial", 6, Duration::from_secs(10)).await;
+    let mut seen = Vec::new();
+    for id in ids_of(&consumed, stuck) {
+        if !seen.contains(&id) {
+            seen.push(id);
+        }
+    }
+    let expected: Vec<_> = [&warm[..1], &first[..], &more[..]].concat();
+    assert_eq!(seen, ids(&expected), "the stuck user's events, in order");
+    assert_eq!(
+        ids_of(&consumed, fine),
+        ids(&[warm[1].clone(), others[0].clone()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_drains_partition_by_partition() {
+    let cluster = MockCluster::new(3).expect("mock cluster");
+    cluster.create_topic("drain", PARTITIONS, 1).expect("topic");
+    for p in 0..PARTITIONS {
+        cluster
+            .partition_leader("drain", p, Some(p + 1))
+            .expect("leader");
+    }
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = KafkaEventSink::start(config(&brokers, "drain", dir.path())).expect("sink");
+    let users: Vec<UserId> = (0..PARTITIONS).map(user_on).collect();
+    let warm = vec![event(users[0])];
+    sink.publish(&warm).await.expect("warm up");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for b in 1..=3 {
+        cluster.broker_down(b).expect("down");
+    }
+    let spooled: Vec<_> = users
+        .iter()
+        .flat_map(|u| (0..20).map(|_| event(*u)))
+        .collect();
+    sink.publish(&spooled).await.expect("spooled");
+    assert_eq!(sink.spooled(), spooled.len());
+    // Partitions 1 and 2 come back; partition 0 stays down.
+    cluster.broker_up(2).expect("up");
+    cluster.broker_up(3).expect("up");
+    let drained = eventually(Duration::from_secs(20), || sink.spooled() == 20).await;
+    assert!(
+        drained,
+        "the available partitions drain while one is down: {} left",
+        sink.spooled()
+    );
+    cluster.broker_up(1).expect("up");
+    assert_eq!(sink.drain(Duration::from_secs(20)).await, 0);
+    let consumed = read_topic_async(&brokers, "drain", 61, Duration::from_secs(10)).await;
+    for u in &users {
+        let seen: std::collections::BTreeSet<String> = ids_of(&consumed, *u).into_iter().collect();
+        let sent: std::collections::BTreeSet<String> = ids(&[&warm[..], &spooled[..]].concat())
+            .into_iter()
+            .filter(|id| {
+                spooled
+                    .iter()
+                    .chain(&warm)
+                    .any(|e| e.event_id.to_string() == *id && e.user_id == *u)
+            })
+            .collect();
+        assert_eq!(seen, sent, "every event of {u:?}, each at least once");
+    }
 }
