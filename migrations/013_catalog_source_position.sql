@@ -9,3 +9,12 @@
 ALTER TABLE videos
     ADD COLUMN source_committed_at_us bigint,
     ADD COLUMN source_log_position    bigint;
+
+-- The newest truncate of the source table applied to the catalog: a change older than it is
+-- skipped even for a video the catalog does not hold (a truncate event carries no key, so it may
+-- overtake the changes before it on another partition of the change stream). One row at most.
+CREATE TABLE catalog_truncations (
+    singleton              boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    source_committed_at_us bigint  NOT NULL,
+    source_log_position    bigint  NOT NULL
+);

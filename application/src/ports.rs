@@ -137,6 +137,8 @@ pub trait VideoCatalog: Send + Sync {
 
     /// The source's table was emptied at `position`: every video not deleted whose last applied
     /// change is older (or has no position) is deleted, stamped `updated_at`. Returns how many.
+    /// From then on `apply_changes` skips every change older than the newest truncate, also for
+    /// videos the catalog does not hold (a truncate may overtake the changes before it).
     async fn truncate(
         &self,
         position: SourcePosition,

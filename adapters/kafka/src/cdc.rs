@@ -34,7 +34,8 @@ use vrs_domain::VideoStatus;
 pub const DEFAULT_CDC_TOPIC: &str = "cdc.posts";
 /// Dead-letter topic of unreadable change events unless configured otherwise.
 pub const DEFAULT_CDC_DLQ_TOPIC: &str = "cdc.posts.dlq";
-/// Counter of changes applied to the catalog, labelled by Debezium `op` (`c`, `u`, `r`, `d`, `t`).
+/// Counter of changes processed, labelled by Debezium `op` (`c`, `u`, `r`, `d`, `t`): applied, or
+/// skipped as older than the catalog's (those are also in [`CDC_EVENTS_STALE_METRIC`]).
 pub const CDC_EVENTS_APPLIED_METRIC: &str = "cdc_events_applied_total";
 /// Counter of changes not applied because the catalog already held a newer change of the video
 /// (redeliveries of a newer change's predecessors, reorderings) or never knew the deleted video.
@@ -128,6 +129,9 @@ impl CdcConsumer {
             metrics::counter!(CDC_EVENTS_APPLIED_METRIC, "op" => op).increment(0);
         }
         metrics::counter!(CDC_EVENTS_STALE_METRIC).increment(0);
+        // 0 until the first change is applied.
+        metrics::gauge!(CDC_LAG_METRIC).set(0.0);
+        metrics::gauge!(CDC_LAST_APPLIED_METRIC).set(0.0);
         metrics::counter!(CDC_TRUNCATED_METRIC).increment(0);
         for column in ["status", "visibility"] {
             metrics::counter!(cdc_message::CDC_UNKNOWN_VALUES_METRIC, "column" => column)

@@ -612,10 +612,14 @@ pub(crate) async fn keeping_membership<T>(
         out = &mut work => return out,
         () = tokio::time::sleep(KEEPALIVE_AFTER) => {}
     }
-    if let Ok(assigned) = consumer.assignment()
-        && let Err(e) = consumer.pause(&assigned)
-    {
-        tracing::warn!(error = %e, "could not pause partitions while a batch is retried");
+    if let Ok(assigned) = consumer.assignment() {
+        tracing::info!(
+            partitions = assigned.count(),
+            "batch still in hand after {KEEPALIVE_AFTER:?}; pausing the partitions and polling"
+        );
+        if let Err(e) = consumer.pause(&assigned) {
+            tracing::warn!(error = %e, "could not pause partitions while a batch is retried");
+        }
     }
     let out = loop {
         tokio::select! {
@@ -647,6 +651,12 @@ pub(crate) async fn keeping_membership<T>(
 
 /// Pauses a partition and rewinds it to `offset`, so that message is read again on resume.
 fn seek_back(consumer: &GroupConsumer, topic: &str, partition: i32, offset: i64) {
+    tracing::info!(
+        topic,
+        partition,
+        offset,
+        "a message read while paused; rewinding to read it after the batch"
+    );
     let mut one = TopicPartitionList::new();
     one.add_partition(topic, partition);
     if let Err(e) = consumer.pause(&one) {

@@ -2,9 +2,10 @@
 //!
 //! Work is scheduled by partition (Kafka's default partitioner, see [`crate::spool::key_hash`]):
 //! up to [`MAX_ROUNDS`] rounds run at once, each on partitions no other round holds, so a key's
-//! records are never in flight twice and keep their order. A partition whose delivery failed is
-//! left alone for a back-off while the others drain: one unavailable partition delays only its own
-//! users. Delivered records are marked in the spool, which deletes drained segments whole.
+//! records are never in two rounds at once. A partition whose delivery failed is left out of the
+//! rounds and probed alone, one record per back-off, while the others drain: one unavailable
+//! partition delays only its own users. Delivered records are marked in the spool, which deletes
+//! drained segments whole.
 
 use crate::sink::Inner;
 use crate::spool::Taken;
@@ -34,16 +35,28 @@ fn busy(b: &Busy) -> std::sync::MutexGuard<'_, HashSet<Option<i32>>> {
 pub(crate) async fn run(inner: Weak<Inner>, interval: Duration) {
     let mut rounds: JoinSet<()> = JoinSet::new();
     let held: Busy = Arc::default();
+    let mut metadata: Option<tokio::task::JoinHandle<bool>> = None;
     let mut metadata_at: Option<tokio::time::Instant> = None;
     loop {
         let Some(sink) = inner.upgrade() else {
             return;
         };
-        if metadata_at.is_none_or(|at| at.elapsed() >= METADATA_REFRESH)
-            && (!sink.shared.spool.is_empty() || metadata_at.is_none())
-            && refresh_partition_count(&sink).await
+        sink.shared.spool.report();
+        // The partition count, read in the background so a broker that does not answer never
+        // delays the rounds: at start, then every METADATA_REFRESH.
+        if metadata
+            .as_ref()
+            .is_some_and(tokio::task::JoinHandle::is_finished)
+            && let Some(done) = metadata.take()
+            && matches!(done.await, Ok(true))
         {
             metadata_at = Some(tokio::time::Instant::now());
+        }
+        if metadata.is_none() && metadata_at.is_none_or(|at| at.elapsed() >= METADATA_REFRESH) {
+            let probe = sink.clone();
+            metadata = Some(tokio::spawn(async move {
+                refresh_partition_count(&probe).await
+            }));
         }
         while rounds.len() < MAX_ROUNDS {
             match start_round(&sink, &held).await {
@@ -73,8 +86,10 @@ pub(crate) async fn run(inner: Weak<Inner>, interval: Duration) {
     }
 }
 
-/// Takes the next records of partitions that no round holds and that are not backing off, and
-/// returns the round that sends them; `None` when there is nothing to send now.
+/// Takes the next records to send and returns the round that sends them; `None` when there is
+/// nothing to send now. A failing partition whose back-off has passed is probed alone, with one
+/// record, so a partition that is still down never holds back a round of healthy ones; until a
+/// probe delivers, failing partitions are left out of the other rounds.
 async fn start_round(
     sink: &Arc<Inner>,
     held: &Busy,
@@ -83,18 +98,34 @@ async fn start_round(
     if shared.spool.is_empty() {
         return None;
     }
-    let backing_off = shared.partitions.backing_off();
+    let failing = shared.partitions.failing();
     let taken_by_others: HashSet<Option<i32>> = busy(held).clone();
     if taken_by_others.contains(&None) {
         return None;
     }
+    let now = tokio::time::Instant::now();
+    let probes: Vec<Option<i32>> = failing
+        .iter()
+        .filter(|(p, retry_at)| **retry_at <= now && !taken_by_others.contains(p))
+        .map(|(p, _)| *p)
+        .collect();
     let picker = shared.clone();
     let taken = tokio::task::spawn_blocking(move || {
         let partitions = &picker.partitions;
-        let all_off = backing_off.contains_key(&None);
+        for probe in probes {
+            // `None` (every partition failed): any one record probes the cluster.
+            let one = picker
+                .spool
+                .take(1, |hash| probe.is_none() || partitions.of(hash) == probe)?;
+            if !one.is_empty() {
+                return Ok(one);
+            }
+        }
         picker.spool.take(REPLAY_BATCH, |hash| {
             let p = partitions.of(hash);
-            !all_off && !backing_off.contains_key(&p) && !taken_by_others.contains(&p)
+            !failing.contains_key(&None)
+                && !failing.contains_key(&p)
+                && !taken_by_others.contains(&p)
         })
     })
     .await;

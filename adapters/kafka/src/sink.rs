@@ -69,20 +69,26 @@ impl Partitions {
         self.stuck.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the key's partition (or every partition) failed and has not delivered since.
+    /// Whether the key's partition (or every partition) failed and has not delivered since. A
+    /// failure nobody tried again for [`FAILING_EXPIRES`] past its retry time (the replayer had
+    /// none of its records to probe with) no longer counts: the next event probes it directly.
     pub(crate) fn is_failing(&self, key_hash: u32) -> bool {
         let stuck = self.stuck();
-        !stuck.is_empty() && (stuck.contains_key(&None) || stuck.contains_key(&self.of(key_hash)))
+        if stuck.is_empty() {
+            return false;
+        }
+        let now = Instant::now();
+        let current = |p: &Option<i32>| {
+            stuck
+                .get(p)
+                .is_some_and(|retry_at| now < *retry_at + FAILING_EXPIRES)
+        };
+        current(&None) || current(&self.of(key_hash))
     }
 
-    /// The partitions the replayer must leave alone until their retry time, as of now.
-    pub(crate) fn backing_off(&self) -> HashMap<Option<i32>, Instant> {
-        let now = Instant::now();
-        self.stuck()
-            .iter()
-            .filter(|(_, retry_at)| **retry_at > now)
-            .map(|(p, at)| (*p, *at))
-            .collect()
+    /// Every failing partition with the time from which it may be tried again.
+    pub(crate) fn failing(&self) -> HashMap<Option<i32>, Instant> {
+        self.stuck().clone()
     }
 
     /// Records deliveries: a failed partition backs off for `backoff`, a delivering one (and, once
@@ -105,6 +111,9 @@ impl Partitions {
         metrics::gauge!(FAILING_PARTITIONS_METRIC).set(stuck.len() as f64);
     }
 }
+
+/// How long past its retry time a failure still routes new events to the spool.
+const FAILING_EXPIRES: Duration = Duration::from_secs(10);
 
 /// Gauge of the partitions whose deliveries fail (1 for "all" before any partition is known).
 pub const FAILING_PARTITIONS_METRIC: &str = "kafka_producer_failing_partitions";
@@ -223,7 +232,9 @@ impl KafkaEventSink {
         let deadline = Instant::now() + timeout;
         loop {
             let left = self.spooled();
-            if left == 0 || Instant::now() >= deadline {
+            // Also until the drained segments are deleted, so the next process replays nothing.
+            let done = left == 0 && self.inner.shared.spool.segments() == 0;
+            if done || Instant::now() >= deadline {
                 return left;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -359,7 +370,9 @@ impl Inner {
             .await
             .map_err(|e| PortError::Unavailable(format!("event spool task: {e}")))?
             .map_err(|e| match e {
-                SpoolError::Full { .. } => PortError::Rejected(e.to_string()),
+                SpoolError::Full { .. } | SpoolError::KeyTooLong(_) => {
+                    PortError::Rejected(e.to_string())
+                }
                 other => PortError::Unavailable(other.to_string()),
             })
     }

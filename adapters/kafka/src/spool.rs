@@ -37,8 +37,8 @@ pub const SPOOL_FILE: &str = "engagement-events.spool";
 pub const SPOOL_BYTES_METRIC: &str = "event_spool_bytes";
 /// Gauge of the records waiting in the spool.
 pub const SPOOL_RECORDS_METRIC: &str = "event_spool_records";
-/// Counter of bytes skipped on open because they did not form an intact record (a torn tail after
-/// a crash, or damage).
+/// Counter of bytes skipped because they did not form an intact record: on open (a torn tail
+/// after a crash, or damage), or when a record read back for replay fails its checksum.
 pub const SPOOL_SKIPPED_BYTES_METRIC: &str = "event_spool_skipped_bytes_total";
 /// Size at which a segment is sealed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
@@ -405,9 +405,10 @@ impl EventSpool {
                 segment.bytes += *frame_len as u64;
             }
         }
-        drop(index);
+        // Counted under the index lock, so a settle of these records cannot count them first.
         self.records.fetch_add(batch.len(), Ordering::AcqRel);
         self.bytes.fetch_add(needed, Ordering::AcqRel);
+        drop(index);
         self.report();
         Ok(())
     }
@@ -475,37 +476,41 @@ impl EventSpool {
             }
         }
         let mut taken = Vec::with_capacity(picked.len());
-        let mut failed = Vec::new();
+        let mut damaged = Vec::new();
         for (id, file, entry) in picked {
-            let mut body = vec![0; entry.len as usize];
-            match file.read_exact_at(&mut body, entry.offset) {
-                Ok(()) => match split_body(&body) {
-                    Some(record) => taken.push(Taken {
-                        id,
-                        key_hash: entry.key_hash,
-                        record,
-                    }),
-                    None => failed.push(id),
-                },
-                Err(e) => {
-                    failed.push(id);
-                    self.settle(&[], &failed)?;
-                    for t in &taken {
-                        failed.push(t.id);
-                    }
-                    self.settle(&[], &failed)?;
-                    return Err(e.into());
-                }
+            // The whole frame, checked again: the disk may have changed since the index was built.
+            let mut frame = vec![0; entry.len as usize + HEADER_BYTES];
+            let start = entry.offset - HEADER_BYTES as u64;
+            let intact = file
+                .read_exact_at(&mut frame, start)
+                .map_err(|e| {
+                    tracing::error!(error = %e, segment = id.segment, "could not read a spooled record");
+                })
+                .ok()
+                .and_then(|()| record_at(&frame, 0))
+                .and_then(|(body, len)| split_body(&frame[body..body + len]));
+            match intact {
+                Some(record) => taken.push(Taken {
+                    id,
+                    key_hash: entry.key_hash,
+                    record,
+                }),
+                None => damaged.push((id, entry.len as u64 + HEADER_BYTES as u64)),
             }
         }
-        // A record that was intact when indexed and reads back damaged cannot be sent; it is
-        // dropped as delivered would be, and counted.
-        if !failed.is_empty() {
+        // A record that was intact when indexed but cannot be read back intact (damage, or an
+        // I/O error) can never be sent: it is dropped, as a delivered one would be, and counted,
+        // so it never holds back the records after it nor its key.
+        if !damaged.is_empty() {
+            let bytes: u64 = damaged.iter().map(|(_, b)| b).sum();
             tracing::error!(
-                records = failed.len(),
+                records = damaged.len(),
+                bytes,
                 "spooled records read back damaged; dropping them"
             );
-            self.settle(&failed, &[])?;
+            metrics::counter!(SPOOL_SKIPPED_BYTES_METRIC).increment(bytes);
+            let ids: Vec<RecordId> = damaged.into_iter().map(|(id, _)| id).collect();
+            self.settle(&ids, &[])?;
         }
         Ok(taken)
     }
@@ -551,8 +556,8 @@ impl EventSpool {
                     drained.push(id.segment);
                 }
             }
+            self.records.fetch_sub(delivered_now, Ordering::AcqRel);
         }
-        self.records.fetch_sub(delivered_now, Ordering::AcqRel);
         if !drained.is_empty() {
             let mut writer = lock(&self.writer);
             let active = writer.active.as_ref().map(|(id, _, _)| *id);
@@ -662,7 +667,9 @@ impl EventSpool {
         lock(&self.index).segments.len()
     }
 
-    fn report(&self) {
+    /// Sets the spool's gauges (also called periodically by the replayer, so a gauge never
+    /// sticks at a value a racing update overwrote).
+    pub(crate) fn report(&self) {
         metrics::gauge!(SPOOL_BYTES_METRIC).set(self.bytes() as f64);
         metrics::gauge!(SPOOL_RECORDS_METRIC).set(self.len() as f64);
     }

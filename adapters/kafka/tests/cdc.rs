@@ -1,6 +1,7 @@
 //! The CDC consumer against an in-process mock Kafka cluster, applying Debezium change events to the
 //! memory catalog: a create then a delete leave the video deleted and visible to the change
-//! stream, and an unreadable message is dead-lettered without holding back the ones after it.
+//! stream; changes apply by the source's position whatever order they arrive in; tombstones and
+//! truncates delete; an unreadable message is dead-lettered without holding back the ones after it.
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -180,6 +181,49 @@ async fn a_create_then_delete_ends_deleted_and_an_unreadable_message_does_not_bl
         "{changes:?}"
     );
 
+    // Changes applied by the source's position, whatever order they arrive in: a redelivered older
+    // update, a late create, and an update older than a delete change nothing; a visibility change
+    // withdraws the video; a truncate deletes what is older than it, not what came after.
+    let base: i64 = 1_800_000_000_000;
+    let at = |ms: i64| json!({"table": "videos", "ts_ms": base + ms, "lsn": ms});
+    let third = Uuid::new_v4();
+    let when = "2027-01-15T08:00:00Z";
+    let mut private = row(third, "v4", when);
+    private["visibility"] = json!("private");
+    for (op, after, ms) in [
+        ("u", row(third, "v3", when), 3_000),
+        ("u", row(third, "v2", when), 2_000),
+        ("u", private, 4_000),
+        ("c", row(third, "v1", when), 1_000),
+    ] {
+        let change = json!({"op": op, "before": null, "after": after, "source": at(ms)});
+        produce(&producer, third, change.to_string().as_bytes()).await;
+    }
+    let withdrawn = wait_for(&catalog, third, |v| v.title == "v4").await;
+    assert!(!withdrawn.is_servable(), "private: {withdrawn:?}");
+    let delete = json!({"op": "d", "before": {"id": third.to_string()}, "after": null,
+                        "source": at(5_000)});
+    produce(&producer, third, delete.to_string().as_bytes()).await;
+    let late = json!({"op": "u", "before": null, "after": row(third, "v4.5", when),
+                      "source": at(4_500)});
+    produce(&producer, third, late.to_string().as_bytes()).await;
+    let kept = Uuid::new_v4();
+    let created = json!({"op": "c", "after": row(kept, "older than the truncate", when),
+                         "source": at(5_500)});
+    produce(&producer, kept, created.to_string().as_bytes()).await;
+    let truncate = json!({"op": "t", "source": at(6_000)});
+    produce(&producer, kept, truncate.to_string().as_bytes()).await;
+    let survivor = Uuid::new_v4();
+    let created = json!({"op": "c", "after": row(survivor, "after the truncate", when),
+                         "source": at(7_000)});
+    produce(&producer, survivor, created.to_string().as_bytes()).await;
+    wait_for(&catalog, survivor, |v| v.is_servable()).await;
+    let third_now = wait_for(&catalog, third, |_| true).await;
+    assert_eq!(third_now.status, VideoStatus::Deleted, "{third_now:?}");
+    assert_eq!(third_now.title, "v4", "the late update did not apply");
+    let kept_now = wait_for(&catalog, kept, |_| true).await;
+    assert_eq!(kept_now.status, VideoStatus::Deleted, "{kept_now:?}");
+
     let b = brokers.clone();
     let dead = tokio::task::spawn_blocking(move || read_dlq(&b))
         .await
@@ -192,9 +236,13 @@ async fn a_create_then_delete_ends_deleted_and_an_unreadable_message_does_not_bl
 
     let rendered = metrics.render();
     for series in [
-        r#"cdc_events_applied_total{op="c"} 2"#,
+        r#"cdc_events_applied_total{op="c"} 5"#,
+        r#"cdc_events_applied_total{op="t"} 1"#,
+        // v2, v1 and v4.5 were older than what the catalog held.
+        "cdc_events_stale_total 3",
+        "cdc_truncated_videos_total 1",
         // The delete, its tombstone, and the tombstone-only hard delete.
-        r#"cdc_events_applied_total{op="d"} 3"#,
+        r#"cdc_events_applied_total{op="d"} 4"#,
         r#"kafka_consumer_errors_total{error_type="malformed"} 1"#,
     ] {
         assert!(
@@ -202,6 +250,12 @@ async fn a_create_then_delete_ends_deleted_and_an_unreadable_message_does_not_bl
             "{series}\n{rendered}"
         );
     }
+    assert!(
+        rendered
+            .lines()
+            .any(|l| l.starts_with("cdc_source_lag_seconds ")),
+        "{rendered}"
+    );
 
     let _ = stop.send(());
     tokio::time::timeout(WAIT, task)

@@ -13,6 +13,8 @@ struct Inner {
     changes: BTreeMap<CatalogWatermark, ()>,
     /// Source position of each video's last applied change.
     positions: HashMap<VideoId, SourcePosition>,
+    /// The newest truncate applied: older changes are skipped.
+    truncated_at: Option<SourcePosition>,
 }
 
 impl Inner {
@@ -96,7 +98,11 @@ impl VideoCatalog for MemoryCatalog {
         let mut applied = 0;
         for change in changes {
             let id = change.id();
-            if !change.applies_over(inner.stored(id)) {
+            let before_truncate = change
+                .position()
+                .zip(inner.truncated_at)
+                .is_some_and(|(at, truncated)| at < truncated);
+            if before_truncate || !change.applies_over(inner.stored(id)) {
                 continue;
             }
             let (video, position) = match change {
@@ -125,6 +131,7 @@ impl VideoCatalog for MemoryCatalog {
         updated_at: DateTime<Utc>,
     ) -> Result<u64, PortError> {
         let mut inner = self.inner.write().map_err(lock_error)?;
+        inner.truncated_at = inner.truncated_at.max(Some(position));
         let doomed: Vec<Video> = inner
             .by_id
             .values()

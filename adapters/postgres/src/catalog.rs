@@ -99,13 +99,19 @@ pub(crate) async fn ensure_creators(
     Ok(())
 }
 
-/// The `INSERT` of [`upsert_chunk`]; `$12`/`$13` are the source positions.
+/// The `INSERT` of [`upsert_chunk`]; `$12`/`$13` are the source positions. A change older than
+/// the newest truncate is left out (without a position, the comparison is NULL and it stays).
 const UPSERT: &str = "INSERT INTO videos (id, creator_id, title, duration_seconds, status, media_key, \
                          thumbnail_key, published_at, updated_at, deleted_at, visibility, \
                          source_committed_at_us, source_log_position) \
      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::text[], \
                           $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], \
                           $10::timestamptz[], $11::text[], $12::int8[], $13::int8[]) \
+         AS c(id, creator_id, title, duration_seconds, status, media_key, thumbnail_key, \
+              published_at, updated_at, deleted_at, visibility, committed_at_us, log_position) \
+     WHERE NOT EXISTS (SELECT 1 FROM catalog_truncations t \
+         WHERE (c.committed_at_us, c.log_position) \
+               < (t.source_committed_at_us, t.source_log_position)) \
      ON CONFLICT (id) DO UPDATE SET \
          creator_id = EXCLUDED.creator_id, title = EXCLUDED.title, \
          duration_seconds = EXCLUDED.duration_seconds, status = EXCLUDED.status, \
@@ -342,7 +348,22 @@ impl VideoCatalog for PostgresStore {
         updated_at: DateTime<Utc>,
     ) -> Result<u64, PortError> {
         self.traced("UPDATE", "videos", async {
+            let mut tx = self.pool.begin().await.map_err(port_error)?;
             sqlx::query(
+                "INSERT INTO catalog_truncations (source_committed_at_us, source_log_position) \
+                 VALUES ($1, $2) ON CONFLICT (singleton) DO UPDATE SET \
+                     source_committed_at_us = EXCLUDED.source_committed_at_us, \
+                     source_log_position = EXCLUDED.source_log_position \
+                 WHERE (EXCLUDED.source_committed_at_us, EXCLUDED.source_log_position) \
+                     > (catalog_truncations.source_committed_at_us, \
+                        catalog_truncations.source_log_position)",
+            )
+            .bind(position.committed_at_us)
+            .bind(position.log_position)
+            .execute(&mut *tx)
+            .await
+            .map_err(port_error)?;
+            let deleted = sqlx::query(
                 "UPDATE videos SET status = 'deleted', deleted_at = coalesce(deleted_at, $3), \
                      updated_at = $3, source_committed_at_us = $1, source_log_position = $2 \
                  WHERE status <> 'deleted' AND (source_committed_at_us IS NULL \
@@ -351,10 +372,12 @@ impl VideoCatalog for PostgresStore {
             .bind(position.committed_at_us)
             .bind(position.log_position)
             .bind(updated_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map(|done| done.rows_affected())
-            .map_err(port_error)
+            .map_err(port_error)?;
+            tx.commit().await.map_err(port_error)?;
+            Ok(deleted)
         })
         .await
     }

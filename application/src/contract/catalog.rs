@@ -408,6 +408,16 @@ async fn a_delete_is_never_undone_by_an_older_or_tied_update(catalog: Arc<dyn Vi
         "an older update, or one at the delete's own position, never brings the video back"
     );
     assert_eq!(one(&catalog, v.id).await, Some(deleted));
+    let stale_delete = VideoChange::Delete {
+        id: v.id,
+        position: Some(pos(t, 15, 0)),
+        updated_at: t + Duration::seconds(11),
+    };
+    assert_eq!(
+        apply(&catalog, &[stale_delete]).await,
+        0,
+        "a delete older than the stored delete changes nothing"
+    );
     let restored = titled(&v, "restored", t + Duration::seconds(10));
     assert_eq!(
         apply(&catalog, &[upsert(&restored, pos(t, 30, 0))]).await,
@@ -515,11 +525,6 @@ async fn rows_without_a_position_take_any_change(catalog: Arc<dyn VideoCatalog>)
         .expect("upsert");
     let older = titled(&v, "older", t + Duration::seconds(3));
     assert_eq!(
-        apply(&catalog, &[upsert(&older, SourcePosition::default())]).await,
-        1,
-        "the same position is a redelivery"
-    );
-    assert_eq!(
         apply(
             &catalog,
             &[upsert(
@@ -534,6 +539,7 @@ async fn rows_without_a_position_take_any_change(catalog: Arc<dyn VideoCatalog>)
         0,
         "upsert_videos kept the stored position"
     );
+    assert_eq!(one(&catalog, v.id).await, Some(imported));
 }
 
 async fn truncate_deletes_every_older_video(catalog: Arc<dyn VideoCatalog>) {
@@ -573,5 +579,18 @@ async fn truncate_deletes_every_older_video(catalog: Arc<dyn VideoCatalog>) {
         apply(&catalog, &[upsert(&older, pos(t, 40, 0))]).await,
         0,
         "a change older than the truncate does not bring a video back"
+    );
+    let late_create = video(VideoStatus::Published, t);
+    assert_eq!(
+        apply(&catalog, &[upsert(&late_create, pos(t, 45, 0))]).await,
+        0,
+        "a create older than the truncate, arriving after it, is skipped too"
+    );
+    assert_eq!(one(&catalog, late_create.id).await, None);
+    let after = video(VideoStatus::Published, t);
+    assert_eq!(
+        apply(&catalog, &[upsert(&after, pos(t, 55, 0))]).await,
+        1,
+        "a change after the truncate applies"
     );
 }
