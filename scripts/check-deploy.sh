@@ -93,6 +93,7 @@ render_and_validate() {
   grep -q 'grafana_dashboard: "1"' "$work/rendered.yaml" || { echo "no dashboard ConfigMap rendered"; return 1; }
   "$venv/bin/kubernetes-validate" --strict --quiet --no-warn -k "$k8s_version" "$work/rendered.yaml" || return 1
   kubectl kustomize deploy/kubernetes/migrate >"$work/migrate.yaml"
+  kubectl kustomize deploy/kubernetes/drain-spool >"$work/drain-spool.yaml"
 }
 # kubectl is not in Debian's current packages; the checks above already cover what kustomize
 # lists, so without it (also under CI) this rendering is skipped with a notice.

@@ -11,7 +11,9 @@
 //! runs only the scenarios named (by a part of their names: `client_retry`, `kafka_outage`,
 //! `clickhouse_inserts_held`, `poison_event`, `kill_serve`, `sigterm_serve`,
 //! `redis_replies_delayed`, `detached_aggregate_table`, `dead_letter_topic_unavailable`,
-//! `clickhouse_stalled`, `clickhouse_sigstop`, `client_timeout`, `worker_joins`).
+//! `clickhouse_stalled`, `clickhouse_sigstop`, `client_timeout`, `worker_joins`,
+//! `sigterm_drains`, `one_partition_down`, `corrupt_spool_record`, `second_process_on_the_spool`, `spool_disk_full`,
+//! `catalog_changes`).
 
 mod support;
 
@@ -301,7 +303,7 @@ struct Stack {
     redis_proxy: FaultProxy,
     clickhouse: ClickHouse,
     clickhouse_server: ClickHouseServer,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
     users: Vec<String>,
     videos: Vec<String>,
     _postgres: PostgresServer,
@@ -377,6 +379,8 @@ async fn start_stack() -> Option<Stack> {
     }
     let mut serve_env = env.clone();
     serve_env.push(("RUN_CONSUMERS", "false".into()));
+    // A SIGTERM with Kafka down waits this long for the spool to drain, then leaves it on disk.
+    serve_env.push(("SHUTDOWN_GRACE_SECS", "5".into()));
     serve_env.retain(|(k, _)| *k != "REDIS_URL");
     serve_env.push((
         "REDIS_URL",
@@ -431,7 +435,7 @@ async fn start_stack() -> Option<Stack> {
             database,
         },
         clickhouse_server,
-        _data_dir: data_dir,
+        data_dir,
         users,
         videos,
         _postgres: postgres,
@@ -517,6 +521,10 @@ impl Stack {
         self.serve.as_ref().expect("serve is running")
     }
 
+    fn postgres_url(&self) -> String {
+        self._postgres.url()
+    }
+
     /// Posts `batches` batches of `size` events, round robin over users and videos.
     async fn send(&self, ledger: &mut Ledger, batches: usize, size: usize) {
         let client = reqwest::Client::builder()
@@ -586,6 +594,55 @@ impl Stack {
         }
     }
 
+    /// Prints each event partition's high watermark and the engagement group's committed offset.
+    fn dump_offsets(&self) {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.cluster.bootstrap_servers())
+            .set("group.id", "video-ranking-service")
+            .create()
+            .expect("offsets reader");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition(TOPIC, p);
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(5));
+        for p in 0..3 {
+            let high = consumer.fetch_watermarks(TOPIC, p, Duration::from_secs(5));
+            let done = committed
+                .as_ref()
+                .ok()
+                .and_then(|c| c.find_partition(TOPIC, p))
+                .map(|e| e.offset());
+            eprintln!("partition {p}: watermarks {high:?}, committed {done:?}");
+            if let Some(rdkafka::Offset::Offset(at)) = done {
+                let reader: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", self.cluster.bootstrap_servers())
+                    .set("group.id", "faults-offsets-reader")
+                    .create()
+                    .expect("reader");
+                let mut one = rdkafka::TopicPartitionList::new();
+                let _ = one.add_partition_offset(TOPIC, p, rdkafka::Offset::Offset(at));
+                let _ = reader.assign(&one);
+                let polled = reader.poll(Duration::from_secs(5)).map(|m| {
+                    m.map(|m| rdkafka::Message::offset(&m))
+                        .map_err(|e| e.to_string())
+                });
+                eprintln!("partition {p}: reading from {at}: {polled:?}");
+            }
+        }
+        for worker in &self.workers {
+            let text = std::process::Command::new("curl")
+                .args(["-s", &worker.url("/metrics")])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for line in text.lines().filter(|l| l.starts_with("kafka_consumer")) {
+                eprintln!("worker {}: {line}", worker.pid());
+            }
+        }
+    }
+
     fn settle(&self, name: &str, ledger: &Ledger, fault_ended: Instant) -> String {
         let accepted = ledger.accepted();
         let all: Vec<Uuid> = ledger.outcomes.keys().copied().collect();
@@ -598,6 +655,7 @@ impl Stack {
             let stored = accepted.iter().filter(|id| copies.contains_key(id)).count();
             if Instant::now() >= deadline {
                 self.dump_logs();
+                self.dump_offsets();
                 panic!(
                     "{name}: only {stored} of {} accepted events stored {RECOVERY:?} after the fault",
                     accepted.len()
@@ -738,6 +796,448 @@ async fn sigterm_with_spooled_events(stack: &mut Stack) -> String {
     let ended = Instant::now();
     stack.send(&mut ledger, 5, 10).await;
     stack.settle("SIGTERM of serve with spooled events", &ledger, ended)
+}
+
+/// The partition of demo user `n`'s events (Kafka's default partitioner over 3 partitions).
+fn partition_of_demo_user(n: usize) -> u32 {
+    let user = vrs_application::demo::demo_user_id(n as u64);
+    vrs_adapter_kafka::key_hash(user.to_string().as_bytes()) % 3
+}
+
+/// One broker down (broker 2, leading event partitions 1 and 2): their users' events are spooled,
+/// partition 0's users go straight to Kafka without waiting, and every accepted event reaches
+/// Kafka once the broker is back.
+async fn one_partition_down(stack: &Stack) -> String {
+    let mut ledger = Ledger::default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    // Every partition delivers first, so the API knows the partition count.
+    stack.send(&mut ledger, 20, 2).await;
+    stack.cluster.broker_down(2).expect("broker 2 down");
+    let mut slowest_elsewhere = Duration::ZERO;
+    let mut slowest_second_round = Duration::ZERO;
+    for round in 0..2 {
+        for (i, user) in stack.users.iter().enumerate() {
+            let events: Vec<(Uuid, Value)> = (0..5)
+                .map(|k| {
+                    let id = Uuid::new_v4();
+                    let video = &stack.videos[(i + k) % stack.videos.len()];
+                    (
+                        id,
+                        json!({"event_id": id, "video_id": video, "type": "view"}),
+                    )
+                })
+                .collect();
+            let started = Instant::now();
+            let status = stack.post(&client, user, &mut ledger, events).await;
+            let took = started.elapsed();
+            assert_eq!(status, 202, "one broker down: user {}", i + 1);
+            if partition_of_demo_user(i + 1) == 0 {
+                slowest_elsewhere = slowest_elsewhere.max(took);
+            } else if round == 1 {
+                slowest_second_round = slowest_second_round.max(took);
+            }
+        }
+    }
+    assert!(
+        slowest_elsewhere < Duration::from_millis(1000),
+        "users of the available partitions waited {slowest_elsewhere:?}"
+    );
+    assert!(
+        slowest_second_round < Duration::from_millis(1000),
+        "the failing partition's users waited {slowest_second_round:?} once it was known"
+    );
+    stack.cluster.broker_up(2).expect("broker 2 up");
+    let ended = Instant::now();
+    // Every accepted event reaches Kafka once the partition is back.
+    let accepted = ledger.accepted();
+    let brokers = stack.cluster.bootstrap_servers();
+    let in_kafka = tokio::task::spawn_blocking(move || topic_event_ids(&brokers, &accepted))
+        .await
+        .expect("topic reader");
+    assert!(
+        in_kafka,
+        "one partition down: accepted events missing from {TOPIC}"
+    );
+    if std::env::var("FAULTS").as_deref() == Ok("full") {
+        // The workers' consumers on librdkafka's mock cluster sometimes stop fetching a partition
+        // whose leader went down and came back (docs/topics.md, fault harness); the API side
+        // above is what this scenario is about, so the stores are checked in the long set only.
+        return stack.settle("one partition's leader down", &ledger, ended);
+    }
+    format!(
+        "| one partition's leader down (API side: latency, every 202 in Kafka) | {} | {} | in Kafka: all | | {:.1} s |",
+        ledger.outcomes.len(),
+        ledger.accepted().len(),
+        ended.elapsed().as_secs_f64()
+    )
+}
+
+/// Whether every id of `wanted` is in the event topic (read from the beginning, 30 s at most).
+fn topic_event_ids(brokers: &str, wanted: &[Uuid]) -> bool {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "faults-topic-reader")
+        .create()
+        .expect("reader");
+    let mut all = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        let _ = all.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning);
+    }
+    reader.assign(&all).expect("assign");
+    let mut missing: std::collections::HashSet<Uuid> = wanted.iter().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !missing.is_empty() && Instant::now() < deadline {
+        if let Some(Ok(message)) = reader.poll(Duration::from_millis(200)) {
+            let id = message
+                .payload()
+                .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+                .and_then(|v| v["event_id"].as_str().and_then(|s| s.parse().ok()));
+            if let Some(id) = id {
+                missing.remove(&id);
+            }
+        }
+    }
+    missing.is_empty()
+}
+
+/// `env` with Kafka unreachable (nothing listens on port 9): every event goes to the spool.
+fn without_kafka(env: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = env.to_vec();
+    env.retain(|(k, _)| *k != "KAFKA_BROKERS");
+    env.push(("KAFKA_BROKERS", "127.0.0.1:9".into()));
+    env
+}
+
+impl Stack {
+    /// Stops `serve` with SIGTERM and starts it again with `env`.
+    fn restart_serve(&mut self, env: &[(&'static str, String)]) {
+        if let Some(serve) = self.serve.take() {
+            let _ = serve.terminate(Duration::from_secs(30));
+        }
+        self.serve = Some(Service::start(env));
+    }
+}
+
+/// The spool's segment files in `dir`.
+fn spool_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "spool"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A number from a Prometheus text exposition.
+async fn metric(service: &Service, name: &str) -> f64 {
+    let text = reqwest::get(service.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `serve` (unable to reach Kafka) killed with events spooled, one byte of one spooled record
+/// flipped on disk, restarted with Kafka: that record alone is lost (and counted); every other
+/// accepted event is stored once.
+async fn corrupt_spool_record(stack: &mut Stack) -> String {
+    let mut ledger = Ledger::default();
+    // A `serve` that cannot reach Kafka at all (the brokers stay up for everyone else).
+    stack.restart_serve(&without_kafka(&stack.serve_env));
+    stack.send(&mut ledger, 10, 10).await;
+    let serve = stack.serve.take().expect("serve");
+    let _ = Command::new("kill")
+        .args(["-KILL", &serve.pid().to_string()])
+        .status();
+    drop(serve);
+    let spool = stack.data_dir.path().join("spool");
+    let segments = spool_segments(&spool);
+    assert!(!segments.is_empty(), "nothing was spooled");
+    // An accepted event in the middle of the spooled ones: one byte of its id flipped.
+    let mut raw = std::fs::read(&segments[0]).expect("segment");
+    let mut spooled: Vec<(usize, Uuid)> = ledger
+        .accepted()
+        .into_iter()
+        .filter_map(|id| {
+            let needle = id.to_string().into_bytes();
+            raw.windows(needle.len())
+                .position(|w| w == needle.as_slice())
+                .map(|at| (at, id))
+        })
+        .collect();
+    spooled.sort();
+    assert!(spooled.len() >= 3, "spooled ids found: {}", spooled.len());
+    let (at, damaged) = spooled[spooled.len() / 2];
+    raw[at + 3] ^= 0x01;
+    std::fs::write(&segments[0], &raw).expect("write segment");
+    ledger.outcomes.remove(&damaged);
+
+    stack.serve = Some(Service::start(&stack.serve_env));
+    let ended = Instant::now();
+    stack.send(&mut ledger, 3, 10).await;
+    let row = stack.settle("one spooled record damaged on disk", &ledger, ended);
+    let skipped = metric(stack.serve(), "event_spool_skipped_bytes_total").await;
+    assert!(skipped > 0.0, "the damage is counted: {skipped}");
+    assert!(
+        stack.clickhouse.copies(&[damaged]).is_empty(),
+        "the damaged record is not delivered"
+    );
+    row
+}
+
+/// A second `serve` started on the running one's spool directory refuses to start with a clear
+/// error; the first goes on accepting and delivering.
+async fn second_process_on_the_spool(stack: &Stack) -> String {
+    let env = stack.serve_env.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(support::run(&["serve"], &env));
+    });
+    let (ok, text) = rx
+        .recv_timeout(Duration::from_secs(90))
+        .expect("a second serve on the same spool must exit, not run");
+    assert!(!ok, "a second serve on the same spool started: {text}");
+    assert!(
+        text.contains("in use by another process"),
+        "the error names the cause: {text}"
+    );
+    let mut ledger = Ledger::default();
+    stack.send(&mut ledger, 5, 10).await;
+    stack.settle(
+        "a second process on the spool directory",
+        &ledger,
+        Instant::now(),
+    )
+}
+
+/// The spool on a 256 KiB tmpfs while `serve` cannot reach Kafka: once the disk is full, batches
+/// are refused (503, never 202); the ones accepted are all stored once it can, and a drained
+/// spool frees the disk for more. Needs root (mount); skipped without it.
+async fn spool_disk_full(stack: &mut Stack) -> String {
+    let small = stack.data_dir.path().join("small-spool");
+    std::fs::create_dir_all(&small).expect("mount point");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "mounting a tmpfs needs root"
+        );
+        return "| spool disk full | skipped: mounting a tmpfs needs root | | | | |".to_owned();
+    }
+    let mut env = stack.serve_env.clone();
+    env.retain(|(k, _)| *k != "EVENT_SPOOL_DIR");
+    env.push(("EVENT_SPOOL_DIR", small.display().to_string()));
+    // Kafka unreachable for this `serve` only.
+    stack.restart_serve(&without_kafka(&env));
+
+    let mut ledger = Ledger::default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut refused = 0;
+    for b in 0..400 {
+        let user = &stack.users[b % stack.users.len()];
+        let events: Vec<(Uuid, Value)> = (0..20)
+            .map(|i| {
+                let id = Uuid::new_v4();
+                let video = &stack.videos[(b + i) % stack.videos.len()];
+                (
+                    id,
+                    json!({"event_id": id, "video_id": video, "type": "view"}),
+                )
+            })
+            .collect();
+        let status = stack.post(&client, user, &mut ledger, events).await;
+        assert!(
+            status == 202 || status == 503,
+            "a full disk answers 503, not {status}"
+        );
+        if status == 503 {
+            refused += 1;
+            if refused >= 5 {
+                break;
+            }
+        }
+    }
+    assert!(refused >= 5, "the 256 KiB disk never filled");
+    // The same spool, now with Kafka: it drains, and its segments free the disk.
+    stack.restart_serve(&env);
+    let ended = Instant::now();
+    let emptied = tokio::time::timeout(Duration::from_secs(60), async {
+        while !spool_segments(&small).is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        emptied.is_ok(),
+        "the spool drained and its segments were deleted"
+    );
+    stack.send(&mut ledger, 5, 10).await;
+    let row = stack.settle("spool on a tmpfs that fills", &ledger, ended);
+    let serve_env = stack.serve_env.clone();
+    stack.restart_serve(&serve_env);
+    let _ = Command::new("umount").arg(&small).status();
+    row
+}
+
+/// Catalog changes through the change stream, out of order: a video made private (then an older
+/// public version of it redelivered), and a hard delete that arrives only as a tombstone. Both
+/// are taken out of a session already cached (page 2 read again with the same cursor) within
+/// seconds, while the rest of that page stays; PostgreSQL holds the newer change.
+async fn catalog_changes(stack: &Stack) -> String {
+    let client = reqwest::Client::new();
+    let user = &stack.users[0];
+    let page = |query: String| {
+        let client = client.clone();
+        async move {
+            let page: Value = client
+                .get(stack.serve().url(&format!("/api/v1/reels{query}")))
+                .bearer_auth(user)
+                .send()
+                .await
+                .expect("reels")
+                .json()
+                .await
+                .expect("reels json");
+            let ids: Vec<String> = page["videos"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (ids, page["next_cursor"].as_str().map(str::to_owned))
+        }
+    };
+    let (_, cursor) = page("?limit=10".into()).await;
+    let cursor = cursor.expect("a cursor to page 2");
+    let second = format!("?limit=10&cursor={cursor}");
+    let (before, _) = page(second.clone()).await;
+    assert!(before.len() >= 5, "{before:?}");
+    let (private, deleted) = (before[0].clone(), before[1].clone());
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", stack.cluster.bootstrap_servers())
+        .create()
+        .expect("producer");
+    let now = chrono::Utc::now();
+    let change = |visibility: &str, at: chrono::DateTime<chrono::Utc>| {
+        let row = json!({"id": private, "creator_id": Uuid::new_v4(), "title": "changed upstream",
+               "duration_seconds": 30, "status": "published", "visibility": visibility,
+               "media_key": "m.mp4", "thumbnail_key": "t.jpg",
+               "published_at": (now - chrono::Duration::hours(1)).to_rfc3339(),
+               "updated_at": at.to_rfc3339()});
+        json!({"op": "u", "before": null, "after": row,
+               "source": {"table": "videos", "ts_ms": at.timestamp_millis(), "lsn": at.timestamp_millis()}})
+        .to_string()
+    };
+    let stale = now - chrono::Duration::seconds(60);
+    for (key, payload) in [
+        (private.clone(), Some(change("private", now))),
+        (private.clone(), Some(change("public", stale))),
+        (deleted.clone(), None),
+    ] {
+        let mut record = FutureRecord::<str, str>::to("cdc.posts").key(&key);
+        if let Some(payload) = &payload {
+            record = record.payload(payload);
+        }
+        producer
+            .send(record, Duration::from_secs(5))
+            .await
+            .expect("produce change");
+    }
+    let started = Instant::now();
+    let after = loop {
+        let (ids, _) = page(second.clone()).await;
+        if !ids.contains(&private) && !ids.contains(&deleted) {
+            break ids;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still in the cached session after 30 s: private {} deleted {}",
+            ids.contains(&private),
+            ids.contains(&deleted)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let took = started.elapsed();
+    let kept = before[2..].iter().filter(|id| after.contains(id)).count();
+    assert!(
+        kept >= before.len() - 3,
+        "the rest of the cached page stays: {before:?} then {after:?}"
+    );
+    // Settled: the older public version did not bring the video back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (later, _) = page(second).await;
+    assert!(
+        !later.contains(&private) && !later.contains(&deleted),
+        "{later:?}"
+    );
+    let rows = Command::new("psql")
+        .arg(stack.postgres_url())
+        .args(["-Atc"])
+        .arg(format!(
+            "SELECT id, visibility, status FROM videos WHERE id IN ('{private}', '{deleted}') ORDER BY id = '{private}'"
+        ))
+        .output()
+        .expect("psql");
+    let rows = String::from_utf8_lossy(&rows.stdout).into_owned();
+    assert_eq!(
+        rows.lines().collect::<Vec<_>>(),
+        vec![
+            format!("{deleted}|public|deleted"),
+            format!("{private}|private|published")
+        ],
+        "the catalog holds the newer change and the delete"
+    );
+    format!(
+        "| catalog: made private + older public redelivered, tombstone; out of a cached session | 3 changes | | | 0 | {:.1} s |",
+        took.as_secs_f64()
+    )
+}
+
+/// `serve` stopped with SIGTERM just after Kafka came back, with events in its spool: it delivers
+/// them before it exits and leaves no segment behind.
+async fn sigterm_drains_the_spool(stack: &mut Stack) -> String {
+    let mut ledger = Ledger::default();
+    stack.kafka_outage(true);
+    stack.send(&mut ledger, 10, 10).await;
+    let spool = stack.data_dir.path().join("spool");
+    assert!(!spool_segments(&spool).is_empty(), "nothing was spooled");
+    stack.kafka_outage(false);
+    let serve = stack.serve.take().expect("serve");
+    let status = serve.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM exit: {status:?}"
+    );
+    let ended = Instant::now();
+    assert!(
+        spool_segments(&spool).is_empty(),
+        "the spool was drained before the process exited: {:?}",
+        spool_segments(&spool)
+    );
+    stack.serve = Some(Service::start(&stack.serve_env));
+    stack.settle("SIGTERM drains the spool into Kafka", &ledger, ended)
 }
 
 /// Redis answers after its 50 ms command timeout. Batches the API could not accept are answered
@@ -1123,11 +1623,30 @@ async fn every_accepted_event_is_stored_exactly_once_whatever_fails() {
     if run("worker_joins") {
         rows.push(clickhouse_stalled_while_a_worker_joins(&mut stack).await);
     }
+    if run("sigterm_drains") {
+        rows.push(sigterm_drains_the_spool(&mut stack).await);
+    }
+    if run("corrupt_spool_record") {
+        rows.push(corrupt_spool_record(&mut stack).await);
+    }
+    if run("second_process_on_the_spool") {
+        rows.push(second_process_on_the_spool(&stack).await);
+    }
+    if run("spool_disk_full") {
+        rows.push(spool_disk_full(&mut stack).await);
+    }
+    if run("catalog_changes") {
+        rows.push(catalog_changes(&stack).await);
+    }
     if full {
         // Longer outages than the test command affords.
         rows.push(kafka_outage(&stack, Duration::from_secs(60)).await);
         let stall = Duration::from_secs(60);
         rows.push(clickhouse_stalled_past_max_poll_interval(&stack, stall).await);
+    }
+    // Last: on the mock cluster a worker may stop fetching the partition that was down.
+    if run("one_partition_down") {
+        rows.push(one_partition_down(&stack).await);
     }
     println!("{}", rows.join("\n"));
 }

@@ -58,6 +58,14 @@ enum Command {
     ClickhouseInit,
     /// Run the Kafka consumers alone, without the HTTP API (KAFKA_BROKERS).
     Worker,
+    /// Deliver the events of an event spool (EVENT_SPOOL_DIR) to Kafka (KAFKA_BROKERS) and exit:
+    /// 0 once it is empty, 1 if events remain after the timeout. For the spool of a pod that is
+    /// gone for good (its claim kept after a scale-down).
+    DrainSpool {
+        /// How long to try.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Rank and cache the feed sessions of the most active users (REDIS_URL: the shared cache).
     Warmup {
         /// How many of the most active users (last 7 days) to warm.
@@ -102,6 +110,7 @@ fn main() -> ExitCode {
         Command::SeedDemo => block_on(wiring::seed_demo(&config)),
         Command::ClickhouseInit => block_on(storage::clickhouse_init(&config)),
         Command::Worker => block_on(wiring::worker(&config)),
+        Command::DrainSpool { timeout } => block_on(wiring::drain_spool(&config, timeout)),
         Command::Warmup { users, batch_size } => {
             block_on(wiring::warmup(&config, users, batch_size))
         }

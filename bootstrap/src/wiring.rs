@@ -376,6 +376,33 @@ pub async fn seed_demo(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `drain-spool`: delivers a spool directory's events to Kafka, then exits; fails when some remain.
+pub async fn drain_spool(config: &Config, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let Some(brokers) = &config.kafka_brokers else {
+        bail!("KAFKA_BROKERS: drain-spool delivers the spool's events to Kafka");
+    };
+    let sink = vrs_adapter_kafka::KafkaEventSink::start(vrs_adapter_kafka::KafkaConfig {
+        topic: config.kafka_engagement_topic.clone(),
+        delivery_timeout: config.kafka_delivery_timeout,
+        spool_max_bytes: config.event_spool_max_bytes,
+        ..vrs_adapter_kafka::KafkaConfig::new(brokers.clone(), config.event_spool_dir.clone())
+    })
+    .with_context(|| format!("EVENT_SPOOL_DIR {}", config.event_spool_dir.display()))?;
+    let spooled = sink.spooled();
+    let left = sink.drain(timeout).await;
+    println!(
+        "delivered {} spooled events; {left} remain",
+        spooled.saturating_sub(left)
+    );
+    if left > 0 {
+        bail!(
+            "{left} events remain in {}",
+            config.event_spool_dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// `warmup`: ranks and caches the sessions of the most active users in the shared feed cache, with
 /// a progress bar.
 pub async fn warmup(config: &Config, users: usize, batch_size: usize) -> anyhow::Result<()> {

@@ -82,6 +82,7 @@ def alert_rules():
 def cmd_kustomization():
     listed = set()
     for kfile in [K8S / "kustomization.yaml", K8S / "migrate" / "kustomization.yaml",
+                  K8S / "drain-spool" / "kustomization.yaml",
                   DEPLOY / "grafana" / "kustomization.yaml"]:
         k = yaml.safe_load(kfile.read_text())
         for res in k.get("resources", []):
@@ -167,9 +168,12 @@ def cmd_crds():
 
 # --- references between manifests, the service and the image ---------------------------------
 
+WORKLOADS = {"Deployment", "StatefulSet"}
+
+
 def pod_specs(docs):
     for path, d in docs:
-        if d["kind"] in {"Deployment", "Job"}:
+        if d["kind"] in {"Deployment", "StatefulSet", "Job"}:
             yield path, d, d["spec"]["template"]["spec"]
 
 
@@ -182,7 +186,7 @@ def cmd_refs():
         if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") != RUN_AS_USER:
             problem(f"{where}: runAsNonRoot with runAsUser {RUN_AS_USER} (the image's user) expected")
         labels = d["spec"]["template"]["metadata"]["labels"]
-        if d["kind"] == "Deployment" and d["spec"]["selector"]["matchLabels"].items() - labels.items():
+        if d["kind"] in WORKLOADS and d["spec"]["selector"]["matchLabels"].items() - labels.items():
             problem(f"{where}: the selector does not match the pod labels")
         for vol in spec.get("volumes", []):
             if "secret" in vol and vol["secret"]["secretName"] not in SECRETS:
@@ -202,7 +206,7 @@ def cmd_refs():
                         elif known[name] is not None and key not in known[name]:
                             problem(f"{where}: {name} holds no key {key}")
             ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-            if d["kind"] == "Deployment":
+            if d["kind"] in WORKLOADS:
                 if ports.get("http") != SERVICE_PORT or env.get("APP_PORT", {}).get("value") != str(SERVICE_PORT):
                     problem(f"{where}: port http must be {SERVICE_PORT}, the same as APP_PORT")
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -211,12 +215,18 @@ def cmd_refs():
                         problem(f"{where}: {probe} (httpGet) is missing")
                     elif get["path"] not in PROBE_PATHS or get["port"] not in {"http", SERVICE_PORT}:
                         problem(f"{where}: {probe} {get['path']} on {get['port']} is not a health route on port http")
+                serves = c.get("args", ["serve"])[:1] == ["serve"]
                 spool = env.get("EVENT_SPOOL_DIR", {}).get("value", "")
                 mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
                 if not any(spool == m or spool.startswith(m + "/") for m in mounts):
                     problem(f"{where}: EVENT_SPOOL_DIR is not on a mounted volume")
+                # The API's spool holds accepted events: it must outlive the pod (a claim).
+                claims = {t["metadata"]["name"] for t in d["spec"].get("volumeClaimTemplates", [])}
+                spool_mount = next((m for m in c.get("volumeMounts", [])
+                                    if spool == m["mountPath"] or spool.startswith(m["mountPath"] + "/")), None)
+                if serves and "KAFKA_BROKERS" in env and (spool_mount is None or spool_mount["name"] not in claims):
+                    problem(f"{where}: the event spool must be on a PersistentVolumeClaim (volumeClaimTemplates)")
                 # The API needs its keys mounted; the worker serves no feed and has none.
-                serves = c.get("args", ["serve"])[:1] == ["serve"]
                 keys_dir = env.get("JWT_PUBLIC_KEYS_DIR", {}).get("value")
                 if serves and keys_dir not in mounts:
                     problem(f"{where}: JWT_PUBLIC_KEYS_DIR is not a mounted volume")
