@@ -50,6 +50,14 @@ pub const BATCH_IN_PROGRESS_METRIC: &str =
     "kafka_consumer_batch_in_progress_since_timestamp_seconds";
 /// Gauge: Unix time the last batch was stored, by `group` (the start time before the first one).
 pub const LAST_BATCH_STORED_METRIC: &str = "kafka_consumer_last_batch_stored_timestamp_seconds";
+/// Gauge per assigned partition (`group`, `topic`, `partition`): messages between the group's
+/// committed offset and the partition's high watermark, as the brokers report them.
+pub const CONSUMER_LAG_METRIC: &str = "kafka_consumer_lag_messages";
+/// Gauge per assigned partition: the group's committed offset. With the lag, it tells a
+/// partition that no longer advances (a stuck fetch) from one that is merely behind.
+pub const COMMITTED_OFFSET_METRIC: &str = "kafka_consumer_committed_offset";
+/// How often the lag is measured.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// Counter of consumer-side failures, labelled by `error_type`.
 pub const CONSUMER_ERRORS_METRIC: &str = "kafka_consumer_errors_total";
 
@@ -393,6 +401,7 @@ pub(crate) async fn consume<F: Future<Output = ()> + Send, P: ProcessBatch>(
     let group = consumer.context().group.clone();
     let mut progress = Progress::default();
     let mut fenced_for = 0;
+    let lag = tokio::spawn(report_lag(Arc::downgrade(consumer), group.clone()));
     metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group.clone()).set(0.0);
     metrics::gauge!(LAST_BATCH_STORED_METRIC, "group" => group.clone()).set(unix_now());
     while !shutdown.fired {
@@ -468,6 +477,66 @@ pub(crate) async fn consume<F: Future<Output = ()> + Send, P: ProcessBatch>(
     }
     commit(consumer, &mut progress, dead_letters, CommitMode::Sync).await;
     metrics::gauge!(BATCH_IN_PROGRESS_METRIC, "group" => group).set(0.0);
+    lag.abort();
+}
+
+/// Measures, every [`LAG_INTERVAL`], each assigned partition's committed offset and its lag
+/// behind the high watermark, asking the brokers (not the consumer's own fetch state, which a
+/// stalled fetch would leave stale). Partitions no longer assigned report a lag of 0.
+async fn report_lag(consumer: std::sync::Weak<GroupConsumer>, group: String) {
+    let mut reported: HashSet<(String, i32)> = HashSet::new();
+    loop {
+        tokio::time::sleep(LAG_INTERVAL).await;
+        let Some(c) = consumer.upgrade() else {
+            return;
+        };
+        let measured = tokio::task::spawn_blocking(move || {
+            let assigned = c.assignment().ok()?;
+            if assigned.count() == 0 {
+                return Some(Vec::new());
+            }
+            let committed = c.committed_offsets(assigned, Duration::from_secs(5)).ok()?;
+            let mut out = Vec::new();
+            for e in committed.elements() {
+                let (topic, partition) = (e.topic().to_owned(), e.partition());
+                let Ok((low, high)) = c.fetch_watermarks(&topic, partition, Duration::from_secs(5))
+                else {
+                    continue;
+                };
+                let at = match e.offset() {
+                    Offset::Offset(at) => at,
+                    _ => low,
+                };
+                out.push((topic, partition, at, (high - at).max(0)));
+            }
+            Some(out)
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(measured) = measured else {
+            continue;
+        };
+        let now: HashSet<(String, i32)> = measured
+            .iter()
+            .map(|(t, p, _, _)| (t.clone(), *p))
+            .collect();
+        for (topic, partition) in reported.difference(&now) {
+            metrics::gauge!(CONSUMER_LAG_METRIC, "group" => group.clone(), "topic" => topic.clone(),
+                "partition" => partition.to_string())
+            .set(0.0);
+        }
+        for (topic, partition, at, lag) in measured {
+            let labels = [
+                ("group", group.clone()),
+                ("topic", topic),
+                ("partition", partition.to_string()),
+            ];
+            metrics::gauge!(CONSUMER_LAG_METRIC, &labels).set(lag as f64);
+            metrics::gauge!(COMMITTED_OFFSET_METRIC, &labels).set(at as f64);
+        }
+        reported.extend(now);
+    }
 }
 
 /// Fences the store for newly assigned partitions, retrying with backoff; `false` when shutdown
