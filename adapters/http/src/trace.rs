@@ -25,9 +25,14 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// The `http_request` span: named `<method> <route template>`, never the raw path.
+/// The `http_request` span: named `<method> <route template>`, never the raw path. A method
+/// outside the known set is `_OTHER` (OpenTelemetry's convention), so neither span names nor
+/// attributes carry what a client made up.
 pub(crate) fn make_span(request: &Request) -> Span {
-    let method = request.method().as_str();
+    let method = match crate::metrics::method_label(request.method()) {
+        "other" => "_OTHER",
+        known => known,
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()

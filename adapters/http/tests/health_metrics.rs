@@ -246,3 +246,45 @@ async fn panics_and_timeouts_are_counted_as_server_errors() {
         );
     }
 }
+
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_series() {
+    let app = spawn_app().await;
+    let before = app.get("/metrics", None).await.text();
+    let mut methods = Vec::new();
+    for i in 0..1000 {
+        let method = format!("X{}{i}", Uuid::new_v4().simple());
+        let request = axum::http::Request::builder()
+            .method(axum::http::Method::from_bytes(method.as_bytes()).expect("a token is a method"))
+            .uri(format!("/api/v1/{}", Uuid::new_v4()))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = app.send(request).await;
+        assert!(
+            response.status.is_client_error(),
+            "{method}: {}",
+            response.status
+        );
+        methods.push(method);
+    }
+    let after = app.get("/metrics", None).await.text();
+    let grown = after.len().saturating_sub(before.len());
+    assert!(
+        grown < 16 * 1024,
+        "1,000 made-up methods grew /metrics by {grown} bytes"
+    );
+    assert!(
+        !methods.iter().any(|m| after.contains(m.as_str())),
+        "a made-up method became a label"
+    );
+    let labels: HashSet<&str> = after
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total"))
+        .filter_map(|l| {
+            let rest = &l[l.find("method=\"")? + 8..];
+            Some(&rest[..rest.find('"')?])
+        })
+        .collect();
+    assert!(labels.contains("other"), "{labels:?}");
+    assert!(labels.len() <= 10, "{labels:?}");
+}
