@@ -165,6 +165,10 @@ pub struct Config {
     pub rate_limit_burst: u32,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Longest a client may take to send request headers, or keep a connection idle.
+    pub http_header_read_timeout: Duration,
+    /// Most connections served at once.
+    pub http_max_connections: usize,
     pub demo: DemoSettings,
 }
 
@@ -358,6 +362,12 @@ impl Config {
                 "expected milliseconds",
             )?),
             shutdown_grace: v.secs("SHUTDOWN_GRACE_SECS", 30, 0)?,
+            http_header_read_timeout: v.secs("HTTP_HEADER_READ_TIMEOUT_SECS", 10, 1)?,
+            http_max_connections: v.parse(
+                "HTTP_MAX_CONNECTIONS",
+                10_000,
+                "expected a whole number of connections",
+            )?,
             demo: DemoSettings {
                 videos: v.parse("DEMO_VIDEOS", 10_000, "expected a whole number")?,
                 creators: v.parse("DEMO_CREATORS", 1_000, "expected a whole number")?,

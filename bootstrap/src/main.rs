@@ -1,6 +1,7 @@
 //! `video-ranking-service`: the Nova reels ranking service.
 
 mod config;
+mod http_server;
 mod keys;
 mod serve;
 mod storage;

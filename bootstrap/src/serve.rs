@@ -78,7 +78,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let router = vrs_adapter_http::router(app.state, app.http);
     tracing::info!("listening on http://{addr}");
-    let server = axum::serve(listener, router).with_graceful_shutdown({
+    let limits = crate::http_server::ConnectionLimits {
+        header_read_timeout: config.http_header_read_timeout,
+        max_connections: config.http_max_connections,
+    };
+    let server = crate::http_server::serve(listener, router, limits, {
         let stop_tx = stop_tx.clone();
         async move {
             shutdown_signal().await;
@@ -89,7 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let grace = config.shutdown_grace;
     let mut stop = stop_rx;
     tokio::select! {
-        result = server => result.context("HTTP server failed")?,
+        () = server => {},
         _ = async {
             let _ = stop.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
