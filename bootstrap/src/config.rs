@@ -87,7 +87,7 @@ impl JwtSettings {
 }
 
 /// S3-compatible presigned media URLs, used instead of `CDN_BASE_URL` when `S3_BUCKET` is set.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct S3Settings {
     pub endpoint: Option<String>,
     pub region: String,
@@ -95,6 +95,59 @@ pub struct S3Settings {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub presign_ttl: Duration,
+}
+
+const REDACTED: &str = "<redacted>";
+
+fn redacted(value: &Option<String>) -> Option<&'static str> {
+    value.as_ref().map(|_| REDACTED)
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("access_key_id", &REDACTED)
+            .field("secret_access_key", &REDACTED)
+            .field("presign_ttl", &self.presign_ttl)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("app_env", &self.app_env)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("log_format", &self.log_format)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redacted(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("redis_url", &redacted(&self.redis_url))
+            .field("clickhouse_url", &redacted(&self.clickhouse_url))
+            .field("clickhouse_database", &self.clickhouse_database)
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_engagement_topic", &self.kafka_engagement_topic)
+            .field("kafka_cdc_topic", &self.kafka_cdc_topic)
+            .field("kafka_consumer_group", &self.kafka_consumer_group)
+            .field("event_spool_dir", &self.event_spool_dir)
+            .field("event_spool_max_bytes", &self.event_spool_max_bytes)
+            .field("run_consumers", &self.run_consumers)
+            .field("cursor_secret", &redacted(&self.cursor_secret))
+            .field("cdn_base_url", &self.cdn_base_url)
+            .field("s3", &self.s3)
+            .field("feed_session_size", &self.feed_session_size)
+            .field("snapshot_refresh", &self.snapshot_refresh)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("request_timeout", &self.request_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("http_header_read_timeout", &self.http_header_read_timeout)
+            .field("http_max_connections", &self.http_max_connections)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sizes of the generated demo catalog.
@@ -117,8 +170,9 @@ pub enum Needs {
     Nothing,
 }
 
-/// The whole configuration.
-#[derive(Clone, Debug)]
+/// The whole configuration. Its `Debug` output redacts every secret (store URLs, which may carry
+/// passwords, the cursor secret, the S3 keys), so it can be logged.
+#[derive(Clone)]
 pub struct Config {
     pub app_env: AppEnv,
     pub host: String,
@@ -540,6 +594,36 @@ mod tests {
         ]))
         .expect("complete S3 settings");
         assert_eq!(c.s3.map(|s| s.presign_ttl), Some(Duration::from_secs(900)));
+    }
+
+    #[test]
+    fn debug_output_redacts_every_secret() {
+        let c = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://nova:pg-pass-1@db/nova"),
+            ("REDIS_URL", "redis://:redis-pass-2@cache:6379"),
+            ("CLICKHOUSE_URL", "tcp://default:ch-pass-3@ch:9000"),
+            ("CURSOR_SECRET", "cursor-secret-4-0123456789abcdef0123"),
+            ("S3_BUCKET", "media"),
+            ("S3_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIA-key-5"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret-6"),
+        ]))
+        .expect("valid");
+        let shown = format!("{c:?}");
+        for secret in [
+            "pg-pass-1",
+            "redis-pass-2",
+            "ch-pass-3",
+            "cursor-secret-4",
+            "AKIA-key-5",
+            "aws-secret-6",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("<redacted>") && shown.contains("media"),
+            "{shown}"
+        );
     }
 
     #[test]
