@@ -80,10 +80,19 @@ impl EngagementService {
         let creators = self.resolve_creators(&events).await?;
         let mut accepted = Vec::with_capacity(events.len());
         for (index, e) in events.into_iter().enumerate() {
-            let creator_id = *creators.get(&e.video_id).ok_or(EngagementError::Invalid {
-                index,
-                error: EventError::new("video_id", "no video has this id"),
-            })?;
+            let &(creator_id, duration_seconds) =
+                creators.get(&e.video_id).ok_or(EngagementError::Invalid {
+                    index,
+                    error: EventError::new("video_id", "no video has this id"),
+                })?;
+            // A watch reported by its duration alone completes the share of the video it covers
+            // (not 0, which would count it as abandoned at once).
+            let completion = match (e.completion, e.event_type, e.watch_ms) {
+                (None, EventType::Watch, Some(ms)) if duration_seconds > 0 => {
+                    Some((ms as f64 / (f64::from(duration_seconds) * 1000.0)).min(1.0))
+                }
+                (given, _, _) => given,
+            };
             let event = EngagementEvent {
                 event_id: e.event_id,
                 user_id: user,
@@ -91,7 +100,7 @@ impl EngagementService {
                 creator_id,
                 event_type: e.event_type,
                 watch_ms: e.watch_ms,
-                completion: e.completion,
+                completion,
                 occurred_at: e.occurred_at.unwrap_or(now),
             };
             event
@@ -177,20 +186,23 @@ impl EngagementService {
         Ok(outcome)
     }
 
-    /// Creator of every video in the batch, from the snapshot or else the catalog. A video deleted
+    /// Creator and duration of every video in the batch, from the snapshot or else the catalog. A video deleted
     /// or unpublished after it was served still resolves: the client cannot avoid that race, and
     /// its event is real. Only ids the catalog never knew are left out.
     async fn resolve_creators(
         &self,
         events: &[NewEvent],
-    ) -> Result<HashMap<VideoId, CreatorId>, EngagementError> {
+    ) -> Result<HashMap<VideoId, (CreatorId, u32)>, EngagementError> {
         let mut creators = HashMap::new();
         let mut missing = Vec::new();
         let snapshot = self.snapshot.load();
         for e in events {
             match snapshot.as_ref().and_then(|s| s.pool.get(&e.video_id)) {
                 Some(entry) => {
-                    creators.insert(e.video_id, entry.video.creator_id);
+                    creators.insert(
+                        e.video_id,
+                        (entry.video.creator_id, entry.video.duration_seconds),
+                    );
                 }
                 None => missing.push(e.video_id),
             }
@@ -205,7 +217,7 @@ impl EngagementService {
                 .await
                 .map_err(EngagementError::Unavailable)?;
             for v in videos {
-                creators.insert(v.id, v.creator_id);
+                creators.insert(v.id, (v.creator_id, v.duration_seconds));
             }
         }
         Ok(creators)

@@ -183,7 +183,8 @@ pub struct EventDto {
     /// Milliseconds watched.
     #[schema(minimum = 0)]
     pub watch_ms: Option<u64>,
-    /// Fraction watched, 0 to 1.
+    /// Fraction watched, 0 to 1. When absent on a `watch` event with `watch_ms`, it is
+    /// `watch_ms` over the video's duration (at most 1).
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub completion: Option<f64>,
     /// When it happened (RFC 3339); defaults to the time of receipt.

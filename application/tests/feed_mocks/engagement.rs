@@ -303,3 +303,57 @@ async fn a_retry_after_a_sink_failure_is_accepted_and_a_repeat_after_success_is_
     );
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_watch_reported_by_its_duration_alone_completes_its_share_of_the_video() {
+    let fresh = videos(20).pop().expect("a video outside the snapshot");
+    let (id, seconds) = (fresh.id, fresh.duration_seconds);
+    assert!(seconds > 0);
+    let mut mocks = Mocks::new();
+    mocks
+        .catalog
+        .expect_videos_by_ids()
+        .returning(move |_| Ok(vec![fresh.clone()]));
+    mocks
+        .history
+        .expect_record_watched()
+        .returning(|_, _, _| Ok(()));
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let log = published.clone();
+    mocks.events.expect_publish().returning(move |batch| {
+        log.lock().expect("log").extend(batch.iter().cloned());
+        Ok(PublishOutcome {
+            accepted: batch.len(),
+            duplicates: 0,
+        })
+    });
+    let watch = |ms: u64, completion: Option<f64>, kind: EventType| NewEvent {
+        watch_ms: Some(ms),
+        ..new_event(id, kind, completion)
+    };
+    let half = u64::from(seconds) * 500;
+    let outcome = engagement(mocks)
+        .record(
+            user(),
+            vec![
+                watch(half, None, EventType::Watch),
+                watch(u64::from(seconds) * 3000, None, EventType::Watch),
+                watch(half, Some(0.9), EventType::Watch),
+                watch(half, None, EventType::Complete),
+            ],
+        )
+        .await;
+    assert_eq!(outcome.map(|o| o.accepted), Ok(4));
+    let completions: Vec<Option<f64>> = published
+        .lock()
+        .expect("log")
+        .iter()
+        .map(|e| e.completion)
+        .collect();
+    assert_eq!(
+        completions,
+        vec![Some(0.5), Some(1.0), Some(0.9), None],
+        "derived from watch_ms and the duration (capped at 1); a given completion is kept; a \
+         complete event keeps counting as 1"
+    );
+}
