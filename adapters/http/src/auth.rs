@@ -209,7 +209,9 @@ impl Authenticator {
     }
 
     fn check_claims(claims: Claims) -> Result<(UserId, Claims), AuthError> {
-        if claims.token_type.as_deref().is_some_and(|t| t != "access") {
+        // The claim is required: a token that does not say it is an access token (an ID token
+        // of the same issuer, say) is not taken for one.
+        if claims.token_type.as_deref() != Some("access") {
             return Err(AuthError::NotAccessToken);
         }
         let user = Uuid::parse_str(&claims.sub)

@@ -253,8 +253,8 @@ async fn only_access_tokens_are_accepted() {
         "access",
     )
     .await;
-    // The claim is optional: a token without it is an access token.
-    assert_accepted(
+    // The claim is required: a token without it is not taken for an access token.
+    assert_rejected(
         &app,
         &primary(&claims_with("token_type", Value::Null)),
         "absent",
