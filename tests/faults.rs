@@ -755,11 +755,7 @@ async fn kill_serve_with_spooled_events(stack: &mut Stack) -> String {
     let mut ledger = Ledger::default();
     stack.kafka_outage(true);
     stack.send(&mut ledger, 10, 10).await;
-    let serve = stack.serve.take().expect("serve");
-    let _ = Command::new("kill")
-        .args(["-KILL", &serve.pid().to_string()])
-        .status();
-    drop(serve);
+    stack.kill_serve();
     stack.kafka_outage(false);
     stack.serve = Some(Service::start(&stack.serve_env));
     let ended = Instant::now();
@@ -914,6 +910,15 @@ fn without_kafka(env: &[(&'static str, String)]) -> Vec<(&'static str, String)> 
 }
 
 impl Stack {
+    /// Kills `serve` with SIGKILL: nothing is flushed or closed on the way out.
+    fn kill_serve(&mut self) {
+        let serve = self.serve.take().expect("serve");
+        let _ = Command::new("kill")
+            .args(["-KILL", &serve.pid().to_string()])
+            .status();
+        drop(serve);
+    }
+
     /// Stops `serve` with SIGTERM and starts it again with `env`.
     fn restart_serve(&mut self, env: &[(&'static str, String)]) {
         if let Some(serve) = self.serve.take() {
@@ -958,11 +963,7 @@ async fn corrupt_spool_record(stack: &mut Stack) -> String {
     // A `serve` that cannot reach Kafka at all (the brokers stay up for everyone else).
     stack.restart_serve(&without_kafka(&stack.serve_env));
     stack.send(&mut ledger, 10, 10).await;
-    let serve = stack.serve.take().expect("serve");
-    let _ = Command::new("kill")
-        .args(["-KILL", &serve.pid().to_string()])
-        .status();
-    drop(serve);
+    stack.kill_serve();
     let spool = stack.data_dir.path().join("spool");
     let segments = spool_segments(&spool);
     assert!(!segments.is_empty(), "nothing was spooled");

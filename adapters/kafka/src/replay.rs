@@ -186,43 +186,39 @@ async fn replay(sink: &Arc<Inner>, taken: Vec<Taken>) {
     }
 }
 
-/// Reads the topic's partition count; `true` when the broker answered.
-async fn refresh_partition_count(sink: &Arc<Inner>) -> bool {
+/// Reads the topic's metadata: `None` when the broker did not answer, else the partition count
+/// when the topic has partitions (which it records).
+async fn read_metadata(sink: &Arc<Inner>) -> Option<Option<i32>> {
     let probe = sink.clone();
-    let count = tokio::task::spawn_blocking(move || {
+    let answer = tokio::task::spawn_blocking(move || {
         let metadata = probe
             .producer()
             .client()
             .fetch_metadata(Some(&probe.topic), probe.delivery_timeout)
             .ok()?;
-        let topic = metadata.topics().first()?;
-        (topic.error().is_none() && !topic.partitions().is_empty())
-            .then(|| topic.partitions().len() as i32)
+        let count = metadata.topics().first().and_then(|topic| {
+            (topic.error().is_none() && !topic.partitions().is_empty())
+                .then(|| topic.partitions().len() as i32)
+        });
+        Some(count)
     })
     .await
     .ok()
     .flatten();
-    match count {
-        Some(count) => {
-            sink.shared.partitions.set_count(count);
-            true
-        }
-        None => false,
+    if let Some(Some(count)) = answer {
+        sink.shared.partitions.set_count(count);
     }
+    answer
+}
+
+/// Reads the topic's partition count; `true` when it was learnt.
+async fn refresh_partition_count(sink: &Arc<Inner>) -> bool {
+    matches!(read_metadata(sink).await, Some(Some(_)))
 }
 
 /// Refreshes the reachability flag when there is nothing to deliver.
 async fn check_broker(sink: &Arc<Inner>) {
-    let probe = sink.clone();
-    let reachable = tokio::task::spawn_blocking(move || {
-        probe
-            .producer()
-            .client()
-            .fetch_metadata(Some(&probe.topic), probe.delivery_timeout)
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false);
+    let reachable = read_metadata(sink).await.is_some();
     sink.shared
         .broker_reachable
         .store(reachable, Ordering::Relaxed);
