@@ -131,14 +131,16 @@ async fn a_client_pages_through_a_personalized_feed_and_the_feed_reacts_to_event
         .events(&svc, json!({"events": [event(&watched, "complete")]}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body, json!({"accepted": 1, "duplicates": 0}));
+    assert_eq!(
+        body,
+        json!({"accepted": 1, "duplicates": 0, "repeated_reactions": []})
+    );
     let (_, _, p3) = alice.reels(&svc, &format!("?limit=10&cursor={c}")).await;
     assert!(!ids(&p3).contains(&watched), "watched video served again");
-    assert_eq!(
-        ids(&p3)[..9],
-        ids(&p1)[1..],
-        "the rest of the page is unchanged"
-    );
+    // The rest of the page moves up; diversity may hold one back for a later slot.
+    assert_eq!(ids(&p3)[0], ids(&p1)[1], "{p3}");
+    let kept = ids(&p3).iter().filter(|id| ids(&p1).contains(id)).count();
+    assert!(kept >= 8, "the page is mostly the same: {p1} then {p3}");
 
     // Events feed the signals: likes from other users show up after the next snapshot refresh.
     let liked = ids(&p3)[0].clone();

@@ -156,7 +156,7 @@ async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflec
             (status, body),
             (
                 StatusCode::ACCEPTED,
-                json!({"accepted": 1, "duplicates": 0})
+                json!({"accepted": 1, "duplicates": 0, "repeated_reactions": []})
             )
         );
         if n == 2 {
@@ -165,7 +165,7 @@ async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflec
                 (status, body),
                 (
                     StatusCode::ACCEPTED,
-                    json!({"accepted": 0, "duplicates": 1})
+                    json!({"accepted": 0, "duplicates": 1, "repeated_reactions": []})
                 )
             );
         }
@@ -186,12 +186,7 @@ async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflec
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let health: Value = reqwest::get(svc.url("/api/v1/health"))
-        .await
-        .unwrap_or_else(|e| panic!("health: {e}"))
-        .json()
-        .await
-        .unwrap_or(Value::Null);
+    let health = svc.health_report().await;
     assert_eq!(
         health["checks"]["event_spool"]["status"],
         json!("ok"),

@@ -27,10 +27,7 @@ async fn get(svc: &Service, token: &str, query: &str) -> (StatusCode, String, Va
 }
 
 async fn health(svc: &Service) -> Value {
-    match reqwest::get(svc.url("/api/v1/health")).await {
-        Ok(res) => res.json().await.unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    }
+    svc.health_report().await
 }
 
 /// Polls the health report until `check` holds, for at most `within`.
@@ -111,8 +108,38 @@ fn migrate_applies_each_file_once_and_production_refuses_a_stale_schema() {
     assert!(!text.contains("not current"), "{text}");
 }
 
+fn ids(page: &Value) -> Vec<String> {
+    page["videos"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn cursor(page: &Value) -> String {
+    page["next_cursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a next cursor: {page}"))
+        .to_owned()
+}
+
+async fn post_events(svc: &Service, token: &str, events: Value) -> (StatusCode, Value) {
+    let res = reqwest::Client::new()
+        .post(svc.url("/api/v1/events"))
+        .bearer_auth(token)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST events: {e}"));
+    (res.status(), res.json().await.unwrap_or(Value::Null))
+}
+
+/// Redis killed in the middle of a session: the session continues without a repeat, watched
+/// videos stay out, a first page neither fails nor repeats what this session showed, and
+/// everything recovers by itself once Redis is back.
 #[tokio::test]
-async fn redis_down_feeds_bypass_the_cache_and_recover_by_themselves() {
+async fn redis_down_mid_session_keeps_the_feed_rules_and_recovers_by_itself() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
@@ -127,17 +154,118 @@ async fn redis_down_feeds_bypass_the_cache_and_recover_by_themselves() {
         (StatusCode::OK, "miss"),
         "{first}"
     );
-    let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
-    let (_, cache, _) = get(&svc, &token, "?limit=10").await;
-    assert_eq!(cache, "hit");
+    let (_, _, second) = get(
+        &svc,
+        &token,
+        &format!("?limit=10&cursor={}", cursor(&first)),
+    )
+    .await;
+    let mut served: Vec<String> = ids(&first);
+    served.extend(ids(&second));
+    // Watched before the outage, among the videos a later page would show.
+    let (_, _, peek) = get(
+        &svc,
+        &token,
+        &format!("?limit=10&cursor={}", cursor(&second)),
+    )
+    .await;
+    let watched = ids(&peek)[3].clone();
+    let (status, answer) = post_events(
+        &svc,
+        &token,
+        json!([{"event_id": uuid::Uuid::new_v4(), "video_id": watched, "type": "watch", "completion": 0.9}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
 
     redis.stop();
-    for query in ["?limit=10".to_owned(), format!("?limit=10&cursor={cursor}")] {
-        let (status, cache, page) = get(&svc, &token, &query).await;
-        assert_eq!(status, StatusCode::OK, "{query}: {page}");
-        assert_eq!(cache, "bypass", "{query}");
-        assert_eq!(page["videos"].as_array().map(Vec::len), Some(10));
-    }
+    // The session continues from where it was, without a repeat or the watched video.
+    let next = format!("?limit=10&cursor={}", cursor(&second));
+    let (status, cache, third) = get(&svc, &token, &next).await;
+    assert_eq!((status, cache.as_str()), (StatusCode::OK, "hit"), "{third}");
+    let third_ids = ids(&third);
+    assert_eq!(third_ids.len(), 10, "{third}");
+    assert!(
+        !third_ids.contains(&watched),
+        "a watched video came back: {third}"
+    );
+    assert!(
+        third_ids.iter().all(|id| !served.contains(id)),
+        "a video of an earlier page came back: {third}"
+    );
+    let (_, _, again) = get(&svc, &token, &next).await;
+    assert_eq!(
+        ids(&again),
+        third_ids,
+        "the same cursor gives the same page"
+    );
+    served.extend(third_ids);
+    let (status, _, fourth) = get(
+        &svc,
+        &token,
+        &format!("?limit=10&cursor={}", cursor(&third)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{fourth}");
+    assert!(
+        ids(&fourth)
+            .iter()
+            .all(|id| !served.contains(id) && *id != watched),
+        "{fourth}"
+    );
+    served.extend(ids(&fourth));
+
+    // A first page: served, without what this session showed, and with a cursor that works.
+    let (status, _, fresh) = get(&svc, &token, "?limit=10").await;
+    assert_eq!(status, StatusCode::OK, "{fresh}");
+    assert_eq!(ids(&fresh).len(), 10, "{fresh}");
+    assert!(
+        ids(&fresh)
+            .iter()
+            .all(|id| !served.contains(id) && *id != watched),
+        "{fresh}"
+    );
+    let (status, _, onward) = get(
+        &svc,
+        &token,
+        &format!("?limit=10&cursor={}", cursor(&fresh)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{onward}");
+    assert!(
+        ids(&onward)
+            .iter()
+            .all(|id| !ids(&fresh).contains(id) && *id != watched),
+        "{onward}"
+    );
+
+    // Views and likes are still accepted; a watch, which every replica must know of before the
+    // next page, is refused for the client to retry.
+    let video = ids(&onward)[0].clone();
+    let (status, answer) = post_events(
+        &svc,
+        &token,
+        json!([
+            {"event_id": uuid::Uuid::new_v4(), "video_id": video, "type": "view"},
+            {"event_id": uuid::Uuid::new_v4(), "video_id": video, "type": "like"},
+            {"event_id": uuid::Uuid::new_v4(), "video_id": video, "type": "like"},
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        answer["accepted"],
+        json!(2),
+        "one like per video, even without Redis: {answer}"
+    );
+    let (status, answer) = post_events(
+        &svc,
+        &token,
+        json!([{"event_id": uuid::Uuid::new_v4(), "video_id": video, "type": "watch"}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+
     let report = wait_for_health(&svc, Duration::from_secs(10), |r| {
         r["status"] == json!("degraded")
     })
@@ -147,6 +275,18 @@ async fn redis_down_feeds_bypass_the_cache_and_recover_by_themselves() {
         json!("error"),
         "{report}"
     );
+    let metrics = reqwest::get(svc.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("feed_store_fallbacks_total") && !l.ends_with(" 0")),
+        "fallbacks are counted"
+    );
 
     redis.restart();
     wait_for_health(&svc, Duration::from_secs(20), |r| {
@@ -155,14 +295,33 @@ async fn redis_down_feeds_bypass_the_cache_and_recover_by_themselves() {
     .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, cache, _) = get(&svc, &token, "?limit=10").await;
-        assert_eq!(status, StatusCode::OK);
-        if cache != "bypass" {
+        let (status, answer) = post_events(
+            &svc,
+            &token,
+            json!([{"event_id": uuid::Uuid::new_v4(), "video_id": video, "type": "watch"}]),
+        )
+        .await;
+        if status == StatusCode::ACCEPTED {
             break;
         }
-        assert!(Instant::now() < deadline, "the cache never came back");
+        assert!(
+            Instant::now() < deadline,
+            "watches never accepted again: {answer}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (status, _, after) = get(
+        &svc,
+        &token,
+        &format!("?limit=10&cursor={}", cursor(&onward)),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a cursor of the outage still continues: {after}"
+    );
+    assert!(!ids(&after).contains(&video), "{after}");
 }
 
 #[tokio::test]
@@ -275,8 +434,8 @@ async fn events_reach_clickhouse_and_the_feed_reflects_them() {
     }
     // A retried event is acknowledged as a duplicate and counted once.
     for expected in [
-        json!({"accepted": 1, "duplicates": 0}),
-        json!({"accepted": 0, "duplicates": 1}),
+        json!({"accepted": 1, "duplicates": 0, "repeated_reactions": []}),
+        json!({"accepted": 0, "duplicates": 1, "repeated_reactions": []}),
     ] {
         let body = json!({"events": [{"event_id": event_id, "video_id": video, "type": "like"}]});
         let res = reqwest::Client::new()

@@ -1,19 +1,23 @@
 //! Record engagement: validate a batch all-or-nothing, remember watches at once (so the next page
 //! leaves them out), and hand the events to the event sink.
 //!
+//! Likes, shares and comments count once per user, video and type within the reaction window, and
+//! an unlike only when it cancels a like (see [`Reaction`]): repeats are answered as duplicates,
+//! so one account cannot push a video up every feed's engagement signal.
+//!
 //! An event counts as accepted only once the sink has it durably; only then is its id written to
 //! the event ledger. A retry of an event that was never accepted (sink down, client gone, process
 //! killed mid-request) is therefore accepted again, never mistaken for a duplicate; a retry of an
 //! accepted one is answered as a duplicate, and if the ledger missed it, the pipeline behind the
 //! sink (idempotent by `event_id`) still applies it once.
 
-use crate::ports::{PortError, Ports, PublishOutcome};
+use crate::ports::{EventLedger, PortError, Ports, PublishOutcome};
 use crate::snapshot::CandidateSnapshot;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
-use vrs_domain::{CreatorId, EngagementEvent, EventError, EventType, UserId, VideoId};
+use vrs_domain::{CreatorId, EngagementEvent, EventError, EventType, Reaction, UserId, VideoId};
 
 /// Most events one request may carry.
 pub const MAX_BATCH: usize = 100;
@@ -31,7 +35,16 @@ pub struct NewEvent {
 }
 
 /// The result of an accepted batch.
-pub type RecordOutcome = PublishOutcome;
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordOutcome {
+    /// Events newly accepted.
+    pub accepted: usize,
+    /// Events not newly accepted: ids seen before, and reactions that did not count.
+    pub duplicates: usize,
+    /// The reactions (among the duplicates) that did not count: a like, share or comment the
+    /// user already had on the video within the window, or an unlike with no like to cancel.
+    pub repeated_reactions: Vec<Uuid>,
+}
 
 /// Why a batch was refused. Nothing of a refused batch is recorded.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -48,6 +61,9 @@ pub enum EngagementError {
 pub struct EngagementService {
     ports: Ports,
     snapshot: Arc<CandidateSnapshot>,
+    /// Claims reactions while the event ledger cannot (an in-process ledger): without it, one
+    /// account could inflate a video's likes for as long as the ledger is down.
+    local_reactions: Option<Arc<dyn EventLedger>>,
 }
 
 impl std::fmt::Debug for EngagementService {
@@ -59,10 +75,91 @@ impl std::fmt::Debug for EngagementService {
 impl EngagementService {
     pub fn new(ports: Ports, snapshot: Arc<CandidateSnapshot>) -> Self {
         // Both series exist from the start, so the first error shows in rate() at once.
-        for operation in ["read", "write"] {
+        for operation in ["read", "write", "claim"] {
             metrics::counter!("event_ledger_errors_total", "operation" => operation).increment(0);
         }
-        Self { ports, snapshot }
+        for kind in EventType::ALL.into_iter().filter(|t| t.is_reaction()) {
+            metrics::counter!("engagement_reactions_repeated_total", "type" => kind.as_str())
+                .increment(0);
+        }
+        Self {
+            ports,
+            snapshot,
+            local_reactions: None,
+        }
+    }
+
+    /// Claims reactions in `local` while the event ledger is unavailable.
+    pub fn with_local_reactions(mut self, local: Arc<dyn EventLedger>) -> Self {
+        self.local_reactions = Some(local);
+        self
+    }
+
+    /// Claims the reactions among `events`; returns the ledger that holds the claims and the
+    /// events that count (a repeated like, share or comment, or an unlike with nothing to
+    /// cancel, does not).
+    async fn claim_reactions(
+        &self,
+        user: UserId,
+        events: Vec<EngagementEvent>,
+    ) -> (
+        Option<(Arc<dyn EventLedger>, Vec<Reaction>)>,
+        Vec<EngagementEvent>,
+        Vec<Uuid>,
+    ) {
+        let reactions: Vec<Reaction> = events
+            .iter()
+            .filter(|e| e.event_type.is_reaction())
+            .map(|e| Reaction {
+                event_id: e.event_id,
+                video_id: e.video_id,
+                event_type: e.event_type,
+            })
+            .collect();
+        if reactions.is_empty() {
+            return (None, events, Vec::new());
+        }
+        let mut ledger = self.ports.event_ledger.clone();
+        let mut counts = ledger.claim_reactions(user, &reactions).await;
+        if !matches!(&counts, Ok(c) if c.len() == reactions.len()) {
+            metrics::counter!("event_ledger_errors_total", "operation" => "claim").increment(1);
+            tracing::warn!("event ledger cannot claim reactions; claiming them in this process");
+            counts = match &self.local_reactions {
+                Some(local) => {
+                    ledger = local.clone();
+                    ledger.claim_reactions(user, &reactions).await
+                }
+                None => Ok(vec![true; reactions.len()]),
+            };
+        }
+        let counts = match counts {
+            Ok(c) if c.len() == reactions.len() => c,
+            _ => vec![true; reactions.len()],
+        };
+        let repeated: HashSet<Uuid> = reactions
+            .iter()
+            .zip(&counts)
+            .filter_map(|(r, &counts)| (!counts).then_some(r.event_id))
+            .collect();
+        let claimed = reactions
+            .into_iter()
+            .zip(counts)
+            .filter_map(|(r, counts)| counts.then_some(r))
+            .collect();
+        let events = events
+            .into_iter()
+            .filter(|e| {
+                let repeat = repeated.contains(&e.event_id);
+                if repeat {
+                    metrics::counter!("engagement_reactions_repeated_total", "type" => e.event_type.as_str())
+                        .increment(1);
+                }
+                !repeat
+            })
+            .collect();
+        let mut repeated: Vec<Uuid> = repeated.into_iter().collect();
+        repeated.sort_unstable();
+        (Some((ledger, claimed)), events, repeated)
     }
 
     /// Validates and records a batch of one user's events.
@@ -134,13 +231,28 @@ impl EngagementService {
                 unique
             }
         };
+        let before = fresh.len();
+        let (claims, fresh, repeated_reactions) = self.claim_reactions(user, fresh).await;
+        repeated += before - fresh.len();
         if fresh.is_empty() {
             return Ok(RecordOutcome {
                 accepted: 0,
                 duplicates: repeated,
+                repeated_reactions,
             });
         }
-        let outcome = self.accept(user, &fresh, now).await?;
+        let outcome = match self.accept(user, &fresh, now).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Nothing was accepted: the reactions' claims go back, so a retry counts.
+                if let Some((ledger, claimed)) = claims
+                    && let Err(release) = ledger.release_reactions(user, &claimed).await
+                {
+                    tracing::warn!(error = %release, "could not release reaction claims");
+                }
+                return Err(e);
+            }
+        };
         let accepted_ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
         if let Err(e) = self.ports.event_ledger.record(user, &accepted_ids).await {
             metrics::counter!("event_ledger_errors_total", "operation" => "write").increment(1);
@@ -149,6 +261,7 @@ impl EngagementService {
         Ok(RecordOutcome {
             accepted: outcome.accepted,
             duplicates: repeated + outcome.duplicates,
+            repeated_reactions,
         })
     }
 

@@ -19,8 +19,11 @@ use vrs_domain::{
 #[derive(Clone, Debug)]
 pub struct FeedConfig {
     pub ranking: RankingConfig,
-    /// Lifetime of a ranked session (and of cursors into it), before jitter.
+    /// How long a ranked session is reused for first pages, before jitter.
     pub session_ttl: Duration,
+    /// Every cursor stays valid at least this long after it is handed out: a session is kept
+    /// that long past its reuse, and extended when a page is served from it later.
+    pub cursor_ttl: Duration,
     /// Up to this much is added at random to each session's lifetime, so sessions ranked together
     /// do not all expire together.
     pub session_ttl_jitter: Duration,
@@ -37,6 +40,7 @@ impl Default for FeedConfig {
         Self {
             ranking: RankingConfig::default(),
             session_ttl: Duration::hours(1),
+            cursor_ttl: Duration::hours(1),
             session_ttl_jitter: Duration::minutes(5),
             served_window: Duration::hours(24),
             watched_window: Duration::days(30),
@@ -149,6 +153,13 @@ impl std::fmt::Debug for FeedService {
 
 impl FeedService {
     pub fn new(ports: Ports, snapshot: Arc<CandidateSnapshot>, config: FeedConfig) -> Self {
+        for counter in [
+            "feed_cache_hits_total",
+            "feed_cache_misses_total",
+            "feed_cache_bypass_total",
+        ] {
+            metrics::counter!(counter).increment(0);
+        }
         Self {
             ports,
             snapshot,
@@ -173,6 +184,15 @@ impl FeedService {
             None => self.first_page(&state, request, now).await?,
         };
         tracing::Span::current().record("cache", page.cache.as_str());
+        // Counted as the `X-Feed-Cache` header says, for first and cursor pages alike.
+        match page.cache {
+            CacheStatus::Hit => metrics::counter!("feed_cache_hits_total").increment(1),
+            CacheStatus::Miss => metrics::counter!("feed_cache_misses_total").increment(1),
+            CacheStatus::Bypass => {
+                metrics::counter!("feed_cache_misses_total").increment(1);
+                metrics::counter!("feed_cache_bypass_total").increment(1);
+            }
+        }
         let served: Vec<VideoId> = page.items.iter().map(|i| i.video.id).collect();
         if !served.is_empty()
             && let Err(e) = self
@@ -206,31 +226,67 @@ impl FeedService {
         .instrument(tracing::info_span!("feed.cache_lookup"))
         .await;
         record_stage("cache_lookup", stage);
-        let watched = degrade_to_empty(watched, "watched history");
-        let session = match session {
+        let watched = self.watched_or_archive(user, now, watched).await;
+        let mut session = match session {
             Ok(found) => found
                 .filter(|s| s.expires_at > now)
                 .ok_or(FeedError::SessionExpired)?,
-            Err(e) => {
-                // The session is unreadable while the cache is down: rather than failing the
-                // client, serve a page ranked for this request (without a next cursor).
-                tracing::warn!(error = %e, "feed cache unavailable; ranking a page without it");
-                let served = self
-                    .ports
-                    .history
-                    .served_since(user, now - self.config.served_window)
-                    .await;
-                let served = degrade_to_empty(served, "served history");
-                return self
-                    .ranked_page(state, request, now, served, watched, false)
-                    .await;
-            }
+            // Ranking a page anew would repeat what earlier pages of this session showed: the
+            // client retries the cursor (it stays valid) rather than get repeats.
+            Err(e) => return Err(FeedError::Unavailable(e)),
         };
+        self.keep_for_cursors(&mut session, now).await;
         let servable = |item: &SessionItem| {
             !watched.contains(&item.video_id) && state.pool.get(&item.video_id).is_some()
         };
-        let slice = session.slice(position.offset, request.limit, servable, servable);
+        let slice = session.slice_diverse(
+            position.offset,
+            request.limit,
+            servable,
+            servable,
+            self.config.ranking.diversity_window,
+            self.config.ranking.max_per_creator_in_window,
+        );
         Ok(self.render(state, &session, &slice, request.explain, CacheStatus::Hit))
+    }
+
+    /// The watched history, or when it cannot be read, the signal store's (which lags the
+    /// events by the pipeline's delay): a page never falls back to showing watched videos while
+    /// either source answers.
+    async fn watched_or_archive(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        watched: Result<Vec<VideoId>, PortError>,
+    ) -> HashSet<VideoId> {
+        match watched {
+            Ok(v) => v.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "watched history unavailable; reading the signal store's");
+                let archived = self
+                    .ports
+                    .signals
+                    .watched_since(user, now - self.config.watched_window)
+                    .await;
+                degrade_to_empty(archived, "archived watched history")
+            }
+        }
+    }
+
+    /// Extends `session` so that a cursor handed out now stays valid for `cursor_ttl`.
+    async fn keep_for_cursors(&self, session: &mut FeedSession, now: DateTime<Utc>) {
+        let wanted = now + self.config.cursor_ttl;
+        if session.expires_at >= wanted {
+            return;
+        }
+        let previous = session.expires_at;
+        session.expires_at = wanted;
+        let ttl = self.config.cursor_ttl.to_std().unwrap_or_default();
+        if let Err(e) = self.ports.feed_cache.refresh_session(session, ttl).await {
+            // The cursor then promises only what the store still holds.
+            tracing::warn!(error = %e, "could not extend the feed session");
+            session.expires_at = previous;
+        }
     }
 
     async fn first_page(
@@ -256,18 +312,28 @@ impl FeedService {
         .await;
         record_stage("cache_lookup", stage);
         let served = degrade_to_empty(served, "served history");
-        let watched = degrade_to_empty(watched, "watched history");
+        let watched = self.watched_or_archive(user, now, watched).await;
         let servable = |item: &SessionItem| {
             !watched.contains(&item.video_id) && state.pool.get(&item.video_id).is_some()
         };
         let unseen = |item: &SessionItem| servable(item) && !served.contains(&item.video_id);
 
         let cache_up = match cached {
-            Ok(Some(session))
-                if session.expires_at > now && session.count(unseen) >= request.limit.get() =>
+            // A session is reused for first pages until its reuse ends (`cursor_ttl` before it
+            // expires), and only while it still has a page of unseen videos.
+            Ok(Some(mut session))
+                if session.expires_at - self.config.cursor_ttl > now
+                    && session.count(unseen) >= request.limit.get() =>
             {
-                metrics::counter!("feed_cache_hits_total").increment(1);
-                let slice = session.slice(0, request.limit, unseen, servable);
+                self.keep_for_cursors(&mut session, now).await;
+                let slice = session.slice_diverse(
+                    0,
+                    request.limit,
+                    unseen,
+                    servable,
+                    self.config.ranking.diversity_window,
+                    self.config.ranking.max_per_creator_in_window,
+                );
                 return Ok(self.render(state, &session, &slice, request.explain, CacheStatus::Hit));
             }
             Ok(_) => true,
@@ -290,7 +356,6 @@ impl FeedService {
         watched: HashSet<VideoId>,
         cache_up: bool,
     ) -> Result<FeedPage, FeedError> {
-        metrics::counter!("feed_cache_misses_total").increment(1);
         let session = self
             .generate(state, request.user_id, now, served, watched.clone())
             .await?;
@@ -303,7 +368,14 @@ impl FeedService {
         }
         // A new session already ranks recently served videos last, so the page takes items in order.
         let servable = |item: &SessionItem| !watched.contains(&item.video_id);
-        let slice = session.slice(0, request.limit, servable, servable);
+        let slice = session.slice_diverse(
+            0,
+            request.limit,
+            servable,
+            servable,
+            self.config.ranking.diversity_window,
+            self.config.ranking.max_per_creator_in_window,
+        );
         let mut page = self.render(state, &session, &slice, request.explain, status);
         if status == CacheStatus::Bypass {
             // Nothing to continue from: a bypassed session is not stored.
@@ -364,16 +436,23 @@ impl FeedService {
     ) -> Result<FeedSession, FeedError> {
         let started = Instant::now();
         metrics::counter!("feed_generation_total").increment(1);
-        let (follows, affinity) = async {
+        // The watched history (recent, bounded) is merged with the signal store's 30-day one,
+        // so a video watched long ago, or before the history store lost its data, stays out.
+        let (follows, affinity, archived) = async {
             tokio::join!(
                 self.ports.follows.followed_creators(user),
                 self.ports
                     .signals
                     .creator_affinity(user, now - self.config.affinity_window),
+                self.ports
+                    .signals
+                    .watched_since(user, now - self.config.watched_window),
             )
         }
         .instrument(tracing::info_span!("feed.user_context"))
         .await;
+        let mut watched = watched;
+        watched.extend(degrade_to_empty(archived, "archived watched history"));
         let context = UserContext {
             user_id: user,
             now,
@@ -449,7 +528,7 @@ impl FeedService {
             id: SessionId(crate::ports::new_uuid()),
             user_id: user,
             created_at: now,
-            expires_at: now + self.config.session_ttl + jitter,
+            expires_at: now + self.config.session_ttl + jitter + self.config.cursor_ttl,
             weights,
             items,
         };

@@ -34,6 +34,11 @@ pub struct HealthReport {
 /// The health use case.
 pub struct HealthService {
     ports: Ports,
+    /// The last report and when it was made: reused for `cache_for`, so health requests cannot
+    /// multiply the probes' load on the dependencies. Callers arriving while a check runs wait
+    /// for it.
+    last: tokio::sync::Mutex<Option<(Instant, HealthReport)>>,
+    cache_for: Duration,
     snapshot: Arc<CandidateSnapshot>,
     probe_timeout: Duration,
     /// A snapshot older than this is reported as stale (degraded).
@@ -50,6 +55,8 @@ impl HealthService {
     pub fn new(ports: Ports, snapshot: Arc<CandidateSnapshot>, max_snapshot_age: Duration) -> Self {
         Self {
             ports,
+            last: tokio::sync::Mutex::new(None),
+            cache_for: Duration::from_secs(1),
             snapshot,
             probe_timeout: Duration::from_secs(1),
             max_snapshot_age,
@@ -66,8 +73,27 @@ impl HealthService {
         )
     }
 
-    /// Runs every probe concurrently, each bounded by a timeout.
+    /// How long a report is reused (1 s by default; zero checks on every call).
+    pub fn with_cache_period(mut self, period: Duration) -> Self {
+        self.cache_for = period;
+        self
+    }
+
+    /// The current report: the last one when it is recent enough, else a fresh check.
     pub async fn check(&self) -> HealthReport {
+        let mut last = self.last.lock().await;
+        if let Some((at, report)) = last.as_ref()
+            && at.elapsed() < self.cache_for
+        {
+            return report.clone();
+        }
+        let report = self.check_now().await;
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    /// Runs every probe concurrently, each bounded by a timeout.
+    pub async fn check_now(&self) -> HealthReport {
         let probes = self.ports.probes.iter().map(|probe| async move {
             let started = Instant::now();
             let result = tokio::time::timeout(self.probe_timeout, probe.check()).await;

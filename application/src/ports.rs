@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_domain::{
-    CreatorId, EngagementEvent, FeedSession, SessionId, SourcePosition, UserId, Video, VideoId,
-    VideoStats, VideoStatus, Weights,
+    CreatorId, EngagementEvent, FeedSession, Reaction, SessionId, SourcePosition, UserId, Video,
+    VideoId, VideoStats, VideoStatus, Weights,
 };
 
 #[cfg(any(test, feature = "mocks"))]
@@ -212,6 +212,14 @@ pub trait SignalStore: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Vec<(CreatorId, f64)>, PortError>;
 
+    /// Videos `user` watched (`watch` or `complete` events) at or after `since`, from the
+    /// aggregated watch history; it lags accepted events by the pipeline's delay.
+    async fn watched_since(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<VideoId>, PortError>;
+
     /// Up to `limit` users with the most events at or after `since`, most active first.
     async fn most_active_users(
         &self,
@@ -271,6 +279,10 @@ pub trait FeedCache: Send + Sync {
     /// readable by id until they expire, so cursors into them keep working.
     async fn store_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError>;
 
+    /// Stores `session` again (e.g. with a later `expires_at`) for `ttl`, without making it the
+    /// user's current one. A session that is gone stays gone.
+    async fn refresh_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError>;
+
     /// Drops the user's current session, so the next first page is ranked anew.
     async fn invalidate(&self, user: UserId) -> Result<(), PortError>;
 
@@ -304,6 +316,22 @@ pub trait EventLedger: Send + Sync {
 
     /// Records ids whose events the sink durably accepted. Recording an id again is a no-op.
     async fn record(&self, user: UserId, ids: &[Uuid]) -> Result<(), PortError>;
+
+    /// Claims `user`'s reactions, in order, by the rules of [`Reaction`]; for each, whether it
+    /// counts. Atomic per call: two concurrent calls never both count one like.
+    async fn claim_reactions(
+        &self,
+        user: UserId,
+        reactions: &[Reaction],
+    ) -> Result<Vec<bool>, PortError>;
+
+    /// Gives back the claims that `reactions` (which counted) hold, when their batch was not
+    /// accepted after all; a claim another event holds by now is left alone.
+    async fn release_reactions(
+        &self,
+        user: UserId,
+        reactions: &[Reaction],
+    ) -> Result<(), PortError>;
 }
 
 /// Where accepted engagement events go.

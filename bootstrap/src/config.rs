@@ -76,6 +76,10 @@ pub struct JwtSettings {
     pub public_keys_dir: Option<PathBuf>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Production refuses to serve without `JWT_ISSUER` and `JWT_AUDIENCE` (tokens of another
+    /// issuer or meant for another service would pass) unless this is false
+    /// (`JWT_REQUIRE_ISSUER_AND_AUDIENCE=false`).
+    pub require_issuer_and_audience: bool,
 }
 
 impl JwtSettings {
@@ -146,6 +150,16 @@ impl std::fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("http_header_read_timeout", &self.http_header_read_timeout)
             .field("http_max_connections", &self.http_max_connections)
+            .field("http_body_read_timeout", &self.http_body_read_timeout)
+            .field(
+                "auth_failures_per_ip_per_second",
+                &self.auth_failures_per_ip_per_second,
+            )
+            .field("client_ip_header", &self.client_ip_header)
+            .field(
+                "events_per_user_per_second",
+                &self.events_per_user_per_second,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -223,6 +237,16 @@ pub struct Config {
     pub http_header_read_timeout: Duration,
     /// Most connections served at once.
     pub http_max_connections: usize,
+    /// Longest a request body may take to arrive after its headers (then 408).
+    pub http_body_read_timeout: Duration,
+    /// Failed authentications allowed per client IP and second (0 disables the limit), and burst.
+    pub auth_failures_per_ip_per_second: u32,
+    pub auth_failures_per_ip_burst: u32,
+    /// Events accepted per user and second (0 disables the limit), and burst (at least one batch).
+    pub events_per_user_per_second: u32,
+    pub events_per_user_burst: u32,
+    /// Header in which a trusted proxy passes the client's address (`CLIENT_IP_HEADER`).
+    pub client_ip_header: Option<String>,
     pub demo: DemoSettings,
 }
 
@@ -390,6 +414,11 @@ impl Config {
                 public_keys_dir: v.opt("JWT_PUBLIC_KEYS_DIR").map(PathBuf::from),
                 issuer: v.opt("JWT_ISSUER"),
                 audience: v.opt("JWT_AUDIENCE"),
+                require_issuer_and_audience: v.parse(
+                    "JWT_REQUIRE_ISSUER_AND_AUDIENCE",
+                    true,
+                    "expected true or false",
+                )?,
             },
             cursor_secret,
             cdn_base_url: v
@@ -422,6 +451,44 @@ impl Config {
                 10_000,
                 "expected a whole number of connections",
             )?,
+            http_body_read_timeout: v.secs("HTTP_BODY_READ_TIMEOUT_SECS", 10, 1)?,
+            auth_failures_per_ip_per_second: v.parse(
+                "AUTH_FAILURES_PER_IP_PER_SECOND",
+                10,
+                "expected a whole number (0 disables)",
+            )?,
+            auth_failures_per_ip_burst: v.parse(
+                "AUTH_FAILURES_PER_IP_BURST",
+                100,
+                "expected a positive whole number",
+            )?,
+            events_per_user_per_second: v.parse(
+                "EVENTS_PER_USER_PER_SECOND",
+                50,
+                "expected a whole number (0 disables)",
+            )?,
+            events_per_user_burst: match v.parse(
+                "EVENTS_PER_USER_BURST",
+                300,
+                "expected a whole number",
+            )? {
+                n if n < 100 => {
+                    return Err(ConfigError {
+                        var: "EVENTS_PER_USER_BURST",
+                        message: "must be at least 100, one full batch".into(),
+                    });
+                }
+                n => n,
+            },
+            client_ip_header: match v.opt("CLIENT_IP_HEADER") {
+                Some(name) if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() => {
+                    return Err(ConfigError {
+                        var: "CLIENT_IP_HEADER",
+                        message: format!("{name:?} is not a header name"),
+                    });
+                }
+                other => other.map(|n| n.to_ascii_lowercase()),
+            },
             demo: DemoSettings {
                 videos: v.parse("DEMO_VIDEOS", 10_000, "expected a whole number")?,
                 creators: v.parse("DEMO_CREATORS", 1_000, "expected a whole number")?,
@@ -482,6 +549,19 @@ impl Config {
                     var: "CURSOR_SECRET",
                     message: "APP_ENV=production needs a secret of at least 32 characters".into(),
                 });
+            }
+            if self.jwt.require_issuer_and_audience {
+                for (var, set) in [
+                    ("JWT_ISSUER", self.jwt.issuer.is_some()),
+                    ("JWT_AUDIENCE", self.jwt.audience.is_some()),
+                ] {
+                    if !set {
+                        return Err(ConfigError {
+                            var,
+                            message: "APP_ENV=production verifies the issuer and audience of every token; set it (or JWT_REQUIRE_ISSUER_AND_AUDIENCE=false to accept any)".into(),
+                        });
+                    }
+                }
             }
         }
         let stores: &[(&'static str, bool)] = match needs {
@@ -642,7 +722,17 @@ mod tests {
             ("JWT_PUBLIC_KEY", "pem"),
             ("CURSOR_SECRET", "0123456789abcdef0123456789abcdef"),
         ];
-        assert_eq!(needs(&keyed, Needs::Serving), Some("DATABASE_URL"));
+        assert_eq!(needs(&keyed, Needs::Serving), Some("JWT_ISSUER"));
+        let with_issuer = [keyed.as_slice(), &[("JWT_ISSUER", "https://auth.nova")]].concat();
+        assert_eq!(needs(&with_issuer, Needs::Serving), Some("JWT_AUDIENCE"));
+        let scoped = [with_issuer.as_slice(), &[("JWT_AUDIENCE", "reels")]].concat();
+        assert_eq!(needs(&scoped, Needs::Serving), Some("DATABASE_URL"));
+        let relaxed = [
+            keyed.as_slice(),
+            &[("JWT_REQUIRE_ISSUER_AND_AUDIENCE", "false")],
+        ]
+        .concat();
+        assert_eq!(needs(&relaxed, Needs::Serving), Some("DATABASE_URL"));
         // A worker needs no key, only the stores it consumes into; tools need nothing more.
         assert_eq!(needs(&prod, Needs::Consuming), Some("DATABASE_URL"));
         let stores = [

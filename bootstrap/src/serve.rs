@@ -44,14 +44,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .clone()
             .run(config.snapshot_refresh, stopped(stop_rx.clone())),
     );
-    if let Some(limiter) = app.state.rate_limiter.clone() {
+    let (users, events, addresses) = (
+        app.state.rate_limiter.clone(),
+        app.state.event_limiter.clone(),
+        app.state.auth_failures.clone(),
+    );
+    if users.is_some() || events.is_some() || addresses.is_some() {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => break,
-                    _ = tick.tick() => limiter.retain_recent(),
+                    _ = tick.tick() => {
+                        for limiter in [&users, &events].into_iter().flatten() {
+                            limiter.retain_recent();
+                        }
+                        if let Some(limiter) = &addresses {
+                            limiter.retain_recent();
+                        }
+                    }
                 }
             }
         });

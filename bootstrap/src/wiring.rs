@@ -5,13 +5,18 @@ use crate::{keys, storage};
 use anyhow::{Context, bail};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use vrs_adapter_http::auth::UserRateLimiter;
+use vrs_adapter_http::auth::{AuthFailureLimit, AuthFailureLimiter, UserRateLimiter};
 use vrs_adapter_http::{AppState, Authenticator, CursorCodec, HttpConfig, RateLimit};
 use vrs_adapter_media::{MediaConfig, S3Config};
-use vrs_adapter_memory::{InProcessProbe, MemoryAdapters, STATIC_MODEL_VERSION};
+use vrs_adapter_memory::{
+    InProcessProbe, MemoryAdapters, MemoryEventLedger, STATIC_MODEL_VERSION, TieredFeedCache,
+    TieredViewHistory,
+};
 use vrs_adapter_postgres::PostgresStore;
 use vrs_application::demo::{self, DemoSize};
-use vrs_application::ports::{Clock, EngagementEventStore, EventSink, HealthProbe, Ports};
+use vrs_application::ports::{
+    Clock, EngagementEventStore, EventSink, HealthProbe, Ports, SignalStore,
+};
 use vrs_application::{
     AdminService, CacheWarmer, CandidateSnapshot, EngagementService, FeedConfig, FeedService,
     HealthService, SnapshotRefresher, SystemClock,
@@ -47,6 +52,11 @@ impl Backends {
 }
 
 /// The demo data set's size from the configuration.
+/// Sessions each replica keeps in process behind Redis (≈ 18 KB each at 200 videos).
+const LOCAL_FEED_SESSIONS: u64 = 2_000;
+/// Users whose recent served and watched videos each replica keeps behind Redis (≤ 256 each).
+const LOCAL_HISTORY_USERS: u64 = 8_192;
+
 pub fn demo_size(config: &Config) -> DemoSize {
     DemoSize {
         videos: config.demo.videos,
@@ -169,6 +179,10 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
             .activate(STATIC_MODEL_VERSION, clock.now());
     }
 
+    let signals: Arc<dyn SignalStore> = match &clickhouse {
+        Some(ch) => ch.clone(),
+        None => memory.signals.clone(),
+    };
     let ports = Ports {
         catalog: match &postgres {
             Some(pg) => Arc::new(pg.clone()),
@@ -186,21 +200,27 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
             Some(pg) => Arc::new(pg.clone()),
             None => memory.model_registry.clone(),
         },
-        signals: match &clickhouse {
-            Some(ch) => ch.clone(),
-            None => memory.signals.clone(),
-        },
+        signals: signals.clone(),
         events,
         event_ledger: match &redis {
             Some(r) => r.event_ledger.clone(),
             None => memory.event_ledger.clone(),
         },
+        // Behind Redis, each replica keeps a bounded tier of its own, so feeds keep their
+        // guarantees while Redis is down (see `TieredFeedCache` and `TieredViewHistory`).
         history: match &redis {
-            Some(r) => r.history.clone(),
+            Some(r) => Arc::new(TieredViewHistory::new(
+                r.history.clone(),
+                signals.clone(),
+                LOCAL_HISTORY_USERS,
+            )),
             None => memory.history.clone(),
         },
         feed_cache: match &redis {
-            Some(r) => r.feed_cache.clone(),
+            Some(r) => Arc::new(TieredFeedCache::new(
+                r.feed_cache.clone(),
+                LOCAL_FEED_SESSIONS,
+            )),
             None => memory.feed_cache.clone(),
         },
         model: Some(memory.model.clone()),
@@ -256,6 +276,26 @@ pub struct App {
 }
 
 /// Builds every component from the configuration.
+/// The per-IP limit on failed authentications, unless disabled.
+fn auth_failure_limiter(config: &Config) -> anyhow::Result<Option<Arc<AuthFailureLimiter>>> {
+    let (Some(per_second), Some(burst)) = (
+        NonZeroU32::new(config.auth_failures_per_ip_per_second),
+        NonZeroU32::new(config.auth_failures_per_ip_burst),
+    ) else {
+        return Ok(None);
+    };
+    let client_ip_header = config
+        .client_ip_header
+        .as_deref()
+        .map(|name| axum::http::HeaderName::from_bytes(name.as_bytes()))
+        .transpose()?;
+    Ok(Some(Arc::new(AuthFailureLimiter::new(AuthFailureLimit {
+        per_second,
+        burst,
+        client_ip_header,
+    }))))
+}
+
 pub async fn build(config: &Config) -> anyhow::Result<App> {
     let backends = backends(config).await?;
     let auth = Authenticator::new(keys::auth_config(config)?);
@@ -287,7 +327,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         snapshot.clone(),
         feed_config,
     ));
-    let engagement = Arc::new(EngagementService::new(ports.clone(), snapshot.clone()));
+    let engagement = Arc::new(
+        EngagementService::new(ports.clone(), snapshot.clone())
+            .with_local_reactions(Arc::new(MemoryEventLedger::default())),
+    );
     let health = Arc::new(HealthService::new(
         ports.clone(),
         snapshot.clone(),
@@ -314,12 +357,24 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         clock: ports.clock.clone(),
         metrics: Some(vrs_adapter_http::metrics::install_recorder()),
         rate_limiter,
+        event_limiter: match (
+            NonZeroU32::new(config.events_per_user_per_second),
+            NonZeroU32::new(config.events_per_user_burst),
+        ) {
+            (Some(per_second), Some(burst)) => Some(Arc::new(UserRateLimiter::new(RateLimit {
+                per_second,
+                burst,
+            }))),
+            _ => None,
+        },
+        auth_failures: auth_failure_limiter(config)?,
         version: env!("CARGO_PKG_VERSION"),
     };
     Ok(App {
         state,
         http: HttpConfig {
             request_timeout: config.request_timeout,
+            body_read_timeout: config.http_body_read_timeout,
         },
         refresher,
         consumer: if config.run_consumers {

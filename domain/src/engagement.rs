@@ -78,6 +78,35 @@ impl EventType {
     }
 }
 
+/// How long a like, share or comment of one user on one video counts once: a repeat within it is
+/// a duplicate, so one account cannot inflate a video's engagement.
+pub const REACTION_WINDOW_SECONDS: i64 = 7 * 24 * 3_600;
+
+/// One reaction of a batch, to be claimed before it counts.
+///
+/// Rules (per user, video and type, within [`REACTION_WINDOW_SECONDS`]):
+/// - `like`, `share`, `comment` count when no event of that type holds the claim, or when this very
+///   event (by id: a client's retry) does; counting claims it.
+/// - `unlike` counts only when it cancels a like: it frees the like's claim (so a later like counts
+///   again, and the pair nets to zero) and holds an `unlike` claim for its own retries. An `unlike`
+///   with no like to cancel does not count, so unlikes cannot drive a video's likes down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Reaction {
+    pub event_id: Uuid,
+    pub video_id: VideoId,
+    pub event_type: EventType,
+}
+
+impl EventType {
+    /// Whether at most one event of this type per user and video counts within the window.
+    pub fn is_reaction(self) -> bool {
+        matches!(
+            self,
+            Self::Like | Self::Unlike | Self::Share | Self::Comment
+        )
+    }
+}
+
 /// A validated engagement event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EngagementEvent {

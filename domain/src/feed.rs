@@ -129,6 +129,83 @@ impl FeedSession {
         }
     }
 
+    /// Like [`FeedSession::slice`], but the page also meets the diversity rules on its own: no two
+    /// adjacent items of one creator and at most `max_per_window` of one creator in any `window`
+    /// consecutive items, counting the end of the previous page (the servable items before
+    /// `start`). Leaving out watched, deleted or already served items can bring two videos of one
+    /// creator together; such an item waits for a later slot of the page, and one that finds
+    /// none is left out of the session. Only when nothing else is left does an item that breaks
+    /// the rules still fill the page.
+    pub fn slice_diverse(
+        &self,
+        start: usize,
+        limit: Limit,
+        take: impl Fn(&SessionItem) -> bool,
+        servable: impl Fn(&SessionItem) -> bool,
+        window: usize,
+        max_per_window: usize,
+    ) -> PageSlice {
+        let lookback = window.saturating_sub(1);
+        let start = start.min(self.items.len());
+        // The creators just before this page, most recent last.
+        let mut recent: Vec<CreatorId> = self.items[..start]
+            .iter()
+            .rev()
+            .filter(|i| servable(i))
+            .take(lookback.max(1))
+            .map(|i| i.creator_id)
+            .collect();
+        recent.reverse();
+        let fits = |recent: &[CreatorId], creator: CreatorId| {
+            let adjacent = recent.last() == Some(&creator);
+            let window_start = recent.len().saturating_sub(lookback);
+            let in_window = recent[window_start..]
+                .iter()
+                .filter(|&&c| c == creator)
+                .count();
+            !adjacent && (lookback == 0 || in_window < max_per_window.max(1))
+        };
+        let mut indexes = Vec::with_capacity(limit.get());
+        let mut waiting: Vec<usize> = Vec::new();
+        let mut position = start;
+        while indexes.len() < limit.get() {
+            if let Some(k) = waiting
+                .iter()
+                .position(|&i| fits(&recent, self.items[i].creator_id))
+            {
+                let i = waiting.remove(k);
+                indexes.push(i);
+                recent.push(self.items[i].creator_id);
+                continue;
+            }
+            if position >= self.items.len() || waiting.len() >= limit.get() {
+                // Nothing fits any more: what waits fills the page rather than be lost.
+                if waiting.is_empty() {
+                    break;
+                }
+                let i = waiting.remove(0);
+                indexes.push(i);
+                recent.push(self.items[i].creator_id);
+                continue;
+            }
+            let item = &self.items[position];
+            if take(item) {
+                if fits(&recent, item.creator_id) {
+                    indexes.push(position);
+                    recent.push(item.creator_id);
+                } else {
+                    waiting.push(position);
+                }
+            }
+            position += 1;
+        }
+        let more = self.items[position..].iter().any(servable);
+        PageSlice {
+            indexes,
+            next: more.then_some(position),
+        }
+    }
+
     /// How many items `take` accepts; a cached session is reused while this covers a page.
     pub fn count(&self, take: impl Fn(&SessionItem) -> bool) -> usize {
         self.items.iter().filter(|i| take(i)).count()
@@ -158,6 +235,60 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    fn of_creators(creators: &[u128]) -> FeedSession {
+        let mut s = session(creators.len() as u128);
+        for (item, &c) in s.items.iter_mut().zip(creators) {
+            item.creator_id = CreatorId(Uuid::from_u128(c));
+        }
+        s
+    }
+
+    fn creators_of(s: &FeedSession, slice: &PageSlice) -> Vec<u128> {
+        slice
+            .indexes
+            .iter()
+            .map(|&i| s.items[i].creator_id.0.as_u128())
+            .collect()
+    }
+
+    #[test]
+    fn a_filtered_page_keeps_creators_apart() {
+        // B A C A: leaving out C puts the two A next to each other.
+        let s = of_creators(&[2, 1, 3, 1, 4, 5]);
+        let without_c = |i: &SessionItem| i.creator_id.0.as_u128() != 3;
+        let page = s.slice_diverse(
+            0,
+            Limit::new(4).unwrap_or_default(),
+            without_c,
+            without_c,
+            10,
+            2,
+        );
+        assert_eq!(creators_of(&s, &page), vec![2, 1, 4, 1]);
+        assert_eq!(page.next, Some(5));
+    }
+
+    #[test]
+    fn the_end_of_the_previous_page_counts() {
+        let s = of_creators(&[1, 2, 2, 3, 4]);
+        let all = |_: &SessionItem| true;
+        let page = s.slice_diverse(2, Limit::new(2).unwrap_or_default(), all, all, 10, 2);
+        assert_eq!(
+            creators_of(&s, &page),
+            vec![3, 2],
+            "no 2 right after the previous page's 2"
+        );
+    }
+
+    #[test]
+    fn with_nothing_else_left_a_waiting_item_still_fills_the_page() {
+        let s = of_creators(&[1, 1, 1]);
+        let all = |_: &SessionItem| true;
+        let page = s.slice_diverse(0, Limit::new(3).unwrap_or_default(), all, all, 10, 2);
+        assert_eq!(page.indexes.len(), 3);
+        assert_eq!(page.next, None);
     }
 
     #[test]

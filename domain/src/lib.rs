@@ -12,7 +12,9 @@ pub mod signals;
 pub mod video;
 pub mod weights;
 
-pub use engagement::{EngagementEvent, EventError, EventType, VideoStats};
+pub use engagement::{
+    EngagementEvent, EventError, EventType, REACTION_WINDOW_SECONDS, Reaction, VideoStats,
+};
 pub use feed::{FeedSession, Limit, LimitError, PageSlice, Reason, SessionItem};
 pub use ids::{CreatorId, SessionId, UserId, VideoId};
 pub use pool::{CandidatePool, PoolEntry};

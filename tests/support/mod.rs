@@ -5,6 +5,7 @@
 
 pub mod servers;
 
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -168,6 +169,20 @@ impl Service {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The full health report (dependency details are shown to admins only).
+    pub async fn health_report(&self) -> Value {
+        let token = self.token(&["--demo-user", "1", "--admin"]);
+        match reqwest::Client::new()
+            .get(self.url("/api/v1/health"))
+            .bearer_auth(token)
+            .send()
+            .await
+        {
+            Ok(res) => res.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -100,6 +100,15 @@ GROUP BY creator_id
 HAVING strength > 0
 ORDER BY toString(creator_id) ASC";
 
+/// Videos the user last watched at or after `{at}` (exact seconds, not a whole hour).
+pub const WATCHED_SINCE: &str = "\
+SELECT video_id
+FROM {db}.user_watch_history_realtime
+WHERE user_id = toUUID('{user}')
+GROUP BY video_id
+HAVING maxMerge(last_watched_at) >= toDateTime({at}, 'UTC')
+LIMIT 100000";
+
 /// Users by their number of events over the window, most active first.
 pub const MOST_ACTIVE_USERS: &str = "\
 SELECT user_id, sum(events) AS total_events
@@ -180,6 +189,17 @@ pub fn sample_queries(db: &str) -> Vec<(&'static str, String)> {
         (
             "affinity",
             render(CREATOR_AFFINITY, db, &[since.clone(), user]),
+        ),
+        (
+            "watched_since",
+            render(
+                WATCHED_SINCE,
+                db,
+                &[
+                    ("user", Uuid::nil().to_string()),
+                    ("at", "1700000000".to_owned()),
+                ],
+            ),
         ),
         (
             "most_active_users",

@@ -122,6 +122,11 @@ struct AffinityRow {
 }
 
 #[derive(Row)]
+struct WatchedRow {
+    video_id: Uuid,
+}
+
+#[derive(Row)]
 struct ActiveUserRow {
     user_id: Uuid,
     #[allow(dead_code)] // Selected for the ORDER BY; the port returns ids only.
@@ -432,6 +437,22 @@ impl SignalStore for ClickHouseSignalStore {
             .into_iter()
             .map(|r| (CreatorId(r.creator_id), r.strength))
             .collect())
+    }
+
+    async fn watched_since(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<VideoId>, PortError> {
+        let sql = self.sql(
+            queries::WATCHED_SINCE,
+            &[
+                ("at", since.timestamp().max(0).to_string()),
+                ("user", user.0.to_string()),
+            ],
+        );
+        let rows: Vec<WatchedRow> = self.collect("watched_since", sql).await?;
+        Ok(rows.into_iter().map(|r| VideoId(r.video_id)).collect())
     }
 
     async fn most_active_users(

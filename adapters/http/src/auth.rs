@@ -2,14 +2,17 @@
 
 use crate::error::ApiError;
 use crate::router::AppState;
+use axum::extract::ConnectInfo;
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vrs_domain::UserId;
 
@@ -250,9 +253,117 @@ impl UserRateLimiter {
         self.0.check_key(user).is_ok()
     }
 
+    /// Takes `n` units (e.g. the events of a batch) at once; false when they are not available.
+    pub fn check_n(&self, user: &UserId, n: usize) -> bool {
+        let Some(n) = u32::try_from(n).ok().and_then(NonZeroU32::new) else {
+            return true;
+        };
+        matches!(self.0.check_key_n(user, n), Ok(Ok(())))
+    }
+
     /// Forgets users whose bucket is full again, bounding memory.
     pub fn retain_recent(&self) {
         self.0.retain_recent();
+    }
+}
+
+/// Failed authentications allowed per client IP, in front of the (costly) RS256 verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthFailureLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+    /// Where a trusted proxy in front of the service puts the client's address (e.g.
+    /// `x-forwarded-for`; its rightmost entry is used, the one the proxy appended). Without it,
+    /// the peer address of the connection is the client.
+    pub client_ip_header: Option<HeaderName>,
+}
+
+/// Counts failed authentications per client IP (a governor token bucket). An address whose
+/// failure finds its bucket empty (after `burst` failures in a row, then `per_second`) is refused
+/// before any signature is verified until the bucket allows one more attempt, so a flood of
+/// forged tokens costs a table lookup, not an RS256 verification. While blocked, the address's
+/// valid tokens are refused too (429 with `Retry-After`): telling them apart is the cost the
+/// limit exists to avoid.
+pub struct AuthFailureLimiter {
+    failures: DefaultKeyedRateLimiter<IpAddr>,
+    clock: governor::clock::DefaultClock,
+    /// Addresses refused until the instant they map to.
+    blocked: moka::sync::Cache<IpAddr, Instant>,
+    client_ip_header: Option<HeaderName>,
+}
+
+/// Counter of requests refused because their client IP failed authentication too often.
+pub const AUTH_BLOCKED_METRIC: &str = "http_auth_failures_blocked_total";
+
+impl std::fmt::Debug for AuthFailureLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthFailureLimiter")
+            .field("addresses", &self.failures.len())
+            .field("blocked", &self.blocked.entry_count())
+            .finish()
+    }
+}
+
+impl AuthFailureLimiter {
+    /// At most this many addresses are remembered as blocked (the oldest are forgotten first).
+    const MAX_BLOCKED: u64 = 100_000;
+
+    pub fn new(limit: AuthFailureLimit) -> Self {
+        metrics::counter!(AUTH_BLOCKED_METRIC).increment(0);
+        let clock = governor::clock::DefaultClock::default();
+        Self {
+            failures: RateLimiter::dashmap_with_clock(
+                Quota::per_second(limit.per_second).allow_burst(limit.burst),
+                clock.clone(),
+            ),
+            clock,
+            blocked: moka::sync::Cache::builder()
+                .max_capacity(Self::MAX_BLOCKED)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            client_ip_header: limit.client_ip_header,
+        }
+    }
+
+    /// The client's address: the configured proxy header's rightmost valid entry, else the peer.
+    pub fn client_ip(&self, parts: &Parts) -> Option<IpAddr> {
+        if let Some(name) = &self.client_ip_header
+            && let Some(ip) = parts
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+                .next_back()
+        {
+            return Some(ip);
+        }
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+    }
+
+    /// Seconds until `ip` may try again, when it is blocked now.
+    pub fn blocked_for(&self, ip: IpAddr) -> Option<u64> {
+        let until = self.blocked.get(&ip)?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(left.as_secs().max(1))
+    }
+
+    /// Records a failed authentication from `ip`; blocks it once its failures run out.
+    pub fn record_failure(&self, ip: IpAddr) {
+        if let Err(not_until) = self.failures.check_key(&ip) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
+            self.blocked.insert(ip, Instant::now() + wait);
+        }
+    }
+
+    /// Forgets addresses whose bucket is full again, bounding memory.
+    pub fn retain_recent(&self) {
+        self.failures.retain_recent();
+        self.blocked.run_pending_tasks();
     }
 }
 
@@ -270,10 +381,30 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let limiter = state.auth_failures.as_deref();
+        let client_ip = limiter.and_then(|l| Some((l, l.client_ip(parts)?)));
+        if let Some((limiter, ip)) = client_ip
+            && let Some(wait) = limiter.blocked_for(ip)
+        {
+            metrics::counter!(AUTH_BLOCKED_METRIC).increment(1);
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_auth_failures",
+                "too many failed authentications from this address; retry later",
+            );
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+        let fail = |e: ApiError| {
+            if let Some((limiter, ip)) = client_ip {
+                limiter.record_failure(ip);
+            }
+            e
+        };
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized(AuthError::Missing.to_string()))?;
+            .ok_or_else(|| fail(ApiError::unauthorized(AuthError::Missing.to_string())))?;
         let token = header
             .to_str()
             .ok()
@@ -283,12 +414,14 @@ impl FromRequestParts<AppState> for AuthUser {
             })
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+                fail(ApiError::unauthorized(
+                    "the Authorization header must be `Bearer <token>`",
+                ))
             })?;
         let (user_id, claims) = state
             .auth
             .verify(token)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            .map_err(|e| fail(ApiError::unauthorized(e.to_string())))?;
         if let Some(limiter) = &state.rate_limiter
             && !limiter.check(&user_id)
         {

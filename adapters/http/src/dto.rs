@@ -203,8 +203,12 @@ pub struct EventsRequest {
 pub struct EventsAccepted {
     /// Events newly accepted.
     pub accepted: usize,
-    /// Events whose `event_id` was seen before (counted once).
+    /// Events not newly accepted: those whose `event_id` was seen before (counted once), and
+    /// reactions that did not count.
     pub duplicates: usize,
+    /// Ids of the likes, shares and comments that did not count because the user already had
+    /// one of that type on the video within 7 days, and of unlikes with no like to cancel.
+    pub repeated_reactions: Vec<uuid::Uuid>,
 }
 
 /// One dependency check.
@@ -222,8 +226,12 @@ pub struct CheckDto {
 pub struct HealthResponse {
     /// `ok`, or `degraded` when a dependency fails but feeds are still served.
     pub status: String,
-    pub version: String,
-    pub checks: BTreeMap<String, CheckDto>,
+    /// The service version (only for admins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Each dependency's check (only for admins: error texts name internal hosts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<BTreeMap<String, CheckDto>>,
 }
 
 impl HealthResponse {
@@ -234,22 +242,33 @@ impl HealthResponse {
                 HealthStatus::Degraded => "degraded",
             }
             .to_owned(),
-            version: version.to_owned(),
-            checks: report
-                .checks
-                .iter()
-                .map(|c| {
-                    (
-                        c.name.clone(),
-                        CheckDto {
-                            status: if c.ok { "ok" } else { "error" }.to_owned(),
-                            latency_ms: (c.latency.as_secs_f64() * 1000.0 * 1000.0).round()
-                                / 1000.0,
-                            error: c.error.clone(),
-                        },
-                    )
-                })
-                .collect(),
+            version: Some(version.to_owned()),
+            checks: Some(
+                report
+                    .checks
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.clone(),
+                            CheckDto {
+                                status: if c.ok { "ok" } else { "error" }.to_owned(),
+                                latency_ms: (c.latency.as_secs_f64() * 1000.0 * 1000.0).round()
+                                    / 1000.0,
+                                error: c.error.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The status alone, as shown to anyone.
+    pub fn plain(self) -> Self {
+        Self {
+            status: self.status,
+            version: None,
+            checks: None,
         }
     }
 }

@@ -43,12 +43,24 @@ pub async fn post_events(
 ) -> Result<(StatusCode, Json<EventsAccepted>), ApiError> {
     let Json(body) = body.map_err(json_rejection)?;
     let events = parse_batch(&body)?;
+    if let Some(limiter) = &state.event_limiter
+        && !limiter.check_n(&auth.user_id, events.len())
+    {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many events for this user; slow down (nothing of this batch was accepted)",
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    }
     let outcome = state.engagement.record(auth.user_id, events).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(EventsAccepted {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates,
+            repeated_reactions: outcome.repeated_reactions,
         }),
     ))
 }
@@ -62,7 +74,7 @@ pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
         _ => "invalid_json",
     };
     let message = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => format!("the body must not exceed {MAX_BODY_BYTES} bytes"),
+        StatusCode::PAYLOAD_TOO_LARGE => "the body is larger than this route accepts".to_owned(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "the body must be application/json".to_owned(),
         _ => rejection.body_text(),
     };

@@ -1,6 +1,6 @@
 //! The router: routes, shared state, and the layers every request passes through.
 
-use crate::auth::{Authenticator, UserRateLimiter};
+use crate::auth::{AuthFailureLimiter, Authenticator, UserRateLimiter};
 use crate::cursor::CursorCodec;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
@@ -38,6 +38,11 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// `None` disables per-user rate limiting.
     pub rate_limiter: Option<Arc<UserRateLimiter>>,
+    /// Events per user (not requests), so a client cannot multiply its weight with full batches;
+    /// `None` disables it.
+    pub event_limiter: Option<Arc<UserRateLimiter>>,
+    /// `None` disables the per-IP limit on failed authentications.
+    pub auth_failures: Option<Arc<AuthFailureLimiter>>,
     pub version: &'static str,
 }
 
@@ -52,16 +57,82 @@ impl std::fmt::Debug for AppState {
 /// Transport settings.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpConfig {
-    /// A request running longer is answered with 503.
+    /// A request whose handling runs longer is answered with 503.
     pub request_timeout: Duration,
+    /// A request whose body has not arrived whole this long after its headers is answered with
+    /// 408 (a client problem: it does not count as a server error).
+    pub body_read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// How much body a route group accepts, and how long it may take to arrive.
+#[derive(Clone, Copy, Debug)]
+struct BodyRules {
+    limit: usize,
+    timeout: Duration,
+}
+
+/// Reads the whole request body before the handler (and its timeout) starts: a body over the
+/// group's limit gets 413 naming the limit, one that does not arrive in time gets 408 and the
+/// connection is closed.
+async fn read_body(
+    axum::extract::State(rules): axum::extract::State<BodyRules>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body must not exceed {} bytes", rules.limit),
+        )
+        .into_response()
+    };
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > rules.limit as u64) {
+        return too_large();
+    }
+    let limited = http_body_util::Limited::new(body, rules.limit);
+    let bytes = match tokio::time::timeout(rules.timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Ok(Err(_)) => {
+            return ApiError::bad_request("invalid_body", "the request body could not be read")
+                .into_response();
+        }
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} seconds",
+                    rules.timeout.as_secs()
+                ),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return response;
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// The OpenAPI document of every route, as a JSON value.
@@ -106,6 +177,13 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            BodyRules {
+                limit: events::MAX_BODY_BYTES,
+                timeout: config.body_read_timeout,
+            },
+            read_body,
         ));
     // A warm-up of many users or a full invalidation runs within its request, and a list of
     // 10,000 user ids is larger than an event batch.
@@ -114,6 +192,13 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             admin::REQUEST_TIMEOUT,
+        ))
+        .layer(middleware::from_fn_with_state(
+            BodyRules {
+                limit: admin::MAX_BODY_BYTES,
+                timeout: config.body_read_timeout,
+            },
+            read_body,
         ));
     api.merge(operators)
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })

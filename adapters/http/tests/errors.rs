@@ -232,6 +232,7 @@ async fn a_request_over_the_timeout_is_a_json_503() {
         feed_cache: Some(Arc::new(HangingFeedCache)),
         http: HttpConfig {
             request_timeout: Duration::from_millis(100),
+            ..HttpConfig::default()
         },
         ..Options::default()
     })

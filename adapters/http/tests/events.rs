@@ -59,7 +59,10 @@ async fn a_valid_batch_of_every_type_is_accepted_with_202() {
     events[5]["watch_ms"] = Value::Null;
     let response = app.post_json(EVENTS, Some(&token), &batch(events)).await;
     assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text());
-    assert_eq!(response.json(), json!({"accepted": 9, "duplicates": 0}));
+    assert_eq!(
+        response.json(),
+        json!({"accepted": 9, "duplicates": 0, "repeated_reactions": []})
+    );
 }
 
 #[tokio::test]
@@ -70,19 +73,19 @@ async fn repeated_event_ids_count_as_duplicates() {
     let events = vec![event(video, "view"), event(video, "like")];
     assert_eq!(
         app.record(&token, events.clone()).await,
-        json!({"accepted": 2, "duplicates": 0})
+        json!({"accepted": 2, "duplicates": 0, "repeated_reactions": []})
     );
     let mut retry = events.clone();
     retry.push(event(video, "share"));
     assert_eq!(
         app.record(&token, retry).await,
-        json!({"accepted": 1, "duplicates": 2})
+        json!({"accepted": 1, "duplicates": 2, "repeated_reactions": []})
     );
     // A repeat within one batch is applied once.
     let once = event(video, "comment");
     assert_eq!(
         app.record(&token, vec![once.clone(), once]).await,
-        json!({"accepted": 1, "duplicates": 1})
+        json!({"accepted": 1, "duplicates": 1, "repeated_reactions": []})
     );
 }
 
@@ -171,7 +174,7 @@ async fn a_rejected_batch_accepts_nothing() {
     // Were any of the valid ones kept, they would now be duplicates.
     assert_eq!(
         app.record(&token, good).await,
-        json!({"accepted": 2, "duplicates": 0})
+        json!({"accepted": 2, "duplicates": 0, "repeated_reactions": []})
     );
 }
 

@@ -34,16 +34,70 @@ fn assert_health_body(body: &Value, status: &str) {
     }
 }
 
+fn admin() -> String {
+    admin_token_for(Uuid::new_v4())
+}
+
+#[tokio::test]
+async fn without_an_admin_token_health_shows_the_status_alone() {
+    let mut probe = MockHealthProbe::new();
+    probe.expect_name().return_const("redis");
+    probe
+        .expect_check()
+        .returning(|| Err(PortError::Unavailable("redis.internal:6379 refused".into())));
+    let app = spawn_app_with(Options {
+        probes: vec![Arc::new(probe)],
+        ..Options::default()
+    })
+    .await;
+    for token in [
+        None,
+        Some(token_for(Uuid::new_v4())),
+        Some("forged".to_owned()),
+    ] {
+        for path in ["/api/v1/health", "/api/v1/health/ready"] {
+            let res = app.get(path, token.as_deref()).await;
+            assert_eq!(res.status, StatusCode::OK, "{path}");
+            assert_eq!(res.json(), json!({"status": "degraded"}), "{path}");
+        }
+    }
+    let body = app.get("/api/v1/health", Some(&admin())).await.json();
+    assert_eq!(body["checks"]["redis"]["status"], json!("error"), "{body}");
+}
+
+#[tokio::test]
+async fn health_probes_run_at_most_once_per_cache_period() {
+    let mut probe = MockHealthProbe::new();
+    probe.expect_name().return_const("counted");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    probe.expect_check().returning(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    });
+    let app = spawn_app_with(Options {
+        probes: vec![Arc::new(probe)],
+        health_cache: std::time::Duration::from_secs(60),
+        ..Options::default()
+    })
+    .await;
+    let requests = (0..50).map(|_| app.get("/api/v1/health", None));
+    for res in futures::future::join_all(requests).await {
+        assert_eq!(res.json(), json!({"status": "ok"}));
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn a_healthy_app_is_ok_ready_and_live_without_a_token() {
     let app = spawn_app().await;
-    let health = app.get("/api/v1/health", None).await;
+    let health = app.get("/api/v1/health", Some(&admin())).await;
     assert_eq!(health.status, StatusCode::OK);
     let body = health.json();
     assert_health_body(&body, "ok");
     assert_eq!(body["checks"]["memory"]["status"], json!("ok"), "{body}");
 
-    let ready = app.get("/api/v1/health/ready", None).await;
+    let ready = app.get("/api/v1/health/ready", Some(&admin())).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_health_body(&ready.json(), "ok");
 
@@ -59,7 +113,7 @@ async fn before_the_first_refresh_the_app_is_live_but_not_ready() {
         ..Options::default()
     })
     .await;
-    let ready = app.get("/api/v1/health/ready", None).await;
+    let ready = app.get("/api/v1/health/ready", Some(&admin())).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         ready
@@ -74,7 +128,7 @@ async fn before_the_first_refresh_the_app_is_live_but_not_ready() {
         json!("error")
     );
 
-    let health = app.get("/api/v1/health", None).await;
+    let health = app.get("/api/v1/health", Some(&admin())).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_health_body(&health.json(), "degraded");
     assert_eq!(
@@ -101,7 +155,7 @@ async fn a_failing_dependency_or_stale_snapshot_degrades_but_stays_ready() {
         ..Options::default()
     })
     .await;
-    let body = app.get("/api/v1/health", None).await.json();
+    let body = app.get("/api/v1/health", Some(&admin())).await.json();
     assert_health_body(&body, "degraded");
     assert_eq!(body["checks"]["redis"]["status"], json!("error"));
     assert!(
@@ -116,7 +170,7 @@ async fn a_failing_dependency_or_stale_snapshot_degrades_but_stays_ready() {
 
     let app = spawn_app().await;
     app.clock.advance(Duration::hours(1));
-    let ready = app.get("/api/v1/health/ready", None).await;
+    let ready = app.get("/api/v1/health/ready", Some(&admin())).await;
     assert_eq!(ready.status, StatusCode::OK);
     let body = ready.json();
     assert_health_body(&body, "degraded");
@@ -221,6 +275,7 @@ async fn panics_and_timeouts_are_counted_as_server_errors() {
         feed_cache: Some(Arc::new(HangingFeedCache)),
         http: HttpConfig {
             request_timeout: std::time::Duration::from_millis(100),
+            ..HttpConfig::default()
         },
         ..Options::default()
     })

@@ -68,6 +68,24 @@ impl MemoryFeedCache {
     }
 }
 
+impl MemoryFeedCache {
+    /// Whether the session is held.
+    pub fn holds(&self, user: UserId, id: SessionId) -> bool {
+        self.sessions.contains_key(&(user, id))
+    }
+
+    /// Holds a session for `ttl` without making it the user's current one.
+    pub fn keep(&self, session: &FeedSession, ttl: Duration) {
+        self.sessions.insert(
+            (session.user_id, session.id),
+            Entry {
+                value: Arc::new(session.clone()),
+                ttl,
+            },
+        );
+    }
+}
+
 #[async_trait]
 impl FeedCache for MemoryFeedCache {
     async fn current_session(&self, user: UserId) -> Result<Option<FeedSession>, PortError> {
@@ -99,6 +117,20 @@ impl FeedCache for MemoryFeedCache {
                 ttl,
             },
         );
+        Ok(())
+    }
+
+    async fn refresh_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError> {
+        let key = (session.user_id, session.id);
+        if self.sessions.contains_key(&key) {
+            self.sessions.insert(
+                key,
+                Entry {
+                    value: Arc::new(session.clone()),
+                    ttl,
+                },
+            );
+        }
         Ok(())
     }
 

@@ -15,6 +15,7 @@ mod media;
 mod model;
 mod ranking_config;
 mod signals;
+mod tiered;
 
 pub use catalog::MemoryCatalog;
 pub use clock::ManualClock;
@@ -27,6 +28,7 @@ pub use media::BaseUrlMediaUrls;
 pub use model::{MemoryModelRegistry, StaticModelScorer};
 pub use ranking_config::MemoryRankingConfig;
 pub use signals::MemorySignalStore;
+pub use tiered::{FALLBACKS_METRIC, TieredFeedCache, TieredViewHistory};
 
 use async_trait::async_trait;
 use std::sync::Arc;

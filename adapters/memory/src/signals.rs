@@ -16,6 +16,8 @@ struct Inner {
     videos: HashMap<VideoId, BTreeMap<i64, VideoStats>>,
     affinity: HashMap<UserId, HashMap<CreatorId, BTreeMap<i64, f64>>>,
     activity: HashMap<UserId, BTreeMap<i64, u64>>,
+    /// Per user, when each video was last watched (`user_watch_history_realtime`).
+    watched: HashMap<UserId, HashMap<VideoId, DateTime<Utc>>>,
 }
 
 /// Engagement aggregates in memory, fed by [`crate::MemoryEventSink`].
@@ -51,6 +53,15 @@ impl MemorySignalStore {
                 .or_default()
                 .entry(h)
                 .or_default() += 1;
+            if e.event_type.is_watch() {
+                let last = inner
+                    .watched
+                    .entry(e.user_id)
+                    .or_default()
+                    .entry(e.video_id)
+                    .or_insert(e.occurred_at);
+                *last = (*last).max(e.occurred_at);
+            }
         }
         Ok(())
     }
@@ -114,6 +125,24 @@ impl SignalStore for MemorySignalStore {
             .collect();
         rows.sort_by_key(|a| a.0);
         Ok(rows)
+    }
+
+    async fn watched_since(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<VideoId>, PortError> {
+        let inner = self.inner.read().map_err(lock_error)?;
+        let mut videos: Vec<VideoId> = inner
+            .watched
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter(|(_, at)| **at >= since)
+            .map(|(v, _)| *v)
+            .collect();
+        videos.sort_unstable();
+        Ok(videos)
     }
 
     async fn most_active_users(

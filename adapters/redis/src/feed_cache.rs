@@ -33,6 +33,12 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 "#;
 
+/// Rewrites a session that still exists, with a new TTL. `KEYS[1]`: the session; `ARGV`: value, TTL (ms).
+const REFRESH_SESSION: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX')
+return 1
+"#;
+
 /// Redis refuses a zero expiry; a session stored for less than a millisecond is gone at once anyway.
 fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
@@ -83,6 +89,21 @@ impl FeedCache for RedisFeedCache {
         ];
         self.redis
             .eval("EVAL store_session", STORE_SESSION, &written, args)
+            .await
+    }
+
+    async fn refresh_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError> {
+        let args = vec![
+            Value::Bytes(Bytes::from(codec::encode(session)?)),
+            Value::Integer(ttl_millis(ttl)),
+        ];
+        self.redis
+            .eval(
+                "EVAL refresh_session",
+                REFRESH_SESSION,
+                &[keys::session(session.user_id, session.id)],
+                args,
+            )
             .await
     }
 

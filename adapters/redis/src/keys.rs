@@ -1,7 +1,7 @@
 //! Key names. Every key of a user shares the hash tag `{<user id>}`, so a user's keys live in one
 //! Redis Cluster slot and the multi-key round trips below never span slots. No I/O.
 
-use vrs_domain::{SessionId, UserId};
+use vrs_domain::{EventType, SessionId, UserId, VideoId};
 
 /// The prefix of every key of `user`: `feed:u:{<user id>}`.
 pub(crate) fn user_prefix(user: UserId) -> String {
@@ -36,6 +36,12 @@ pub(crate) fn watched(user: UserId) -> String {
 /// Event ids of the user's accepted events, scored by Unix milliseconds: `feed:u:{<user id>}:events`.
 pub(crate) fn events(user: UserId) -> String {
     format!("{}:events", user_prefix(user))
+}
+
+/// The claim of the user's reaction of one type on one video:
+/// `feed:u:{<user id>}:r:<video id>:<type>`.
+pub(crate) fn reaction(user: UserId, video: VideoId, event_type: EventType) -> String {
+    format!("{}:r:{video}:{}", user_prefix(user), event_type.as_str())
 }
 
 #[cfg(test)]

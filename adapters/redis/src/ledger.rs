@@ -8,7 +8,7 @@ use fred::prelude::Value;
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_application::ports::{EventLedger, PortError};
-use vrs_domain::UserId;
+use vrs_domain::{EventType, REACTION_WINDOW_SECONDS, Reaction, UserId};
 
 /// How long a recorded event id is remembered.
 pub const LEDGER_RETENTION: Duration = Duration::from_secs(7 * 24 * 3_600);
@@ -36,6 +36,47 @@ for i = 5, #ARGV do
 end
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"#;
+
+/// Claims reactions by the rules of [`Reaction`]. `KEYS[2i-1]`: the claim of reaction `i`,
+/// `KEYS[2i]`: the like claim of its video. `ARGV[1]`: window (ms); then each reaction's event
+/// id; then for each `1` when it is an unlike.
+const CLAIM_REACTIONS: &str = r#"
+local n = #KEYS / 2
+local out = {}
+for i = 1, n do
+  local own, like, id = KEYS[2 * i - 1], KEYS[2 * i], ARGV[1 + i]
+  if ARGV[1 + n + i] == '1' then
+    if redis.call('EXISTS', like) == 1 then
+      redis.call('DEL', like)
+      redis.call('SET', own, id, 'PX', ARGV[1])
+      out[i] = 1
+    elseif redis.call('GET', own) == id then
+      out[i] = 1
+    else
+      out[i] = 0
+    end
+  else
+    local held = redis.call('GET', own)
+    if held == false or held == id then
+      redis.call('SET', own, id, 'PX', ARGV[1])
+      out[i] = 1
+    else
+      out[i] = 0
+    end
+  end
+end
+return out
+"#;
+
+/// Frees each claim `KEYS[i]` that event `ARGV[i]` still holds.
+const RELEASE_REACTIONS: &str = r#"
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then
+    redis.call('DEL', KEYS[i])
+  end
+end
 return 1
 "#;
 
@@ -97,6 +138,87 @@ impl EventLedger for RedisEventLedger {
             ));
         }
         Ok(flags)
+    }
+
+    async fn claim_reactions(
+        &self,
+        user: UserId,
+        reactions: &[Reaction],
+    ) -> Result<Vec<bool>, PortError> {
+        if reactions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = reactions
+            .iter()
+            .flat_map(|r| {
+                [
+                    keys::reaction(user, r.video_id, r.event_type),
+                    keys::reaction(user, r.video_id, EventType::Like),
+                ]
+            })
+            .collect();
+        let mut args = Vec::with_capacity(1 + 2 * reactions.len());
+        args.push(Value::Integer(REACTION_WINDOW_SECONDS * 1_000));
+        args.extend(
+            reactions
+                .iter()
+                .map(|r| Value::from(r.event_id.to_string())),
+        );
+        args.extend(reactions.iter().map(|r| {
+            Value::from(if r.event_type == EventType::Unlike {
+                "1"
+            } else {
+                "0"
+            })
+        }));
+        let reply = self
+            .redis
+            .eval_reply("EVAL claim_reactions", CLAIM_REACTIONS, &keys, args)
+            .await?;
+        let counts = match reply {
+            Value::Array(values) => values
+                .iter()
+                .map(|v| match v {
+                    Value::Integer(n) => Ok(*n == 1),
+                    other => Err(PortError::InvalidData(format!(
+                        "reaction claim reply: {other:?}"
+                    ))),
+                })
+                .collect::<Result<Vec<bool>, PortError>>()?,
+            other => {
+                return Err(PortError::InvalidData(format!(
+                    "reaction claim reply: {other:?}"
+                )));
+            }
+        };
+        if counts.len() != reactions.len() {
+            return Err(PortError::InvalidData(
+                "reaction claim reply has the wrong length".into(),
+            ));
+        }
+        Ok(counts)
+    }
+
+    async fn release_reactions(
+        &self,
+        user: UserId,
+        reactions: &[Reaction],
+    ) -> Result<(), PortError> {
+        if reactions.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = reactions
+            .iter()
+            .map(|r| keys::reaction(user, r.video_id, r.event_type))
+            .collect();
+        let args = reactions
+            .iter()
+            .map(|r| Value::from(r.event_id.to_string()))
+            .collect();
+        self.redis
+            .eval_reply("EVAL release_reactions", RELEASE_REACTIONS, &keys, args)
+            .await
+            .map(|_| ())
     }
 
     async fn record(&self, user: UserId, ids: &[Uuid]) -> Result<(), PortError> {

@@ -28,6 +28,40 @@ where
     invalidate_drops_only_that_users_current_session(make().await).await;
     invalidate_all_drops_every_current_session_but_keeps_cursors(make().await).await;
     sessions_expire_after_their_own_ttl(make().await).await;
+    a_refreshed_session_lives_longer_and_stays_where_it_was(make().await).await;
+}
+
+async fn a_refreshed_session_lives_longer_and_stays_where_it_was(cache: Arc<dyn FeedCache>) {
+    let older = session(user());
+    let newer = session(older.user_id);
+    cache.store_session(&older, SHORT).await.expect("store");
+    cache.store_session(&newer, LONG).await.expect("store");
+    let mut extended = older.clone();
+    extended.expires_at += ChronoDuration::hours(1);
+    cache
+        .refresh_session(&extended, LONG)
+        .await
+        .expect("refresh");
+    assert_eq!(
+        current(cache.as_ref(), older.user_id).await.as_ref(),
+        Some(&newer),
+        "refreshing an older session does not make it current"
+    );
+    tokio::time::sleep(SHORT + Duration::from_millis(600)).await;
+    assert_eq!(
+        by_id(cache.as_ref(), older.user_id, older.id)
+            .await
+            .as_ref(),
+        Some(&extended),
+        "the refreshed session outlives its first TTL, with its new contents"
+    );
+    let gone = session(user());
+    cache.refresh_session(&gone, LONG).await.expect("refresh");
+    assert_eq!(
+        by_id(cache.as_ref(), gone.user_id, gone.id).await,
+        None,
+        "refreshing a session that is not stored does not create it"
+    );
 }
 
 /// A session of three items. Scores and weights are dyadic fractions and times whole

@@ -16,6 +16,75 @@ where
     trending_counts_viewed_videos_best_first(make().await).await;
     creator_affinity_sums_then_floors(make().await).await;
     most_active_users_come_first(make().await).await;
+    watched_history_holds_watches_since_the_exact_time(make().await).await;
+}
+
+async fn watched_history_holds_watches_since_the_exact_time(p: SignalPipeline) {
+    let now = now_micros();
+    let (u, other, c) = (user(), user(), creator());
+    let (watched, completed, earlier, liked) = (video_id(), video_id(), video_id(), video_id());
+    let (rewatched, others) = (video_id(), video_id());
+    let events = vec![
+        event(u, watched, c, EventType::Watch, now - Duration::minutes(5)),
+        event(
+            u,
+            completed,
+            c,
+            EventType::Complete,
+            now - Duration::minutes(20),
+        ),
+        // Watched 40 minutes ago: the window below starts 30 minutes ago, within the same hour
+        // or not, so an hourly rounding would show up.
+        event(u, earlier, c, EventType::Watch, now - Duration::minutes(40)),
+        event(
+            u,
+            rewatched,
+            c,
+            EventType::Watch,
+            now - Duration::minutes(50),
+        ),
+        event(
+            u,
+            rewatched,
+            c,
+            EventType::Watch,
+            now - Duration::minutes(2),
+        ),
+        event(u, liked, c, EventType::Like, now - Duration::minutes(1)),
+        event(
+            other,
+            others,
+            c,
+            EventType::Watch,
+            now - Duration::minutes(1),
+        ),
+    ];
+    publish(p.sink.as_ref(), &events).await;
+    let mut expected = vec![watched, completed, rewatched];
+    expected.sort_unstable();
+    let since = now - Duration::minutes(30);
+    let found = eventually(
+        || async {
+            let mut v = p
+                .store
+                .watched_since(u, since)
+                .await
+                .expect("watched_since");
+            v.sort_unstable();
+            v
+        },
+        |v| *v == expected,
+    )
+    .await;
+    assert_eq!(
+        found, expected,
+        "watches and completes of this user since the exact time, by their latest watch"
+    );
+    assert_eq!(
+        p.store.watched_since(user(), since).await.ok(),
+        Some(vec![]),
+        "a user without watches"
+    );
 }
 
 /// Event times, hours away from the window start so hourly buckets do not blur the boundary.

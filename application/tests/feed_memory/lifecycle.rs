@@ -200,7 +200,8 @@ async fn health_and_feed_are_ready_only_after_the_first_refresh() {
         app.ports.clone(),
         app.snapshot.clone(),
         std::time::Duration::from_secs(300),
-    );
+    )
+    .with_cache_period(std::time::Duration::ZERO);
     let before = health.check().await;
     assert_eq!(
         (before.status, before.ready),

@@ -285,9 +285,10 @@ async fn a_retry_after_a_sink_failure_is_accepted_and_a_repeat_after_success_is_
     assert!(service.record(user(), batch.clone()).await.is_err());
     assert_eq!(
         service.record(user(), batch.clone()).await,
-        Ok(PublishOutcome {
+        Ok(RecordOutcome {
             accepted: 2,
-            duplicates: 0
+            duplicates: 0,
+            repeated_reactions: vec![],
         }),
         "a failed batch was never recorded, so the retry is not a duplicate"
     );
@@ -295,9 +296,10 @@ async fn a_retry_after_a_sink_failure_is_accepted_and_a_repeat_after_success_is_
     repeat.push(new_event(known_video(), EventType::View, None));
     assert_eq!(
         service.record(user(), repeat).await,
-        Ok(PublishOutcome {
+        Ok(RecordOutcome {
             accepted: 1,
-            duplicates: 2
+            duplicates: 2,
+            repeated_reactions: vec![],
         }),
         "events accepted before count as duplicates and are not published again"
     );
@@ -356,4 +358,100 @@ async fn a_watch_reported_by_its_duration_alone_completes_its_share_of_the_video
         "derived from watch_ms and the duration (capped at 1); a given completion is kept; a \
          complete event keeps counting as 1"
     );
+}
+
+#[tokio::test]
+async fn one_account_counts_one_like_of_a_video_however_many_it_sends() {
+    let published = counter();
+    let mut mocks = Mocks::new();
+    let seen = published.clone();
+    mocks.events.expect_publish().returning(move |batch| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        Ok(PublishOutcome {
+            accepted: batch.len(),
+            duplicates: 0,
+        })
+    });
+    let service = engagement(mocks);
+    let likes: Vec<NewEvent> = (0..100)
+        .map(|_| new_event(known_video(), EventType::Like, None))
+        .collect();
+    let outcome = service.record(user(), likes).await.expect("accepted");
+    assert_eq!((outcome.accepted, outcome.duplicates), (1, 99));
+    assert_eq!(outcome.repeated_reactions.len(), 99);
+    let again: Vec<NewEvent> = (0..10)
+        .map(|_| new_event(known_video(), EventType::Like, None))
+        .collect();
+    let outcome = service.record(user(), again).await.expect("accepted");
+    assert_eq!((outcome.accepted, outcome.duplicates), (0, 10));
+    // An unlike cancels it once; then a like counts again, nets to one like.
+    let toggles = vec![
+        new_event(known_video(), EventType::Unlike, None),
+        new_event(known_video(), EventType::Unlike, None),
+        new_event(known_video(), EventType::Like, None),
+    ];
+    let outcome = service.record(user(), toggles).await.expect("accepted");
+    assert_eq!((outcome.accepted, outcome.duplicates), (2, 1));
+    assert_eq!(
+        published.load(Ordering::SeqCst),
+        2,
+        "a batch of repeats alone reaches no sink"
+    );
+    // Another account's like counts.
+    let other = UserId(Uuid::new_v4());
+    let outcome = service
+        .record(other, vec![new_event(known_video(), EventType::Like, None)])
+        .await
+        .expect("accepted");
+    assert_eq!(outcome.accepted, 1);
+}
+
+#[tokio::test]
+async fn a_like_whose_batch_failed_does_not_block_the_next_one() {
+    let attempts = counter();
+    let mut mocks = Mocks::new();
+    let seen = attempts.clone();
+    mocks.events.expect_publish().returning(move |batch| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(down())
+        } else {
+            Ok(PublishOutcome {
+                accepted: batch.len(),
+                duplicates: 0,
+            })
+        }
+    });
+    let service = engagement(mocks);
+    let failed = vec![new_event(known_video(), EventType::Like, None)];
+    assert!(service.record(user(), failed).await.is_err());
+    let outcome = service
+        .record(
+            user(),
+            vec![new_event(known_video(), EventType::Like, None)],
+        )
+        .await
+        .expect("accepted");
+    assert_eq!(
+        outcome.accepted, 1,
+        "the failed batch gave its claim back, so a new like (another id) counts"
+    );
+}
+
+#[tokio::test]
+async fn with_the_ledger_down_reactions_are_still_claimed_once_in_process() {
+    let mut mocks = Mocks::new();
+    let mut ledger = MockEventLedger::new();
+    ledger.expect_recorded().returning(|_, _| Err(down()));
+    ledger.expect_record().returning(|_, _| Err(down()));
+    ledger
+        .expect_claim_reactions()
+        .returning(|_, _| Err(down()));
+    mocks.event_ledger = Some(Arc::new(ledger));
+    let service = engagement(mocks)
+        .with_local_reactions(Arc::new(vrs_adapter_memory::MemoryEventLedger::default()));
+    let likes: Vec<NewEvent> = (0..20)
+        .map(|_| new_event(known_video(), EventType::Share, None))
+        .collect();
+    let outcome = service.record(user(), likes).await.expect("accepted");
+    assert_eq!((outcome.accepted, outcome.duplicates), (1, 19));
 }

@@ -11,6 +11,7 @@ fn probe(name: &'static str, result: Result<(), PortError>) -> Arc<dyn HealthPro
 
 fn health(mocks: Mocks, snapshot: Arc<CandidateSnapshot>) -> HealthService {
     HealthService::new(mocks.ports(), snapshot, std::time::Duration::from_secs(300))
+        .with_cache_period(std::time::Duration::ZERO)
 }
 
 #[tokio::test]

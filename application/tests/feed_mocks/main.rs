@@ -12,18 +12,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 use vrs_application::ports::{
-    HealthProbe, MockClock, MockEventSink, MockFeedCache, MockFollowGraph, MockHealthProbe,
-    MockMediaUrls, MockModelRegistry, MockModelScorer, MockRankingConfigStore, MockSignalStore,
-    MockVideoCatalog, MockViewHistory, PortError, Ports, PublishOutcome,
+    EventLedger, HealthProbe, MockClock, MockEventLedger, MockEventSink, MockFeedCache,
+    MockFollowGraph, MockHealthProbe, MockMediaUrls, MockModelRegistry, MockModelScorer,
+    MockRankingConfigStore, MockSignalStore, MockVideoCatalog, MockViewHistory, PortError, Ports,
+    PublishOutcome,
 };
 use vrs_application::{
     CacheStatus, CacheWarmer, CandidateSnapshot, EngagementError, EngagementService, FeedConfig,
     FeedError, FeedPage, FeedPosition, FeedService, HealthService, HealthStatus, NewEvent,
-    PageRequest, SnapshotState,
+    PageRequest, RecordOutcome, SnapshotState,
 };
 use vrs_domain::{
-    CandidatePool, CreatorId, EventType, FeedSession, Limit, SessionId, Signal, UserId, Video,
-    VideoId, VideoStatus, Weights,
+    CandidatePool, CreatorId, EventType, FeedSession, Limit, Reason, SessionId, SessionItem,
+    Signal, SignalValues, UserId, Video, VideoId, VideoStatus, Weights,
 };
 
 fn now() -> DateTime<Utc> {
@@ -103,6 +104,8 @@ struct Mocks {
     feed_cache: MockFeedCache,
     events: MockEventSink,
     model: Option<MockModelScorer>,
+    /// Replaces the (real, in-memory) event ledger.
+    event_ledger: Option<Arc<dyn EventLedger>>,
     probes: Vec<Arc<dyn HealthProbe>>,
 }
 
@@ -116,6 +119,7 @@ impl Mocks {
             feed_cache: MockFeedCache::new(),
             events: MockEventSink::new(),
             model: None,
+            event_ledger: None,
             probes: Vec::new(),
         }
     }
@@ -140,6 +144,9 @@ impl Mocks {
         self.signals
             .expect_creator_affinity()
             .returning(|_, _| Ok(vec![]));
+        self.signals
+            .expect_watched_since()
+            .returning(|_, _| Ok(vec![]));
         self.history
             .expect_served_since()
             .returning(|_, _| Ok(vec![]));
@@ -158,6 +165,9 @@ impl Mocks {
         self.feed_cache.expect_session().returning(|_, _| Ok(None));
         self.feed_cache
             .expect_store_session()
+            .returning(|_, _| Ok(()));
+        self.feed_cache
+            .expect_refresh_session()
             .returning(|_, _| Ok(()));
         self.events.expect_publish().returning(|batch| {
             Ok(PublishOutcome {
@@ -183,7 +193,9 @@ impl Mocks {
             feed_cache: Arc::new(self.feed_cache),
             events: Arc::new(self.events),
             // A real ledger: use-case tests check deduplication end to end.
-            event_ledger: Arc::new(vrs_adapter_memory::MemoryEventLedger::default()),
+            event_ledger: self
+                .event_ledger
+                .unwrap_or_else(|| Arc::new(vrs_adapter_memory::MemoryEventLedger::default())),
             model: self.model.map(|m| Arc::new(m) as _),
             model_registry: Arc::new(MockModelRegistry::new()),
             media: Arc::new(media),
@@ -440,22 +452,99 @@ async fn cursor_into_a_session_past_its_expiry_is_expired() {
 }
 
 #[tokio::test]
-async fn cursor_with_the_cache_down_gets_a_page_ranked_without_the_cache() {
+async fn cursor_with_the_cache_down_is_unavailable_rather_than_a_page_that_repeats() {
     let mut mocks = Mocks::new();
     mocks
         .feed_cache
         .expect_session()
         .returning(|_, _| Err(down()));
     mocks.feed_cache.expect_store_session().never();
+    let result = mocks
+        .feed()
+        .page(cursor_into(SessionId(Uuid::new_v4())))
+        .await;
+    assert!(
+        matches!(result, Err(FeedError::Unavailable(_))),
+        "a page ranked anew would repeat earlier pages: {result:?}"
+    );
+}
+
+/// A stored session of the snapshot's videos, created `age` ago, expiring at `expires_at`.
+fn stored_session(user: UserId, id: SessionId, expires_at: DateTime<Utc>) -> FeedSession {
+    FeedSession {
+        id,
+        user_id: user,
+        created_at: now() - Duration::hours(1),
+        expires_at,
+        weights: Weights::DEFAULT,
+        items: videos(20)
+            .into_iter()
+            .map(|v| SessionItem {
+                video_id: v.id,
+                creator_id: v.creator_id,
+                score: 0.5,
+                reason: Reason::Fresh,
+                signals: SignalValues::default(),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn every_cursor_handed_out_stays_valid_an_hour() {
+    let mut mocks = Mocks::new();
+    // Five minutes left: the page extends the session before handing out its cursor.
+    mocks
+        .feed_cache
+        .expect_session()
+        .returning(|user, id| Ok(Some(stored_session(user, id, now() + Duration::minutes(5)))));
+    let refreshed = counter();
+    let seen = refreshed.clone();
+    mocks
+        .feed_cache
+        .expect_refresh_session()
+        .times(1)
+        .returning(move |session, ttl| {
+            assert!(session.expires_at >= now() + Duration::hours(1));
+            assert!(ttl >= std::time::Duration::from_secs(3_600));
+            seen.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
     let page = mocks
         .feed()
         .page(cursor_into(SessionId(Uuid::new_v4())))
         .await
-        .expect("a page despite the cache being down");
-    assert_eq!(page.cache, CacheStatus::Bypass);
+        .expect("page");
+    let next = page.next.expect("a next page");
+    assert!(next.expires_at >= now() + Duration::hours(1), "{next:?}");
+    assert_eq!(refreshed.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_cursor_page_with_the_history_down_leaves_out_what_the_signal_store_saw_watched() {
+    let mut mocks = Mocks::new();
+    let watched: Vec<VideoId> = videos(20).iter().skip(5).take(3).map(|v| v.id).collect();
+    let archived = watched.clone();
+    mocks
+        .history
+        .expect_watched_since()
+        .returning(|_, _| Err(down()));
+    mocks
+        .signals
+        .expect_watched_since()
+        .returning(move |_, _| Ok(archived.clone()));
+    mocks
+        .feed_cache
+        .expect_session()
+        .returning(|user, id| Ok(Some(stored_session(user, id, now() + Duration::hours(2)))));
+    let page = mocks
+        .feed()
+        .page(cursor_into(SessionId(Uuid::new_v4())))
+        .await
+        .expect("page");
     assert!(!page.items.is_empty());
     assert!(
-        page.next.is_none(),
-        "nothing to continue from without the cache"
+        page.items.iter().all(|i| !watched.contains(&i.video.id)),
+        "watched videos are left out"
     );
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 use uuid::Uuid;
-use vrs_adapter_http::auth::UserRateLimiter;
+use vrs_adapter_http::auth::{AuthFailureLimit, AuthFailureLimiter, UserRateLimiter};
 use vrs_adapter_http::{
     AppState, AuthConfig, Authenticator, CursorCodec, HttpConfig, RateLimit, router,
 };
@@ -92,6 +92,14 @@ pub fn sign(claims: &Value, key: &TestKey, kid: Option<&str>) -> String {
     jsonwebtoken::encode(&header, claims, &key.encoding_key()).expect("sign token")
 }
 
+/// A valid token with the admin role.
+pub fn admin_token_for(user: Uuid) -> String {
+    let k = &keys().primary;
+    let mut c = claims(user);
+    c["role"] = json!("admin");
+    sign(&c, k, Some(k.kid))
+}
+
 /// A valid token of `user`, signed with the primary key.
 pub fn token_for(user: Uuid) -> String {
     let k = &keys().primary;
@@ -106,6 +114,8 @@ pub struct Options {
     /// Build the candidate snapshot before serving (else feeds are not ready).
     pub refresh: bool,
     pub rate_limit: Option<RateLimit>,
+    pub auth_failures: Option<AuthFailureLimit>,
+    pub event_limit: Option<RateLimit>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     /// Replaces the memory feed cache.
@@ -113,6 +123,8 @@ pub struct Options {
     /// Health probes added to the memory one.
     pub probes: Vec<Arc<dyn HealthProbe>>,
     pub http: HttpConfig,
+    /// How long a health report is reused (zero: every request checks).
+    pub health_cache: std::time::Duration,
 }
 
 impl Default for Options {
@@ -121,11 +133,14 @@ impl Default for Options {
             videos: 60,
             refresh: true,
             rate_limit: None,
+            auth_failures: None,
+            event_limit: None,
             issuer: None,
             audience: None,
             feed_cache: None,
             probes: Vec::new(),
             http: HttpConfig::default(),
+            health_cache: std::time::Duration::ZERO,
         }
     }
 }
@@ -225,11 +240,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         admin: Arc::new(AdminService::new(ports.clone(), warmer)),
         feed,
         engagement: Arc::new(EngagementService::new(ports.clone(), snapshot.clone())),
-        health: Arc::new(HealthService::new(
-            ports.clone(),
-            snapshot,
-            std::time::Duration::from_secs(300),
-        )),
+        health: Arc::new(
+            HealthService::new(ports.clone(), snapshot, std::time::Duration::from_secs(300))
+                .with_cache_period(options.health_cache),
+        ),
         auth: Arc::new(Authenticator::new(auth)),
         cursors: Arc::new(CursorCodec::new(CURSOR_KEY)),
         clock: clock.clone(),
@@ -237,6 +251,13 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         rate_limiter: options
             .rate_limit
             .map(|limit| Arc::new(UserRateLimiter::new(limit))),
+        event_limiter: options
+            .event_limit
+            .map(|limit| Arc::new(UserRateLimiter::new(limit))),
+        auth_failures: options
+            .auth_failures
+            .clone()
+            .map(|limit| Arc::new(AuthFailureLimiter::new(limit))),
         version: "9.9.9-test",
     };
     TestApp {
@@ -366,6 +387,13 @@ impl FeedCache for HangingFeedCache {
         Ok(None)
     }
     async fn store_session(
+        &self,
+        _: &FeedSession,
+        _: std::time::Duration,
+    ) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn refresh_session(
         &self,
         _: &FeedSession,
         _: std::time::Duration,
