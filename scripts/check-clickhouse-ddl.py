@@ -91,6 +91,7 @@ def main():
         "video_stats": [[video, "0", "1", "1", "0.75", "1", "0", "0", "0", "0"]],
         "trending": [[video]],
         "affinity": [[creator, "5.5"]],
+        "watched_since": [[video]],
         "most_active_users": [[NIL, "3"]],
         "health": [["1"]],
     }

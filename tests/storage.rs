@@ -58,6 +58,8 @@ fn migrate_applies_each_file_once_and_production_refuses_a_stale_schema() {
         ("DATABASE_URL", pg.url()),
         ("APP_ENV", "production".to_owned()),
         ("JWT_PUBLIC_KEY", "unused".to_owned()),
+        ("JWT_ISSUER", "https://auth.nova.example".to_owned()),
+        ("JWT_AUDIENCE", "video-ranking-service".to_owned()),
         (
             "CURSOR_SECRET",
             "0123456789abcdef0123456789abcdef".to_owned(),

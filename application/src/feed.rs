@@ -235,7 +235,6 @@ impl FeedService {
             // client retries the cursor (it stays valid) rather than get repeats.
             Err(e) => return Err(FeedError::Unavailable(e)),
         };
-        self.keep_for_cursors(&mut session, now).await;
         let servable = |item: &SessionItem| {
             !watched.contains(&item.video_id) && state.pool.get(&item.video_id).is_some()
         };
@@ -247,6 +246,9 @@ impl FeedService {
             self.config.ranking.diversity_window,
             self.config.ranking.max_per_creator_in_window,
         );
+        if slice.next.is_some() {
+            self.keep_for_cursors(&mut session, now).await;
+        }
         Ok(self.render(state, &session, &slice, request.explain, CacheStatus::Hit))
     }
 
@@ -273,15 +275,16 @@ impl FeedService {
         }
     }
 
-    /// Extends `session` so that a cursor handed out now stays valid for `cursor_ttl`.
+    /// Extends `session` so that a cursor handed out now stays valid for `cursor_ttl`: when less
+    /// is left, by two of them, so a session scrolled through for long is rewritten at most once
+    /// per `cursor_ttl`.
     async fn keep_for_cursors(&self, session: &mut FeedSession, now: DateTime<Utc>) {
-        let wanted = now + self.config.cursor_ttl;
-        if session.expires_at >= wanted {
+        if session.expires_at >= now + self.config.cursor_ttl {
             return;
         }
         let previous = session.expires_at;
-        session.expires_at = wanted;
-        let ttl = self.config.cursor_ttl.to_std().unwrap_or_default();
+        session.expires_at = now + self.config.cursor_ttl * 2;
+        let ttl = (self.config.cursor_ttl * 2).to_std().unwrap_or_default();
         if let Err(e) = self.ports.feed_cache.refresh_session(session, ttl).await {
             // The cursor then promises only what the store still holds.
             tracing::warn!(error = %e, "could not extend the feed session");
@@ -325,7 +328,6 @@ impl FeedService {
                 if session.expires_at - self.config.cursor_ttl > now
                     && session.count(unseen) >= request.limit.get() =>
             {
-                self.keep_for_cursors(&mut session, now).await;
                 let slice = session.slice_diverse(
                     0,
                     request.limit,
@@ -334,6 +336,9 @@ impl FeedService {
                     self.config.ranking.diversity_window,
                     self.config.ranking.max_per_creator_in_window,
                 );
+                if slice.next.is_some() {
+                    self.keep_for_cursors(&mut session, now).await;
+                }
                 return Ok(self.render(state, &session, &slice, request.explain, CacheStatus::Hit));
             }
             Ok(_) => true,

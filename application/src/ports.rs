@@ -280,7 +280,7 @@ pub trait FeedCache: Send + Sync {
     async fn store_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError>;
 
     /// Stores `session` again (e.g. with a later `expires_at`) for `ttl`, without making it the
-    /// user's current one. A session that is gone stays gone.
+    /// user's current one. Fails when the session is no longer stored: it is not created again.
     async fn refresh_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError>;
 
     /// Drops the user's current session, so the next first page is ranked anew.

@@ -457,11 +457,19 @@ impl Config {
                 10,
                 "expected a whole number (0 disables)",
             )?,
-            auth_failures_per_ip_burst: v.parse(
+            auth_failures_per_ip_burst: match v.parse(
                 "AUTH_FAILURES_PER_IP_BURST",
-                100,
+                100u32,
                 "expected a positive whole number",
-            )?,
+            )? {
+                0 => {
+                    return Err(ConfigError {
+                        var: "AUTH_FAILURES_PER_IP_BURST",
+                        message: "must be at least 1 (set AUTH_FAILURES_PER_IP_PER_SECOND=0 to disable the limit)".into(),
+                    });
+                }
+                n => n,
+            },
             events_per_user_per_second: v.parse(
                 "EVENTS_PER_USER_PER_SECOND",
                 50,

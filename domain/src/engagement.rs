@@ -78,18 +78,38 @@ impl EventType {
     }
 }
 
-/// How long a like, share or comment of one user on one video counts once: a repeat within it is
-/// a duplicate, so one account cannot inflate a video's engagement.
+/// How long a share or comment of one user on one video counts once (and an unlike's claim is
+/// kept for its retries): a repeat within it is a duplicate, so one account cannot inflate a
+/// video's engagement.
 pub const REACTION_WINDOW_SECONDS: i64 = 7 * 24 * 3_600;
+
+/// How long a like is remembered: as long as events count in affinity (90 days), so an unlike
+/// long after the like still cancels it, and a like cannot be repeated every week.
+pub const LIKE_WINDOW_SECONDS: i64 = 90 * 24 * 3_600;
+
+impl EventType {
+    /// How long a claim of this reaction type is held.
+    pub fn claim_window_seconds(self) -> i64 {
+        if self == Self::Like {
+            LIKE_WINDOW_SECONDS
+        } else {
+            REACTION_WINDOW_SECONDS
+        }
+    }
+}
 
 /// One reaction of a batch, to be claimed before it counts.
 ///
-/// Rules (per user, video and type, within [`REACTION_WINDOW_SECONDS`]):
+/// Rules (per user, video and type, within the type's claim window: 90 days for likes, 7 days
+/// for the others):
 /// - `like`, `share`, `comment` count when no event of that type holds the claim, or when this very
 ///   event (by id: a client's retry) does; counting claims it.
-/// - `unlike` counts only when it cancels a like: it frees the like's claim (so a later like counts
-///   again, and the pair nets to zero) and holds an `unlike` claim for its own retries. An `unlike`
-///   with no like to cancel does not count, so unlikes cannot drive a video's likes down.
+/// - `unlike` counts when it is a retry of an unlike that counted, or when it cancels a like: it
+///   frees the like's claim (so a later like counts again, and the pair nets to zero) and holds an
+///   `unlike` claim, remembering the like it cancelled. An `unlike` with no like to cancel does not
+///   count, so unlikes cannot drive a video's likes down.
+/// - Releasing a claim (its batch was not accepted) frees it; releasing an unlike puts back the
+///   like it cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Reaction {
     pub event_id: Uuid,

@@ -98,7 +98,8 @@ pub struct FeedSession {
 /// The positions of a page within its session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageSlice {
-    /// Indexes into `FeedSession::items`, in order.
+    /// Indexes into `FeedSession::items`, in the order they are served (session order, except
+    /// where the diversity re-check of [`FeedSession::slice_diverse`] holds one back).
     pub indexes: Vec<usize>,
     /// Where the next page starts; `None` when nothing servable remains after this page.
     pub next: Option<usize>,
@@ -131,8 +132,8 @@ impl FeedSession {
 
     /// Like [`FeedSession::slice`], but the page also meets the diversity rules on its own: no two
     /// adjacent items of one creator and at most `max_per_window` of one creator in any `window`
-    /// consecutive items, counting the end of the previous page (the servable items before
-    /// `start`). Leaving out watched, deleted or already served items can bring two videos of one
+    /// consecutive items, counting the end of the previous page (approximated by the servable
+    /// items just before `start`). Leaving out watched, deleted or already served items can bring two videos of one
     /// creator together; such an item waits for a later slot of the page, and one that finds
     /// none is left out of the session. Only when nothing else is left does an item that breaks
     /// the rules still fill the page.
@@ -178,7 +179,8 @@ impl FeedSession {
                 recent.push(self.items[i].creator_id);
                 continue;
             }
-            if position >= self.items.len() || waiting.len() >= limit.get() {
+            // At most a window's worth waits: past that, the rules cannot be met nearby anyway.
+            if position >= self.items.len() || waiting.len() >= window.max(1) {
                 // Nothing fits any more: what waits fills the page rather than be lost.
                 if waiting.is_empty() {
                     break;

@@ -13,7 +13,8 @@ pub mod video;
 pub mod weights;
 
 pub use engagement::{
-    EngagementEvent, EventError, EventType, REACTION_WINDOW_SECONDS, Reaction, VideoStats,
+    EngagementEvent, EventError, EventType, LIKE_WINDOW_SECONDS, REACTION_WINDOW_SECONDS, Reaction,
+    VideoStats,
 };
 pub use feed::{FeedSession, Limit, LimitError, PageSlice, Reason, SessionItem};
 pub use ids::{CreatorId, SessionId, UserId, VideoId};

@@ -517,6 +517,11 @@ impl<'a> Selection<'a> {
             let hopeful = match bound.as_mut() {
                 Some(b) => {
                     budget = budget.saturating_sub(4);
+                    // The head may lie past the ordered prefix: order the rest before reading
+                    // its tier.
+                    if self.head >= self.sorted {
+                        self.sort_rest();
+                    }
                     let (window, max) = (self.window, self.max_in_window);
                     b.can_fill(self.target - depth, tier(&self.scored[self.head]), |n| {
                         most_per_creator(n, window, max)

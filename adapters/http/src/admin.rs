@@ -8,7 +8,7 @@ use crate::router::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -94,8 +94,9 @@ pub struct WarmupResponse {
 pub async fn cache_warmup(
     State(state): State<AppState>,
     _admin: AdminUser,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WarmupResponse>, ApiError> {
+    let body = body.map_err(|r| crate::router::unreadable_body(&r, r.status(), MAX_BODY_BYTES))?;
     // An empty body takes every default.
     let request: WarmupRequest = if body.iter().all(u8::is_ascii_whitespace) {
         WarmupRequest {
@@ -166,7 +167,7 @@ pub async fn invalidate_cache(
     _admin: AdminUser,
     body: Result<Json<InvalidateRequest>, JsonRejection>,
 ) -> Result<Json<InvalidateResponse>, ApiError> {
-    let Json(request) = body.map_err(json_rejection)?;
+    let Json(request) = body.map_err(|r| json_rejection(r, MAX_BODY_BYTES))?;
     let what = match (request.user_ids, request.all) {
         (Some(ids), false) => Invalidation::Users(ids.into_iter().map(UserId).collect()),
         (None, true) => Invalidation::All,
@@ -260,7 +261,7 @@ pub async fn put_weights(
     _admin: AdminUser,
     body: Result<Json<SignalSetDto>, JsonRejection>,
 ) -> Result<Json<WeightSetDto>, ApiError> {
-    let Json(raw) = body.map_err(json_rejection)?;
+    let Json(raw) = body.map_err(|r| json_rejection(r, MAX_BODY_BYTES))?;
     let weights = Weights::new(
         raw.freshness,
         raw.completion,

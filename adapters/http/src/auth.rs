@@ -325,24 +325,33 @@ impl AuthFailureLimiter {
         }
     }
 
-    /// The client's address: the configured proxy header's rightmost valid entry, else the peer.
+    /// The client's address: the last entry of the configured proxy header (the one the proxy
+    /// appended; entries before it are whatever the client sent), else the connection's peer.
+    /// IPv6 addresses count per /64, the block one subscriber gets.
     pub fn client_ip(&self, parts: &Parts) -> Option<IpAddr> {
-        if let Some(name) = &self.client_ip_header
-            && let Some(ip) = parts
-                .headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-                .next_back()
-        {
-            return Some(ip);
-        }
-        parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
+        let forwarded = self.client_ip_header.as_ref().and_then(|name| {
+            let last = parts.headers.get_all(name).iter().next_back()?;
+            let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+            entry
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        });
+        let ip = forwarded.or_else(|| {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip())
+        })?;
+        Some(match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(v6) & !((1u128 << 64) - 1),
+                )),
+            },
+            v4 => v4,
+        })
     }
 
     /// Seconds until `ip` may try again, when it is blocked now.

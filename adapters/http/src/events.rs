@@ -41,7 +41,7 @@ pub async fn post_events(
     auth: AuthUser,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<EventsAccepted>), ApiError> {
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(body) = body.map_err(|r| json_rejection(r, MAX_BODY_BYTES))?;
     let events = parse_batch(&body)?;
     if let Some(limiter) = &state.event_limiter
         && !limiter.check_n(&auth.user_id, events.len())
@@ -65,20 +65,23 @@ pub async fn post_events(
     ))
 }
 
-pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
+pub(crate) fn json_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
     let status = rejection.status();
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-        _ => "invalid_json",
-    };
-    let message = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "the body is larger than this route accepts".to_owned(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "the body must be application/json".to_owned(),
-        _ => rejection.body_text(),
-    };
-    ApiError::new(status, code, message)
+    match &rejection {
+        JsonRejection::BytesRejection(_) => {
+            crate::router::unreadable_body(&rejection, status, limit)
+        }
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => crate::router::body_too_large(limit),
+        _ if status == StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            status,
+            "unsupported_media_type",
+            "the body must be application/json",
+        ),
+        _ if status == StatusCode::UNPROCESSABLE_ENTITY => {
+            ApiError::new(status, "invalid_body", rejection.body_text())
+        }
+        _ => ApiError::new(status, "invalid_json", rejection.body_text()),
+    }
 }
 
 /// Shapes the body into events, naming the index and field of the first invalid one.

@@ -80,59 +80,87 @@ struct BodyRules {
     timeout: Duration,
 }
 
-/// Reads the whole request body before the handler (and its timeout) starts: a body over the
-/// group's limit gets 413 naming the limit, one that does not arrive in time gets 408 and the
-/// connection is closed.
-async fn read_body(
+/// Why a request body stopped: it did not arrive whole in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+/// Bounds the request body before any handler sees it, without reading it: a declared length
+/// over the group's limit gets 413 at once; otherwise the body fails with [`BodyTimedOut`] (a 408)
+/// if it has not arrived whole within the group's timeout. The body itself is read only by the
+/// handler's extractors, after authentication, so an unauthenticated client never gets a body
+/// buffered. A 408 closes the connection.
+async fn bound_body(
     axum::extract::State(rules): axum::extract::State<BodyRules>,
     request: Request,
     next: Next,
 ) -> Response {
-    use http_body_util::BodyExt;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body must not exceed {} bytes", rules.limit),
-        )
-        .into_response()
-    };
-    let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
+    use futures::StreamExt;
+    let declared = request
+        .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > rules.limit as u64) {
-        return too_large();
+        return body_too_large(rules.limit).into_response();
     }
-    let limited = http_body_util::Limited::new(body, rules.limit);
-    let bytes = match tokio::time::timeout(rules.timeout, limited.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Ok(Err(_)) => {
-            return ApiError::bad_request("invalid_body", "the request body could not be read")
-                .into_response();
-        }
-        Err(_) => {
-            let mut response = ApiError::new(
+    let deadline = tokio::time::Instant::now() + rules.timeout;
+    let request = request.map(|body| {
+        let timed =
+            futures::stream::unfold(Some(body.into_data_stream()), move |stream| async move {
+                let mut stream = stream?;
+                match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Ok(Some(chunk)) => Some((chunk.map_err(axum::BoxError::from), Some(stream))),
+                    Ok(None) => None,
+                    Err(_) => Some((Err(axum::BoxError::from(BodyTimedOut)), None)),
+                }
+            });
+        axum::body::Body::from_stream(timed)
+    });
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::REQUEST_TIMEOUT {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// The 413 of a body over `limit` bytes.
+pub(crate) fn body_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body must not exceed {limit} bytes"),
+    )
+}
+
+/// The answer to a body that could not be read: 408 when it did not arrive in time, 413 over
+/// `limit`, else 400.
+pub(crate) fn unreadable_body(
+    error: &(dyn std::error::Error + 'static),
+    status: StatusCode,
+    limit: usize,
+) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return body_too_large(limit);
+    }
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<BodyTimedOut>() {
+            return ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
-                format!(
-                    "the request body did not arrive within {} seconds",
-                    rules.timeout.as_secs()
-                ),
-            )
-            .into_response();
-            response.headers_mut().insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("close"),
+                "the request body did not arrive in time",
             );
-            return response;
         }
-    };
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+        if e.is::<http_body_util::LengthLimitError>() {
+            return body_too_large(limit);
+        }
+        cause = e.source();
+    }
+    ApiError::bad_request("invalid_body", "the request body could not be read")
 }
 
 /// The OpenAPI document of every route, as a JSON value.
@@ -183,7 +211,7 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
                 limit: events::MAX_BODY_BYTES,
                 timeout: config.body_read_timeout,
             },
-            read_body,
+            bound_body,
         ));
     // A warm-up of many users or a full invalidation runs within its request, and a list of
     // 10,000 user ids is larger than an event batch.
@@ -198,7 +226,7 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
                 limit: admin::MAX_BODY_BYTES,
                 timeout: config.body_read_timeout,
             },
-            read_body,
+            bound_body,
         ));
     api.merge(operators)
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })

@@ -313,7 +313,7 @@ async fn documented_schemas_carry_the_contract_fields() {
     assert_eq!(types.len(), 9, "{types:?}");
     assert_eq!(
         properties(&doc, "EventsAccepted"),
-        set(&["accepted", "duplicates"])
+        set(&["accepted", "duplicates", "repeated_reactions"])
     );
     assert_eq!(
         properties(&doc, "HealthResponse"),

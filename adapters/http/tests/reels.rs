@@ -312,10 +312,35 @@ async fn an_expired_cursor_is_invalid() {
     let token = token_for(Uuid::new_v4());
     let page = app.page(&token, "limit=5").await;
     let cursor = page["next_cursor"].as_str().expect("cursor");
-    // Sessions live one hour plus at most five minutes of jitter.
-    app.clock.advance(Duration::hours(2));
+    // Sessions are reused for an hour (plus at most five minutes of jitter), then kept an hour
+    // longer for their cursors.
+    app.clock.advance(Duration::hours(3));
     let response = app.reels(&token, &format!("limit=5&cursor={cursor}")).await;
     assert_error(&response, StatusCode::BAD_REQUEST, "invalid_cursor");
+}
+
+#[tokio::test]
+async fn every_cursor_stays_valid_an_hour_after_it_was_handed_out() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let first = app.page(&token, "limit=5").await;
+    let mut cursor = first["next_cursor"].as_str().expect("cursor").to_owned();
+    // Page on through the session, each time just before the last cursor's hour is up: the
+    // session itself would have expired long ago.
+    for step in 0..4 {
+        app.clock.advance(Duration::minutes(59));
+        let response = app.reels(&token, &format!("limit=5&cursor={cursor}")).await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "step {step}: {}",
+            response.text()
+        );
+        cursor = response.json()["next_cursor"]
+            .as_str()
+            .unwrap_or_else(|| panic!("step {step}: a next cursor"))
+            .to_owned();
+    }
 }
 
 #[tokio::test]

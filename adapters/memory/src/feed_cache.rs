@@ -122,15 +122,18 @@ impl FeedCache for MemoryFeedCache {
 
     async fn refresh_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError> {
         let key = (session.user_id, session.id);
-        if self.sessions.contains_key(&key) {
-            self.sessions.insert(
-                key,
-                Entry {
-                    value: Arc::new(session.clone()),
-                    ttl,
-                },
-            );
+        if !self.sessions.contains_key(&key) {
+            return Err(PortError::InvalidData(
+                "the session to extend is gone".into(),
+            ));
         }
+        self.sessions.insert(
+            key,
+            Entry {
+                value: Arc::new(session.clone()),
+                ttl,
+            },
+        );
         Ok(())
     }
 

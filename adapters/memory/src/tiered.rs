@@ -73,9 +73,10 @@ impl TieredFeedCache {
 impl FeedCache for TieredFeedCache {
     async fn current_session(&self, user: UserId) -> Result<Option<FeedSession>, PortError> {
         match self.shared.current_session(user).await {
-            Ok(Some(session)) => Ok(Some(session)),
-            // A session ranked while the shared cache was down (or lost by it) is still current.
-            Ok(None) => self.local.current_session(user).await,
+            // The shared cache decides while it answers: an invalidation on any replica ends the
+            // session everywhere, and a session ranked here during an outage stops being current
+            // once the shared cache is back (its cursors still continue, by id).
+            Ok(found) => Ok(found),
             Err(e) => {
                 fell_back("feed_cache", "read", &e);
                 self.local.current_session(user).await
@@ -108,7 +109,8 @@ impl FeedCache for TieredFeedCache {
     }
 
     async fn refresh_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError> {
-        self.local.refresh_session(session, ttl).await?;
+        // The local copy may be gone (evicted) while the shared one is not.
+        let _ = self.local.refresh_session(session, ttl).await;
         match self.shared.refresh_session(session, ttl).await {
             Ok(()) => Ok(()),
             Err(e) if self.local.holds(session.user_id, session.id) => {

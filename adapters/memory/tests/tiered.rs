@@ -202,8 +202,15 @@ async fn sessions_stored_or_read_before_an_outage_continue_during_it() {
             .flatten()
             .as_ref(),
         Some(&during),
-        "and still does once the shared cache, which never got it, is back"
+        "its cursors still continue once the shared cache, which never got it, is back"
     );
+    assert_eq!(
+        tiered.current_session(user).await.ok().flatten().as_ref(),
+        Some(&unseen),
+        "but the shared cache decides which session is current again"
+    );
+    tiered.invalidate(user).await.expect("invalidate");
+    assert_eq!(tiered.current_session(user).await.ok().flatten(), None);
 }
 
 #[tokio::test]

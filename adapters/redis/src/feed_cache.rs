@@ -34,9 +34,10 @@ return 1
 "#;
 
 /// Rewrites a session that still exists, with a new TTL. `KEYS[1]`: the session; `ARGV`: value, TTL (ms).
+/// Answers 0 when the session is gone (evicted or expired): it is not extended then.
 const REFRESH_SESSION: &str = r#"
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX')
-return 1
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX') then return 1 end
+return 0
 "#;
 
 /// Redis refuses a zero expiry; a session stored for less than a millisecond is gone at once anyway.
@@ -97,14 +98,22 @@ impl FeedCache for RedisFeedCache {
             Value::Bytes(Bytes::from(codec::encode(session)?)),
             Value::Integer(ttl_millis(ttl)),
         ];
-        self.redis
-            .eval(
+        let reply = self
+            .redis
+            .eval_reply(
                 "EVAL refresh_session",
                 REFRESH_SESSION,
                 &[keys::session(session.user_id, session.id)],
                 args,
             )
-            .await
+            .await?;
+        match reply {
+            Value::Integer(1) => Ok(()),
+            // A cursor must not promise a session that is no longer there.
+            _ => Err(PortError::InvalidData(
+                "the session to extend is gone".into(),
+            )),
+        }
     }
 
     async fn invalidate(&self, user: UserId) -> Result<(), PortError> {

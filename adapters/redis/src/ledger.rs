@@ -8,7 +8,7 @@ use fred::prelude::Value;
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_application::ports::{EventLedger, PortError};
-use vrs_domain::{EventType, REACTION_WINDOW_SECONDS, Reaction, UserId};
+use vrs_domain::{EventType, LIKE_WINDOW_SECONDS, REACTION_WINDOW_SECONDS, Reaction, UserId};
 
 /// How long a recorded event id is remembered.
 pub const LEDGER_RETENTION: Duration = Duration::from_secs(7 * 24 * 3_600);
@@ -40,41 +40,50 @@ return 1
 "#;
 
 /// Claims reactions by the rules of [`Reaction`]. `KEYS[2i-1]`: the claim of reaction `i`,
-/// `KEYS[2i]`: the like claim of its video. `ARGV[1]`: window (ms); then each reaction's event
-/// id; then for each `1` when it is an unlike.
+/// `KEYS[2i]`: the like claim of its video. `ARGV[1]`: the like window (ms), `ARGV[2]`: the other
+/// types' (ms); then each reaction's event id; then each one's kind: `l` like, `u` unlike, `o`
+/// other. A claim holds its event id; an unlike's holds `<id>|<id of the like it cancelled>`.
 const CLAIM_REACTIONS: &str = r#"
 local n = #KEYS / 2
 local out = {}
 for i = 1, n do
-  local own, like, id = KEYS[2 * i - 1], KEYS[2 * i], ARGV[1 + i]
-  if ARGV[1 + n + i] == '1' then
-    if redis.call('EXISTS', like) == 1 then
+  local own, like, id, kind = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i], ARGV[2 + n + i]
+  local held = redis.call('GET', own)
+  if held and (held == id or string.sub(held, 1, #id + 1) == id .. '|') then
+    out[i] = 1
+  elseif kind == 'u' then
+    local liked = redis.call('GET', like)
+    if liked then
       redis.call('DEL', like)
-      redis.call('SET', own, id, 'PX', ARGV[1])
-      out[i] = 1
-    elseif redis.call('GET', own) == id then
+      redis.call('SET', own, id .. '|' .. liked, 'PX', ARGV[2])
       out[i] = 1
     else
       out[i] = 0
     end
+  elseif held then
+    out[i] = 0
   else
-    local held = redis.call('GET', own)
-    if held == false or held == id then
-      redis.call('SET', own, id, 'PX', ARGV[1])
-      out[i] = 1
-    else
-      out[i] = 0
-    end
+    redis.call('SET', own, id, 'PX', kind == 'l' and ARGV[1] or ARGV[2])
+    out[i] = 1
   end
 end
 return out
 "#;
 
-/// Frees each claim `KEYS[i]` that event `ARGV[i]` still holds.
+/// Frees each claim `KEYS[2i-1]` that event `ARGV[1 + i]` still holds; an unlike's puts back the
+/// like it cancelled at `KEYS[2i]` (unless a newer like holds it). `ARGV[1]`: the like window (ms).
 const RELEASE_REACTIONS: &str = r#"
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[i] then
-    redis.call('DEL', KEYS[i])
+for i = 1, #KEYS / 2 do
+  local own, like, id = KEYS[2 * i - 1], KEYS[2 * i], ARGV[1 + i]
+  local held = redis.call('GET', own)
+  if held == id then
+    redis.call('DEL', own)
+  elseif held and string.sub(held, 1, #id + 1) == id .. '|' then
+    redis.call('DEL', own)
+    local liked = string.sub(held, #id + 2)
+    if liked ~= '' then
+      redis.call('SET', like, liked, 'PX', ARGV[1], 'NX')
+    end
   end
 end
 return 1
@@ -209,12 +218,20 @@ impl EventLedger for RedisEventLedger {
         }
         let keys: Vec<String> = reactions
             .iter()
-            .map(|r| keys::reaction(user, r.video_id, r.event_type))
+            .flat_map(|r| {
+                [
+                    keys::reaction(user, r.video_id, r.event_type),
+                    keys::reaction(user, r.video_id, EventType::Like),
+                ]
+            })
             .collect();
-        let args = reactions
-            .iter()
-            .map(|r| Value::from(r.event_id.to_string()))
-            .collect();
+        let mut args = Vec::with_capacity(1 + reactions.len());
+        args.push(Value::Integer(LIKE_WINDOW_SECONDS * 1_000));
+        args.extend(
+            reactions
+                .iter()
+                .map(|r| Value::from(r.event_id.to_string())),
+        );
         self.redis
             .eval_reply("EVAL release_reactions", RELEASE_REACTIONS, &keys, args)
             .await

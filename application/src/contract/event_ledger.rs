@@ -19,6 +19,48 @@ where
     an_unlike_counts_only_when_it_cancels_a_like(make().await).await;
     released_claims_count_again(make().await).await;
     concurrent_claims_count_one_like(make().await).await;
+    a_released_unlike_puts_its_like_back(make().await).await;
+}
+
+async fn a_released_unlike_puts_its_like_back(ledger: Arc<dyn EventLedger>) {
+    let user = super::user();
+    let v = super::video_id();
+    let like = reaction(v, EventType::Like);
+    let unlike = reaction(v, EventType::Unlike);
+    assert_eq!(
+        ledger.claim_reactions(user, &[like, unlike]).await.ok(),
+        Some(vec![true, true])
+    );
+    // The unlike's batch was not accepted.
+    assert!(ledger.release_reactions(user, &[unlike]).await.is_ok());
+    assert_eq!(
+        ledger
+            .claim_reactions(user, &[reaction(v, EventType::Like)])
+            .await
+            .ok(),
+        Some(vec![false]),
+        "the like is back: another like does not count"
+    );
+    assert_eq!(
+        ledger.claim_reactions(user, &[unlike]).await.ok(),
+        Some(vec![true]),
+        "the unlike's retry cancels it"
+    );
+    // A retry of a counted unlike after a new like cancels nothing more.
+    let relike = reaction(v, EventType::Like);
+    assert_eq!(
+        ledger.claim_reactions(user, &[relike, unlike]).await.ok(),
+        Some(vec![true, true]),
+        "the retry counts as the same event"
+    );
+    assert_eq!(
+        ledger
+            .claim_reactions(user, &[reaction(v, EventType::Like)])
+            .await
+            .ok(),
+        Some(vec![false]),
+        "and the new like still holds its claim"
+    );
 }
 
 fn reaction(video: VideoId, event_type: EventType) -> Reaction {

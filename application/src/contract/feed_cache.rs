@@ -56,7 +56,10 @@ async fn a_refreshed_session_lives_longer_and_stays_where_it_was(cache: Arc<dyn 
         "the refreshed session outlives its first TTL, with its new contents"
     );
     let gone = session(user());
-    cache.refresh_session(&gone, LONG).await.expect("refresh");
+    assert!(
+        cache.refresh_session(&gone, LONG).await.is_err(),
+        "a session that is gone cannot be extended"
+    );
     assert_eq!(
         by_id(cache.as_ref(), gone.user_id, gone.id).await,
         None,
