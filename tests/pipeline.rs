@@ -298,6 +298,12 @@ async fn every_documented_metric_is_exported(svc: &Service) {
                 .unwrap_or(name)
         })
         .collect();
+    // Every store answered: nothing fell back to a replica's own tier or ledger.
+    for line in text.lines().filter(|l| {
+        l.starts_with("event_ledger_errors_total") || l.starts_with("feed_store_fallbacks_total")
+    }) {
+        assert!(line.ends_with(" 0"), "a healthy stack fell back: {line}");
+    }
     let documented = documented_metrics();
     assert!(
         documented.len() >= 30,

@@ -90,6 +90,9 @@ impl CacheStatus {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Explanation {
     pub signals: SignalValues,
+    /// Engagement and completion before smoothing (the catalog's raw rates of the video).
+    pub raw_engagement: f64,
+    pub raw_completion: f64,
     pub weights: Weights,
     pub contributions: SignalValues,
 }
@@ -562,11 +565,13 @@ impl FeedService {
                     thumbnail_url: self.ports.media.thumbnail_url(&entry.video),
                     video: entry.video.clone(),
                     stats: entry.stats,
-                    completion_rate: entry.completion,
+                    completion_rate: entry.raw_completion,
                     score: item.score,
                     reason: item.reason,
                     explanation: explain.then(|| Explanation {
                         signals: item.signals,
+                        raw_engagement: entry.raw_engagement,
+                        raw_completion: entry.raw_completion,
                         weights: session.weights,
                         contributions: session.weights.contributions(&item.signals),
                     }),

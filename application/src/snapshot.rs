@@ -87,7 +87,14 @@ pub struct SnapshotRefresher {
     ports: Ports,
     snapshot: Arc<CandidateSnapshot>,
     state: Mutex<RefresherState>,
+    /// Engagement and completion are shrunk toward the catalog's means by a prior worth this
+    /// many views (0: the raw values).
+    prior_views: f64,
 }
+
+/// The default prior of the smoothed signals: a video's own engagement and completion outweigh
+/// the catalog's mean from 10 views (watches) on.
+pub const DEFAULT_PRIOR_VIEWS: f64 = 10.0;
 
 impl std::fmt::Debug for SnapshotRefresher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,7 +108,18 @@ impl SnapshotRefresher {
             ports,
             snapshot,
             state: Mutex::new(RefresherState::default()),
+            prior_views: DEFAULT_PRIOR_VIEWS,
         }
+    }
+
+    /// Sets the prior of the smoothed signals (0 ranks on the raw values).
+    pub fn with_prior_views(mut self, prior_views: f64) -> Self {
+        self.prior_views = if prior_views.is_finite() {
+            prior_views.max(0.0)
+        } else {
+            0.0
+        };
+        self
     }
 
     /// Reads what changed and swaps in a new snapshot.
@@ -200,11 +218,12 @@ impl SnapshotRefresher {
             }
         }
 
-        let pool = CandidatePool::build(
+        let mut pool = CandidatePool::build(
             state.videos.values().cloned(),
             &state.stats,
             &state.trending,
         );
+        pool.smooth(self.prior_views);
         let videos = pool.len();
         self.snapshot.store(SnapshotState {
             pool,

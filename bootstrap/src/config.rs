@@ -229,6 +229,8 @@ pub struct Config {
     pub feed_session_ttl: Duration,
     pub feed_session_ttl_jitter: Duration,
     pub snapshot_refresh: Duration,
+    /// Prior of the smoothed engagement and completion, in views (`SIGNAL_PRIOR_VIEWS`).
+    pub signal_prior_views: f64,
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
     pub request_timeout: Duration,
@@ -429,6 +431,19 @@ impl Config {
             feed_session_ttl: v.secs("FEED_SESSION_TTL_SECS", 3600, 3600)?,
             feed_session_ttl_jitter: v.secs("FEED_SESSION_TTL_JITTER_SECS", 300, 0)?,
             snapshot_refresh: v.secs("SNAPSHOT_REFRESH_SECS", 5, 1)?,
+            signal_prior_views: match v.parse(
+                "SIGNAL_PRIOR_VIEWS",
+                vrs_application::snapshot::DEFAULT_PRIOR_VIEWS,
+                "expected a number of views",
+            )? {
+                p if p.is_finite() && (0.0..=1e6).contains(&p) => p,
+                _ => {
+                    return Err(ConfigError {
+                        var: "SIGNAL_PRIOR_VIEWS",
+                        message: "must be from 0 to 1000000".into(),
+                    });
+                }
+            },
             rate_limit_per_second: v.parse(
                 "RATE_LIMIT_PER_SECOND",
                 20,

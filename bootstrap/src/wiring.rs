@@ -306,7 +306,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let ports = backends.ports.clone();
 
     let snapshot = Arc::new(CandidateSnapshot::new());
-    let refresher = Arc::new(SnapshotRefresher::new(ports.clone(), snapshot.clone()));
+    let refresher = Arc::new(
+        SnapshotRefresher::new(ports.clone(), snapshot.clone())
+            .with_prior_views(config.signal_prior_views),
+    );
     let report = refresher
         .refresh()
         .await

@@ -17,8 +17,13 @@ pub struct PoolEntry {
     pub stats: VideoStats,
     /// Publish time (always set for servable videos).
     pub published_at: DateTime<Utc>,
+    /// The signals ranked on: the raw values shrunk toward the catalog's means (see
+    /// [`CandidatePool::smooth`]); equal to the raw values until then.
     pub engagement: f64,
     pub completion: f64,
+    /// The seed's raw definitions ([`signals::engagement`], [`signals::completion`]).
+    pub raw_engagement: f64,
+    pub raw_completion: f64,
 }
 
 /// Servable videos indexed for the candidate sources.
@@ -71,9 +76,13 @@ impl CandidatePool {
             .filter_map(|video| {
                 let published_at = video.published_at?;
                 let stats = stats.get(&video.id).copied().unwrap_or_default();
+                let (engagement, completion) =
+                    (signals::engagement(&stats), signals::completion(&stats));
                 Some(PoolEntry {
-                    engagement: signals::engagement(&stats),
-                    completion: signals::completion(&stats),
+                    engagement,
+                    completion,
+                    raw_engagement: engagement,
+                    raw_completion: completion,
                     published_at,
                     stats,
                     video,
@@ -105,6 +114,30 @@ impl CandidatePool {
             by_id,
             by_creator,
             trending,
+        }
+    }
+
+    /// Shrinks every entry's engagement and completion toward the pool's means (a Bayesian
+    /// average): engagement by a prior worth `prior_views` views, completion by one worth as many
+    /// watches. The means are ratios of sums over the pool (total weighted engagement over total
+    /// views; total completion over total watches), so many-view videos weigh in as they should.
+    pub fn smooth(&mut self, prior_views: f64) {
+        let (mut weighted, mut views, mut completed, mut watches) = (0.0, 0.0, 0.0, 0.0);
+        for e in &self.entries {
+            weighted += signals::weighted_engagement(&e.stats);
+            views += e.stats.views as f64;
+            completed += e.stats.completion_sum;
+            watches += e.stats.watches as f64;
+        }
+        let mean_engagement = if views > 0.0 { weighted / views } else { 0.0 };
+        let mean_completion = if watches > 0.0 {
+            completed / watches
+        } else {
+            0.0
+        };
+        for e in &mut self.entries {
+            e.engagement = signals::smoothed_engagement(&e.stats, prior_views, mean_engagement);
+            e.completion = signals::smoothed_completion(&e.stats, prior_views, mean_completion);
         }
     }
 

@@ -95,9 +95,37 @@ pub fn freshness(published_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
 
 /// `clamp((likes + 2*shares + 0.5*comments) / max(views, 1), 0, 1)`, with likes net of unlikes.
 pub fn engagement(stats: &VideoStats) -> f64 {
-    let weighted =
-        stats.net_likes() as f64 + 2.0 * stats.shares as f64 + 0.5 * stats.comments as f64;
-    clamp_unit(weighted / stats.views.max(1) as f64)
+    clamp_unit(weighted_engagement(stats) / stats.views.max(1) as f64)
+}
+
+/// The numerator of [`engagement`]: likes net of unlikes, plus 2 per share and 0.5 per comment.
+pub fn weighted_engagement(stats: &VideoStats) -> f64 {
+    stats.net_likes() as f64 + 2.0 * stats.shares as f64 + 0.5 * stats.comments as f64
+}
+
+/// [`engagement`] shrunk toward `mean` (the catalog's) by a prior worth `prior_views` views:
+/// `clamp((weighted + prior·mean) / (views + prior), 0, 1)`. A video with 2 views and a share no
+/// longer scores 1.0; one with many views keeps about its raw value. A prior of 0 is the raw value.
+pub fn smoothed_engagement(stats: &VideoStats, prior_views: f64, mean: f64) -> f64 {
+    if prior_views <= 0.0 || !prior_views.is_finite() {
+        return engagement(stats);
+    }
+    clamp_unit(
+        (weighted_engagement(stats) + prior_views * clamp_unit(mean))
+            / (stats.views as f64 + prior_views),
+    )
+}
+
+/// [`completion`] shrunk toward `mean` by a prior worth `prior_watches` watches; a video without
+/// watches gets the mean. A prior of 0 is the raw value.
+pub fn smoothed_completion(stats: &VideoStats, prior_watches: f64, mean: f64) -> f64 {
+    if prior_watches <= 0.0 || !prior_watches.is_finite() {
+        return completion(stats);
+    }
+    clamp_unit(
+        (stats.completion_sum + prior_watches * clamp_unit(mean))
+            / (stats.watches as f64 + prior_watches),
+    )
 }
 
 /// Mean completion ratio over watch events; 0 when the video has none.

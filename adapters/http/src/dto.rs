@@ -120,6 +120,10 @@ pub struct SignalsDto {
     pub engagement: f64,
     pub affinity: f64,
     pub model: f64,
+    /// Engagement and completion as their raw rates (`engagement` and `completion` above are
+    /// smoothed toward the catalog's means by a prior worth `SIGNAL_PRIOR_VIEWS` views).
+    pub raw_engagement: f64,
+    pub raw_completion: f64,
     /// Weights used for this request, after renormalization for unavailable signals.
     pub weights: SignalSetDto,
     /// weight × value of each signal.
@@ -150,6 +154,8 @@ impl From<&FeedItem> for ReelVideo {
                 engagement: x.signals.engagement,
                 affinity: x.signals.affinity,
                 model: x.signals.model,
+                raw_engagement: x.raw_engagement,
+                raw_completion: x.raw_completion,
                 weights: x.weights.into(),
                 contributions: x.contributions.into(),
             }),

@@ -290,7 +290,12 @@ async fn documented_schemas_carry_the_contract_fields() {
     );
     let five = ["freshness", "completion", "engagement", "affinity", "model"];
     let mut signals = five.to_vec();
-    signals.extend(["weights", "contributions"]);
+    signals.extend([
+        "raw_engagement",
+        "raw_completion",
+        "weights",
+        "contributions",
+    ]);
     assert_eq!(properties(&doc, "SignalsDto"), set(&signals));
     assert_eq!(properties(&doc, "SignalSetDto"), set(&five));
 

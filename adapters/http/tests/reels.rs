@@ -170,9 +170,18 @@ async fn explain_adds_signals_weights_and_contributions() {
             .collect();
         keys.sort_unstable();
         let mut expected = SIGNALS.to_vec();
-        expected.extend(["weights", "contributions"]);
+        expected.extend([
+            "raw_engagement",
+            "raw_completion",
+            "weights",
+            "contributions",
+        ]);
         expected.sort_unstable();
         assert_eq!(keys, expected, "{s}");
+        assert!(
+            unit(&s["raw_engagement"]) && unit(&s["raw_completion"]),
+            "{s}"
+        );
         let mut sum = 0.0;
         for name in SIGNALS {
             assert!(unit(&s[name]), "{name}: {s}");

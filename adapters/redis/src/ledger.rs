@@ -166,7 +166,8 @@ impl EventLedger for RedisEventLedger {
                 ]
             })
             .collect();
-        let mut args = Vec::with_capacity(1 + 2 * reactions.len());
+        let mut args = Vec::with_capacity(2 + 2 * reactions.len());
+        args.push(Value::Integer(LIKE_WINDOW_SECONDS * 1_000));
         args.push(Value::Integer(REACTION_WINDOW_SECONDS * 1_000));
         args.extend(
             reactions
@@ -174,10 +175,10 @@ impl EventLedger for RedisEventLedger {
                 .map(|r| Value::from(r.event_id.to_string())),
         );
         args.extend(reactions.iter().map(|r| {
-            Value::from(if r.event_type == EventType::Unlike {
-                "1"
-            } else {
-                "0"
+            Value::from(match r.event_type {
+                EventType::Like => "l",
+                EventType::Unlike => "u",
+                _ => "o",
             })
         }));
         let reply = self

@@ -84,8 +84,11 @@ async fn a_reaction_counts_once_per_user_video_and_type(ledger: Arc<dyn EventLed
         reaction(v, EventType::Comment),
     ];
     assert_eq!(
-        ledger.claim_reactions(me, &batch).await.ok(),
-        Some(vec![true, false, true, true, true, false]),
+        ledger
+            .claim_reactions(me, &batch)
+            .await
+            .map_err(|e| e.to_string()),
+        Ok(vec![true, false, true, true, true, false]),
         "one of each type per video counts, in order"
     );
     assert_eq!(
