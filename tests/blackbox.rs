@@ -292,3 +292,84 @@ fn production_refuses_to_start_without_keys_naming_the_variable() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("APP_PORT"));
 }
+
+#[test]
+fn evaluate_reports_every_ranker_and_names_a_bad_line() {
+    let dir = std::env::temp_dir().join(format!("vrs-evaluate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut train = String::new();
+    for user in 1..=30 {
+        for item in 1..=20 {
+            if (user + item) % 3 == 0 {
+                train.push_str(&format!(
+                    "{{\"user\": {user}, \"item\": \"v{item}\", \"type\": \"view\", \"ts\": {}}}\n",
+                    1_700_000_000 + user * 100 + item
+                ));
+                if item % 4 == 0 {
+                    train.push_str(&format!(
+                        "{{\"user\": {user}, \"item\": \"v{item}\", \"type\": \"like\", \"ts\": {}, \"creator\": \"c{}\"}}\n",
+                        1_700_000_000 + user * 100 + item,
+                        item % 5
+                    ));
+                }
+            }
+        }
+    }
+    let holdout: String = (1..=30)
+        .map(|user| format!("{{\"user\": {user}, \"item\": \"v{}\"}}\n", 1 + user % 20))
+        .collect();
+    let (train_path, holdout_path) = (dir.join("train.jsonl"), dir.join("holdout.jsonl"));
+    std::fs::write(&train_path, train).expect("train");
+    std::fs::write(&holdout_path, holdout).expect("holdout");
+    let run = |train: &std::path::Path| {
+        std::process::Command::new(support::BIN)
+            .args(["evaluate", "--k", "5", "--format", "json", "--train"])
+            .arg(train)
+            .arg("--holdout")
+            .arg(&holdout_path)
+            .env_clear()
+            .output()
+            .unwrap_or_else(|e| panic!("running: {e}"))
+    };
+    let out = run(&train_path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["k"], json!(5));
+    let rankers: Vec<&str> = report["rankers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["ranker"].as_str())
+        .collect();
+    assert_eq!(
+        rankers,
+        ["pipeline", "pipeline_unsmoothed", "popularity", "random"]
+    );
+    for r in report["rankers"].as_array().into_iter().flatten() {
+        for metric in [
+            "ndcg",
+            "recall",
+            "hit_rate",
+            "coverage",
+            "creator_diversity",
+        ] {
+            let v = r[metric].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&v), "{metric}: {r}");
+        }
+    }
+
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"user\": 1, \"item\": 2, \"type\": \"view\", \"ts\": 1}\n{\"user\": 1, \"item\": 2, \"type\": \"teleport\", \"ts\": 1}\n").expect("bad");
+    let out = run(&bad);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.jsonl:2") && stderr.contains("type"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod contract;
 pub mod demo;
 pub mod engagement;
+pub mod evaluate;
 pub mod feed;
 pub mod health;
 pub mod ports;

@@ -1,6 +1,7 @@
 //! `video-ranking-service`: the Nova reels ranking service.
 
 mod config;
+mod evaluate;
 mod http_server;
 mod keys;
 mod serve;
@@ -49,6 +50,20 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Rank a holdout set's users from a training log (JSON lines) with every ranker and print
+    /// NDCG@k, Recall@k, HitRate@k, coverage and creator diversity (docs/ranking.md).
+    Evaluate {
+        /// Training interactions: {"user", "item", "type", "completion"?, "ts", "creator"?} per line.
+        #[arg(long)]
+        train: std::path::PathBuf,
+        /// Later engagements to find: {"user", "item"} per line.
+        #[arg(long)]
+        holdout: std::path::PathBuf,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: evaluate::Format,
+    },
     /// Apply pending PostgreSQL migrations (DATABASE_URL).
     Migrate,
     /// Exit non-zero when PostgreSQL migrations are pending.
@@ -126,6 +141,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|| vrs_application::demo::demo_user_id(demo_user.unwrap_or(1)));
             keys::dev_token(&config, user, admin, ttl).map(|t| println!("{t}"))
         }
+        Command::Evaluate {
+            train,
+            holdout,
+            k,
+            format,
+        } => evaluate::run(&train, &holdout, k, format, config.signal_prior_views),
         Command::Openapi => {
             let (_, doc) = vrs_adapter_http::router::routes();
             doc.to_pretty_json()

@@ -189,6 +189,18 @@ pub fn filter_candidates(
     candidates
 }
 
+/// Every pool entry as a candidate (reason `fresh`): what an offline evaluation ranks, where the
+/// whole catalog competes rather than the sources' proposals.
+pub fn all_candidates(pool: &CandidatePool) -> Vec<Candidate> {
+    (0..pool.len() as u32)
+        .map(|index| Candidate {
+            index,
+            reason: Reason::Fresh,
+            previously_served: false,
+        })
+        .collect()
+}
+
 /// The video ids of candidates, e.g. to ask a model for scores.
 pub fn candidate_ids(pool: &CandidatePool, candidates: &[Candidate]) -> Vec<VideoId> {
     candidates

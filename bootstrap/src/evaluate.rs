@@ -1,0 +1,123 @@
+//! `video-ranking-service evaluate`: reads a training log and a holdout set (JSON lines) and
+//! prints how each ranker did (see `vrs_application::evaluate` and docs/ranking.md).
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::Path;
+use vrs_application::evaluate::{self, Interaction, Report};
+use vrs_domain::EventType;
+
+/// Output format of the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// A user or item name: a string, or an integer written as one.
+fn name(line: &Value, field: &str, at: &str) -> anyhow::Result<String> {
+    match &line[field] {
+        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => bail!("{at}: `{field}` must be a non-empty string or an integer"),
+    }
+}
+
+fn lines(path: &Path) -> anyhow::Result<Vec<(String, Value)>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let at = format!("{}:{}", path.display(), n + 1);
+        let line = line.with_context(|| format!("{at}: reading"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value =
+            serde_json::from_str(&line).with_context(|| format!("{at}: not a JSON object"))?;
+        if !value.is_object() {
+            bail!("{at}: not a JSON object");
+        }
+        out.push((at, value));
+    }
+    Ok(out)
+}
+
+fn train(path: &Path) -> anyhow::Result<Vec<Interaction>> {
+    lines(path)?
+        .into_iter()
+        .map(|(at, v)| {
+            let event_type = v["type"]
+                .as_str()
+                .and_then(EventType::parse)
+                .with_context(|| format!("{at}: `type` must be one of the engagement types"))?;
+            let completion = match &v["completion"] {
+                Value::Null => None,
+                c => Some(
+                    c.as_f64()
+                        .filter(|c| (0.0..=1.0).contains(c))
+                        .with_context(|| format!("{at}: `completion` must be from 0 to 1"))?,
+                ),
+            };
+            let ts = v["ts"]
+                .as_i64()
+                .or_else(|| v["ts"].as_f64().map(|t| t as i64))
+                .with_context(|| format!("{at}: `ts` must be unix seconds"))?;
+            Ok(Interaction {
+                user: name(&v, "user", &at)?,
+                item: name(&v, "item", &at)?,
+                event_type,
+                completion,
+                at: evaluate::unix_seconds(ts),
+                creator: match &v["creator"] {
+                    Value::Null => None,
+                    _ => Some(name(&v, "creator", &at)?),
+                },
+            })
+        })
+        .collect()
+}
+
+fn holdout(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    lines(path)?
+        .into_iter()
+        .map(|(at, v)| Ok((name(&v, "user", &at)?, name(&v, "item", &at)?)))
+        .collect()
+}
+
+/// The report as a Markdown table.
+pub fn table(report: &Report) -> String {
+    let k = report.k;
+    let mut out = format!(
+        "{} holdout users, {} items, {} training events\n\n| ranker | NDCG@{k} | Recall@{k} | HitRate@{k} | coverage | creator diversity |\n|---|---|---|---|---|---|\n",
+        report.users, report.items, report.train_events
+    );
+    for r in &report.rankers {
+        out.push_str(&format!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+            r.ranker, r.ndcg, r.recall, r.hit_rate, r.coverage, r.creator_diversity
+        ));
+    }
+    out
+}
+
+pub fn run(
+    train_path: &Path,
+    holdout_path: &Path,
+    k: usize,
+    format: Format,
+    prior_views: f64,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let train = train(train_path)?;
+    let holdout = holdout(holdout_path)?;
+    let report = evaluate::evaluate(&train, &holdout, k, prior_views, 42)?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => {
+            print!("{}", table(&report));
+            eprintln!("evaluated in {:.1} s", started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
