@@ -347,7 +347,14 @@ fn evaluate_reports_every_ranker_and_names_a_bad_line() {
         .collect();
     assert_eq!(
         rankers,
-        ["pipeline", "pipeline_unsmoothed", "popularity", "random"]
+        [
+            "pipeline",
+            "pipeline_without_model",
+            "pipeline_unsmoothed",
+            "model",
+            "popularity",
+            "random"
+        ]
     );
     for r in report["rankers"].as_array().into_iter().flatten() {
         for metric in [

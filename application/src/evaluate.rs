@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
+use vrs_domain::factors;
 use vrs_domain::ranking::{self, RankingConfig, UserContext};
 use vrs_domain::{
     CandidatePool, CreatorId, EngagementEvent, EventType, UserId, Video, VideoId, VideoStats,
@@ -181,11 +182,53 @@ pub fn evaluate(
     all.sort_unstable();
     let creator_of = |v: &VideoId| first_seen.get(v).map(|f| f.1);
 
+    // The learned model: BPR matrix factorization over the training engagements (every event
+    // that adds to affinity), dense indexes as the names were met.
+    let user_index: HashMap<UserId, usize> = users
+        .0
+        .values()
+        .map(|&n| (UserId(Uuid::from_u128((1 << 96) | n)), (n - 1) as usize))
+        .collect();
+    let item_index: HashMap<VideoId, usize> = items
+        .0
+        .values()
+        .map(|&n| (VideoId(Uuid::from_u128((2 << 96) | n)), (n - 1) as usize))
+        .collect();
+    let mut item_of = vec![VideoId(Uuid::nil()); items.0.len()];
+    for (v, &i) in &item_index {
+        item_of[i] = *v;
+    }
+    let engaged: Vec<(usize, usize)> = train
+        .iter()
+        .filter(|e| e.event_type.affinity_weight() > 0.0)
+        .filter_map(|e| {
+            let u = *users.0.get(&e.user)? as usize - 1;
+            let i = *items.0.get(&e.item)? as usize - 1;
+            Some((u, i))
+        })
+        .collect();
+    let model = factors::train_bpr(
+        &engaged,
+        users.0.len(),
+        items.0.len(),
+        factors::FactorParams::default(),
+    );
+    let model_scores = |user: UserId, videos: &[VideoId]| -> Vec<f64> {
+        let Some(&u) = user_index.get(&user) else {
+            return vec![0.5; videos.len()];
+        };
+        let raw: Vec<f32> = videos
+            .iter()
+            .map(|v| item_index.get(v).map_or(f32::MIN, |&i| model.score(u, i)))
+            .collect();
+        factors::calibrate(&raw)
+    };
+
     let config = RankingConfig {
         session_size: k,
         ..RankingConfig::default()
     };
-    let pipeline = |pool: &CandidatePool, user: UserId| -> Vec<VideoId> {
+    let pipeline = |pool: &CandidatePool, user: UserId, with_model: bool| -> Vec<VideoId> {
         let context = UserContext {
             user_id: user,
             now,
@@ -206,8 +249,15 @@ pub fn evaluate(
         };
         let candidates =
             ranking::filter_candidates(pool, &context, ranking::all_candidates(pool), &config);
-        let (_, scored) =
-            ranking::score_candidates(pool, &context, &candidates, &Weights::DEFAULT, None);
+        let scores =
+            with_model.then(|| model_scores(user, &ranking::candidate_ids(pool, &candidates)));
+        let (_, scored) = ranking::score_candidates(
+            pool,
+            &context,
+            &candidates,
+            &Weights::DEFAULT,
+            scores.as_deref(),
+        );
         ranking::select_diverse(pool, scored, &config)
             .into_iter()
             .map(|i| i.video_id)
@@ -223,8 +273,34 @@ pub fn evaluate(
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let rankers: Vec<(&str, Ranker<'_>)> = vec![
-        ("pipeline", Box::new(|u| pipeline(&smoothed, u))),
-        ("pipeline_unsmoothed", Box::new(|u| pipeline(&raw, u))),
+        ("pipeline", Box::new(|u| pipeline(&smoothed, u, true))),
+        (
+            "pipeline_without_model",
+            Box::new(|u| pipeline(&smoothed, u, false)),
+        ),
+        (
+            "pipeline_unsmoothed",
+            Box::new(|u| pipeline(&raw, u, false)),
+        ),
+        (
+            "model",
+            Box::new(|u| {
+                let Some(&ui) = user_index.get(&u) else {
+                    return Vec::new();
+                };
+                let seen = seen.get(&u);
+                let mut scored: Vec<(f32, usize)> = (0..item_of.len())
+                    .filter(|&i| !seen.is_some_and(|s| s.contains(&item_of[i])))
+                    .map(|i| (model.score(ui, i), i))
+                    .collect();
+                scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                scored
+                    .into_iter()
+                    .take(k)
+                    .map(|(_, i)| item_of[i])
+                    .collect()
+            }),
+        ),
         ("popularity", Box::new(|u| unseen_top(&popular, u))),
         (
             "random",
