@@ -8,24 +8,31 @@ A temporal split: the latest 20 % of ratings (by time) are the holdout period. E
 rating becomes a `view`, a `watch` with completion rating/5, and a `like` when the rating is 4 or
 5; each holdout rating of 4 or 5 by a user of the training period is an item to find.
 """
+import argparse
 import json
 import pathlib
 import sys
 
 
 def main():
-    args = sys.argv[1:]
-    if len(args) < 2:
-        sys.exit(__doc__)
-    share = float(args[args.index("--holdout-share") + 1]) if "--holdout-share" in args else 0.2
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ratings", type=pathlib.Path, help="u.data: user, item, rating, unix time")
+    parser.add_argument("out", type=pathlib.Path, help="where train.jsonl and holdout.jsonl go")
+    parser.add_argument("--holdout-share", type=float, default=0.2)
+    a = parser.parse_args()
+    if not 0 < a.holdout_share < 1:
+        sys.exit("--holdout-share must lie strictly between 0 and 1")
     rows = []
-    for line in pathlib.Path(args[0]).read_text().splitlines():
+    for line in a.ratings.read_text().splitlines():
         parts = line.split()
         if len(parts) >= 4:
             user, item, rating, ts = parts[:4]
             rows.append((int(ts), user, item, float(rating)))
+    if len(rows) < 2:
+        sys.exit(f"{a.ratings}: no tab- or space-separated ratings found")
     rows.sort()
-    cut = rows[int(len(rows) * (1 - share))][0]
+    cut = rows[min(int(len(rows) * (1 - a.holdout_share)), len(rows) - 1)][0]
+    args = [str(a.ratings), str(a.out)]
     out = pathlib.Path(args[1])
     out.mkdir(parents=True, exist_ok=True)
     users = set()

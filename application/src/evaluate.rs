@@ -47,7 +47,8 @@ pub struct RankerReport {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Report {
     pub k: usize,
-    /// Holdout users with at least one holdout item known to the training log.
+    /// Holdout users with at least one holdout item known to the training log and not already
+    /// theirs in it.
     pub users: usize,
     pub items: usize,
     pub train_events: usize,
@@ -103,12 +104,20 @@ pub fn evaluate(
     let mut seen: HashMap<UserId, HashSet<VideoId>> = HashMap::new();
     let mut affinity: HashMap<UserId, HashMap<CreatorId, f64>> = HashMap::new();
     let mut engaged_users: HashMap<VideoId, HashSet<UserId>> = HashMap::new();
+    // An item's creator, from any line that names one (the first such line wins); an item no
+    // line names a creator for is its own creator, in an id space of its own.
+    let mut named: HashMap<&str, &str> = HashMap::new();
+    for e in train {
+        if let Some(c) = &e.creator {
+            named.entry(e.item.as_str()).or_insert(c.as_str());
+        }
+    }
     for (n, e) in train.iter().enumerate() {
         let user = UserId(users.id(&e.user, 1));
         let video = VideoId(items.id(&e.item, 2));
-        let creator = match &e.creator {
+        let creator = match named.get(e.item.as_str()) {
             Some(c) => CreatorId(creators.id(c, 3)),
-            None => CreatorId(items.id(&e.item, 3)),
+            None => CreatorId(items.id(&e.item, 4)),
         };
         let first = first_seen.entry(video).or_insert((e.at, creator));
         first.0 = first.0.min(e.at);
@@ -333,7 +342,7 @@ pub fn evaluate(
                 recall += found as f64 / relevant.len() as f64;
                 hits += f64::from(u8::from(found > 0));
                 let distinct: HashSet<_> = list.iter().filter_map(creator_of).collect();
-                diversity += distinct.len() as f64 / k as f64;
+                diversity += distinct.len() as f64 / list.len().max(1) as f64;
                 shown.extend(list);
             }
             let n = order.len() as f64;

@@ -139,7 +139,7 @@ pub fn train_bpr(
                 }
                 j = rng.gen_range(0..items);
             }
-            if j == i {
+            if j == i || seen[u].contains(&j) {
                 continue;
             }
             let x = f.score(u, i) - f.score(u, j);

@@ -124,6 +124,10 @@ impl CandidatePool {
     pub fn smooth(&mut self, prior_views: f64) {
         let (mut weighted, mut views, mut completed, mut watches) = (0.0, 0.0, 0.0, 0.0);
         for e in &self.entries {
+            // A corrupt aggregate must not turn every video's mean into NaN.
+            if !e.stats.completion_sum.is_finite() {
+                continue;
+            }
             weighted += signals::weighted_engagement(&e.stats);
             views += e.stats.views as f64;
             completed += e.stats.completion_sum;
