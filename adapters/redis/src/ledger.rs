@@ -89,6 +89,24 @@ end
 return 1
 "#;
 
+/// A script's reply of one 0/1 flag per input, in order.
+fn flags(reply: Value, what: &str, expected: usize) -> Result<Vec<bool>, PortError> {
+    let invalid = |detail: String| PortError::InvalidData(format!("{what} reply: {detail}"));
+    let Value::Array(values) = reply else {
+        return Err(invalid(format!("{reply:?}")));
+    };
+    if values.len() != expected {
+        return Err(invalid("wrong length".into()));
+    }
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Integer(n) => Ok(*n == 1),
+            other => Err(invalid(format!("{other:?}"))),
+        })
+        .collect()
+}
+
 /// Recorded event ids in Redis, bounded and expiring.
 #[derive(Clone, Debug)]
 pub struct RedisEventLedger {
@@ -125,28 +143,7 @@ impl EventLedger for RedisEventLedger {
                 args,
             )
             .await?;
-        let flags = match reply {
-            Value::Array(values) => values
-                .iter()
-                .map(|v| match v {
-                    Value::Integer(n) => Ok(*n == 1),
-                    other => Err(PortError::InvalidData(format!(
-                        "event ledger reply: {other:?}"
-                    ))),
-                })
-                .collect::<Result<Vec<bool>, PortError>>()?,
-            other => {
-                return Err(PortError::InvalidData(format!(
-                    "event ledger reply: {other:?}"
-                )));
-            }
-        };
-        if flags.len() != ids.len() {
-            return Err(PortError::InvalidData(
-                "event ledger reply has the wrong length".into(),
-            ));
-        }
-        Ok(flags)
+        flags(reply, "event ledger", ids.len())
     }
 
     async fn claim_reactions(
@@ -185,28 +182,7 @@ impl EventLedger for RedisEventLedger {
             .redis
             .eval_reply("EVAL claim_reactions", CLAIM_REACTIONS, &keys, args)
             .await?;
-        let counts = match reply {
-            Value::Array(values) => values
-                .iter()
-                .map(|v| match v {
-                    Value::Integer(n) => Ok(*n == 1),
-                    other => Err(PortError::InvalidData(format!(
-                        "reaction claim reply: {other:?}"
-                    ))),
-                })
-                .collect::<Result<Vec<bool>, PortError>>()?,
-            other => {
-                return Err(PortError::InvalidData(format!(
-                    "reaction claim reply: {other:?}"
-                )));
-            }
-        };
-        if counts.len() != reactions.len() {
-            return Err(PortError::InvalidData(
-                "reaction claim reply has the wrong length".into(),
-            ));
-        }
-        Ok(counts)
+        flags(reply, "reaction claim", reactions.len())
     }
 
     async fn release_reactions(
