@@ -71,6 +71,28 @@ AS SELECT
 FROM ${CLICKHOUSE_DATABASE}.engagement_events
 GROUP BY hour, video_id;
 
+-- Quick skips (a skip or view reported with under 2 s of watch time, vrs_domain::QUICK_SKIP_MS):
+-- completion samples of 0, so a video people swipe away at once loses completion. A view of its
+-- own: a materialized view cannot be altered in place, and this one adds rows the first one does
+-- not, to the same table (every column named: 18.16 fills none by default).
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${CLICKHOUSE_DATABASE}.video_quick_skips_1h_mv
+TO ${CLICKHOUSE_DATABASE}.video_ranking_signals_1h
+AS SELECT
+    toStartOfHour(occurred_at) AS hour,
+    video_id,
+    toUInt64(0) AS impressions,
+    toUInt64(0) AS views,
+    count() AS watches,
+    toFloat64(0) AS completion_sum,
+    toUInt64(0) AS likes,
+    toUInt64(0) AS unlikes,
+    toUInt64(0) AS shares,
+    toUInt64(0) AS comments,
+    toUInt64(0) AS skips
+FROM ${CLICKHOUSE_DATABASE}.engagement_events
+WHERE event_type IN ('skip', 'view') AND watch_ms < 2000
+GROUP BY hour, video_id;
+
 -- Per user and video: when it was last watched and the best completion reached. -State/-Merge
 -- (not ReplacingMergeTree) because "best completion" and "last watched" may come from different
 -- events in different insert blocks.
@@ -97,6 +119,29 @@ FROM ${CLICKHOUSE_DATABASE}.engagement_events
 WHERE event_type IN ('watch', 'complete')
 GROUP BY user_id, video_id;
 
+-- Per user: what they hid, for good: videos marked "not interested" (kind 'video') and creators
+-- hidden (kind 'creator'). A few rows per user, read per user; a repeated hide collapses in merges
+-- (readers use DISTINCT).
+CREATE TABLE IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_hidden
+(
+    user_id UUID,
+    kind String,
+    target_id UUID,
+    hidden_at DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree()
+ORDER BY (user_id, kind, target_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_hidden_mv
+TO ${CLICKHOUSE_DATABASE}.user_hidden
+AS SELECT
+    user_id,
+    if(event_type = 'hide_creator', 'creator', 'video') AS kind,
+    if(event_type = 'hide_creator', creator_id, video_id) AS target_id,
+    occurred_at AS hidden_at
+FROM ${CLICKHOUSE_DATABASE}.engagement_events
+WHERE event_type IN ('not_interested', 'hide_creator');
+
 -- Per user, creator and hour: the sum of vrs_domain::EventType::affinity_weight. The 90-day window
 -- and the floor at zero belong to the query (the floor applies to the window's sum, not per hour).
 CREATE TABLE IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_creator_affinity_1h
@@ -118,6 +163,19 @@ AS SELECT
     creator_id,
     sum(transform(event_type, ['impression', 'view', 'watch', 'complete', 'like', 'unlike', 'share', 'comment', 'skip'], [0., 0.5, 1., 2., 3., -3., 4., 2., -0.5], 0.)) AS weight
 FROM ${CLICKHOUSE_DATABASE}.engagement_events
+GROUP BY user_id, hour, creator_id;
+
+-- Negative feedback ("not interested", "hide creator") takes affinity away, into the same table.
+-- A view of its own, as above; its weights too mirror vrs_domain::EventType::affinity_weight.
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${CLICKHOUSE_DATABASE}.user_creator_negative_feedback_1h_mv
+TO ${CLICKHOUSE_DATABASE}.user_creator_affinity_1h
+AS SELECT
+    user_id,
+    toStartOfHour(occurred_at) AS hour,
+    creator_id,
+    sum(transform(event_type, ['not_interested', 'hide_creator'], [-3., -20.], 0.)) AS weight
+FROM ${CLICKHOUSE_DATABASE}.engagement_events
+WHERE event_type IN ('not_interested', 'hide_creator')
 GROUP BY user_id, hour, creator_id;
 
 -- Per user and hour: the number of events, for "most active users". An aggregate rather than a scan

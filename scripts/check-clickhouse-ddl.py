@@ -82,15 +82,23 @@ def main():
         for eid, t, c in events)
     run(block((NIL, "view", "NULL"), ("33333333-3333-3333-3333-333333333333", "like", "NULL")), "insert 1")
     run(block(("44444444-4444-4444-4444-444444444444", "complete", "0.75")), "insert 2")
+    # A quick skip (a completion sample of 0) and a "not interested" (a hidden video).
+    run(insert + f"('55555555-5555-5555-5555-555555555555', '{NIL}', '{video}', '{creator}', 'skip', 1500, "
+        "NULL, now() - INTERVAL 10 MINUTE), "
+        f"('66666666-6666-6666-6666-666666666666', '{NIL}', '{video}', '{creator}', 'not_interested', NULL, "
+        "NULL, now() - INTERVAL 10 MINUTE)", "insert 3")
 
     expected = {  # name -> the rows each sample query must return
         "known_event_ids": [[NIL]],
         "running_inserts": [["0"]],  # no raw-event insert runs while it is asked
         "running_insert_ids": [],
         "queries_still_running": [["0"]],
-        "video_stats": [[video, "0", "1", "1", "0.75", "1", "0", "0", "0", "0"]],
+        "video_stats": [[video, "0", "1", "2", "0.75", "1", "0", "0", "0", "1"]],
         "trending": [[video]],
-        "affinity": [[creator, "5.5"]],
+        "affinity": [[creator, "2"]],
+        "hidden": [["video", video]],
+        # view 0.5 + like 3 + complete 2 + skip -0.5 + not interested -3; the time is the inserts'.
+        "engagement_pairs": lambda got: [r[:3] for r in got] == [[NIL, video, "2"]],
         "watched_since": [[video]],
         "most_active_users": [[NIL, "3"]],
         "health": [["1"]],
@@ -100,7 +108,8 @@ def main():
         sys.exit(f"FAILED: expected queries {sorted(expected)}, got {[n for n, _ in queries]}")
     for name, sql in queries:
         got = rows(sql, name)
-        if got != expected[name]:
+        want = expected[name]
+        if (not want(got)) if callable(want) else got != want:
             sys.exit(f"FAILED: {name} returned {got}, expected {expected[name]}:\n{sql}")
     s.close()
     print(f"ClickHouse {version} (chdb): {len(base)} + {len(modern)} schema statements (applied twice), "

@@ -167,6 +167,249 @@ async fn a_client_pages_through_a_personalized_feed_and_the_feed_reacts_to_event
     }
 }
 
+impl Client {
+    async fn admin(
+        &self,
+        svc: &Service,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, svc.url(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let res = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn the_embedded_demo_trains_its_model_in_the_background_and_the_registry_answers() {
+    let svc = Service::start(&small_demo_env());
+    let admin = Client::new(svc.token(&["--demo-user", "1", "--admin"]));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let version = loop {
+        let (status, body) = admin
+            .admin(&svc, reqwest::Method::GET, "/api/v1/admin/models", None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if let Some(m) = body["models"].as_array().and_then(|m| m.first()) {
+            assert_eq!(
+                m["is_active"],
+                json!(true),
+                "the first version goes live: {body}"
+            );
+            let ndcg = m["performance_metrics"]["ndcg_at_10"]
+                .as_f64()
+                .unwrap_or(-1.0);
+            assert!(
+                (0.0..=1.0).contains(&ndcg),
+                "offline NDCG is stored: {body}"
+            );
+            assert!(m["artifact_bytes"].as_u64() > Some(1_000), "{body}");
+            break m["version"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no model was trained: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    // The next snapshot refresh loads it: new sessions rank with the model signal.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 100;
+    loop {
+        n += 1;
+        let user = Client::new(svc.token(&["--demo-user", &n.to_string()]));
+        let (status, _, page) = user.reels(&svc, "?limit=10&explain=true").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let weight = page["videos"][0]["signals"]["weights"]["model"]
+            .as_f64()
+            .unwrap_or(0.0);
+        if weight > 0.0 {
+            let model = page["videos"][0]["signals"]["model"]
+                .as_f64()
+                .unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&model), "{page}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the model signal never joined: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Inferences are counted per version (flushed at each refresh).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = admin
+            .admin(&svc, reqwest::Method::GET, "/api/v1/admin/models", None)
+            .await;
+        if body["models"][0]["inference_count"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "inferences never counted: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // The registry's answers, as JSON errors where they refuse.
+    let path = format!("/api/v1/admin/models/{version}/activate");
+    let (status, body) = admin.admin(&svc, reqwest::Method::POST, &path, None).await;
+    assert_eq!(
+        (status, body["active"].clone()),
+        (StatusCode::OK, json!(version)),
+        "{body}"
+    );
+    let (status, body) = admin
+        .admin(
+            &svc,
+            reqwest::Method::POST,
+            "/api/v1/admin/models/nope/activate",
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], json!("unknown_model"), "{body}");
+    let (status, body) = admin
+        .admin(
+            &svc,
+            reqwest::Method::POST,
+            &path,
+            Some(r#"{"force":"yes"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = admin
+        .admin(&svc, reqwest::Method::POST, &path, Some("{not json"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = admin
+        .admin(
+            &svc,
+            reqwest::Method::POST,
+            "/api/v1/admin/models/rollback",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "one version only: {body}");
+    // Not for non-admins.
+    let user = Client::new(svc.token(&["--demo-user", "2"]));
+    let (status, _) = user
+        .admin(&svc, reqwest::Method::GET, "/api/v1/admin/models", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// Every video id and creator id of a session, paging through it from `first`.
+async fn whole_session(client: &Client, svc: &Service, first: &Value) -> Vec<(String, String)> {
+    let mut items = Vec::new();
+    let mut page = first.clone();
+    loop {
+        for v in page["videos"].as_array().into_iter().flatten() {
+            items.push((
+                v["id"].as_str().unwrap_or_default().to_owned(),
+                v["creator_id"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        let Some(c) = cursor(&page) else { break };
+        let (status, _, next) = client.reels(svc, &format!("?limit=50&cursor={c}")).await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        page = next;
+        assert!(items.len() < 5_000, "the session never ends");
+    }
+    items
+}
+
+#[tokio::test]
+async fn not_interested_and_hide_creator_are_hard_filters_from_the_next_page_on() {
+    let svc = Service::start(&small_demo_env());
+    let bob = Client::new(svc.token(&["--demo-user", "7"]));
+    let (status, _, first) = bob.reels(&svc, "?limit=10").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let c = cursor(&first).unwrap_or_else(|| panic!("a cursor: {first}"));
+    let (_, _, page) = bob.reels(&svc, &format!("?limit=20&cursor={c}")).await;
+    let videos = page["videos"].as_array().cloned().unwrap_or_default();
+    assert_eq!(videos.len(), 20, "{page}");
+    let dismissed = videos[0]["id"].as_str().unwrap_or_default().to_owned();
+    // A creator with more videos ahead in the session, so hiding them visibly removes some.
+    let session = whole_session(&bob, &svc, &first).await;
+    let creator_counts = session.iter().fold(
+        std::collections::HashMap::<&str, usize>::new(),
+        |mut m, (_, c)| {
+            *m.entry(c.as_str()).or_default() += 1;
+            m
+        },
+    );
+    let (hidden_video, hidden_creator) = videos[1..]
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap_or_default().to_owned(),
+                v["creator_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .max_by_key(|(_, c)| creator_counts.get(c.as_str()).copied().unwrap_or(0))
+        .unwrap_or_default();
+    assert!(
+        creator_counts
+            .get(hidden_creator.as_str())
+            .copied()
+            .unwrap_or(0)
+            >= 2,
+        "the session has a creator with several videos: {creator_counts:?}"
+    );
+    let (status, body) = bob
+        .events(
+            &svc,
+            json!({"events": [
+                event(&dismissed, "not_interested"),
+                event(&hidden_video, "hide_creator"),
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["accepted"], json!(2), "{body}");
+
+    // The same cursor (a cached session), the rest of the session, a new first page, and a
+    // session ranked anew: none has the video or anything of the creator.
+    let (_, cache, again) = bob.reels(&svc, &format!("?limit=20&cursor={c}")).await;
+    assert_eq!(cache.as_deref(), Some("hit"));
+    let check = |items: &[(String, String)], what: &str| {
+        for (video, creator) in items {
+            assert_ne!(video, &dismissed, "{what}: a video marked not interested");
+            assert_ne!(
+                creator, &hidden_creator,
+                "{what}: a hidden creator's video {video}"
+            );
+        }
+        assert!(!items.is_empty(), "{what}: still a feed");
+    };
+    check(&whole_session(&bob, &svc, &again).await, "cached session");
+    let (_, _, fresh) = bob.reels(&svc, "?limit=20").await;
+    check(&whole_session(&bob, &svc, &fresh).await, "first pages");
+    // Another user still gets them: the filters are per user.
+    let carol = Client::new(svc.token(&["--demo-user", "8"]));
+    let (_, _, theirs) = carol.reels(&svc, "?limit=20").await;
+    let everyone: Vec<(String, String)> = whole_session(&carol, &svc, &theirs).await;
+    assert!(
+        everyone.iter().any(|(_, c)| c == &hidden_creator),
+        "other users still see the creator"
+    );
+    // A bad type names the accepted ones.
+    let (status, body) = bob
+        .events(&svc, json!({"events": [event(&dismissed, "hide")]}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("hide_creator"), "{body}");
+}
+
 #[tokio::test]
 async fn cursors_are_bound_to_their_user_and_tamper_proof() {
     let svc = Service::start(&small_demo_env());

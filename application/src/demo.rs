@@ -38,8 +38,6 @@ pub struct DemoCatalog {
     pub videos: Vec<Video>,
     pub follows: Vec<(UserId, CreatorId)>,
     pub events: Vec<EngagementEvent>,
-    /// A per-video quality prior, usable as a stand-in model score.
-    pub model_scores: HashMap<VideoId, f64>,
 }
 
 fn demo_uuid(kind: u32, n: u64) -> Uuid {
@@ -87,7 +85,6 @@ pub fn generate(size: DemoSize, now: DateTime<Utc>, seed: u64) -> DemoCatalog {
         |rng: &mut ChaCha8Rng, n: usize| ((rng.r#gen::<f64>().powi(2)) * n as f64) as usize % n;
 
     let mut videos = Vec::with_capacity(size.videos);
-    let mut model_scores = HashMap::with_capacity(size.videos);
     let mut by_creator: HashMap<usize, Vec<usize>> = HashMap::new();
     let mut quality = Vec::with_capacity(size.videos);
     for n in 0..size.videos {
@@ -102,7 +99,6 @@ pub fn generate(size: DemoSize, now: DateTime<Utc>, seed: u64) -> DemoCatalog {
         let id = demo_video_id(n as u64 + 1);
         let q: f64 = rng.r#gen::<f64>() * 0.8 + 0.1;
         quality.push(q);
-        model_scores.insert(id, (q + rng.gen_range(-0.1..0.1)).clamp(0.0, 1.0));
         by_creator.entry(creator).or_default().push(n);
         videos.push(Video {
             id,
@@ -197,7 +193,6 @@ pub fn generate(size: DemoSize, now: DateTime<Utc>, seed: u64) -> DemoCatalog {
         videos,
         follows,
         events,
-        model_scores,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Record engagement: validate a batch all-or-nothing, remember watches at once (so the next page
+//! Record engagement: validate a batch all-or-nothing, remember watches and hides at once (so the next page
 //! leaves them out), and hand the events to the event sink.
 //!
 //! Likes, shares and comments count once per user, video and type within the reaction window, and
@@ -265,7 +265,7 @@ impl EngagementService {
         })
     }
 
-    /// Remembers watches, then hands the events to the sink.
+    /// Remembers watches and hides, then hands the events to the sink.
     async fn accept(
         &self,
         user: UserId,
@@ -283,6 +283,24 @@ impl EngagementService {
             self.ports
                 .history
                 .record_watched(user, &watched, now)
+                .await
+                .map_err(EngagementError::Unavailable)?;
+        }
+        // Likewise what the user hid: the next page, even of a cached session, leaves it out.
+        let not_interested: Vec<VideoId> = events
+            .iter()
+            .filter(|e| e.event_type == EventType::NotInterested)
+            .map(|e| e.video_id)
+            .collect();
+        let hidden_creators: Vec<CreatorId> = events
+            .iter()
+            .filter(|e| e.event_type == EventType::HideCreator)
+            .map(|e| e.creator_id)
+            .collect();
+        if !not_interested.is_empty() || !hidden_creators.is_empty() {
+            self.ports
+                .history
+                .record_hidden(user, &not_interested, &hidden_creators, now)
                 .await
                 .map_err(EngagementError::Unavailable)?;
         }

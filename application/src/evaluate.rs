@@ -87,6 +87,8 @@ pub fn evaluate(
     holdout: &[(String, String)],
     k: usize,
     prior_views: f64,
+    params: factors::FactorParams,
+    weights: Weights,
     seed: u64,
 ) -> Result<Report, EvaluateError> {
     if k == 0 {
@@ -191,47 +193,29 @@ pub fn evaluate(
     all.sort_unstable();
     let creator_of = |v: &VideoId| first_seen.get(v).map(|f| f.1);
 
-    // The learned model: BPR matrix factorization over the training engagements (every event
-    // that adds to affinity), dense indexes as the names were met.
-    let user_index: HashMap<UserId, usize> = users
-        .0
-        .values()
-        .map(|&n| (UserId(Uuid::from_u128((1 << 96) | n)), (n - 1) as usize))
-        .collect();
-    let item_index: HashMap<VideoId, usize> = items
-        .0
-        .values()
-        .map(|&n| (VideoId(Uuid::from_u128((2 << 96) | n)), (n - 1) as usize))
-        .collect();
-    let mut item_of = vec![VideoId(Uuid::nil()); items.0.len()];
-    for (v, &i) in &item_index {
-        item_of[i] = *v;
-    }
-    let engaged: Vec<(usize, usize)> = train
-        .iter()
-        .filter(|e| e.event_type.affinity_weight() > 0.0)
-        .filter_map(|e| {
-            let u = *users.0.get(&e.user)? as usize - 1;
-            let i = *items.0.get(&e.item)? as usize - 1;
-            Some((u, i))
-        })
-        .collect();
-    let model = factors::train_bpr(
-        &engaged,
-        users.0.len(),
-        items.0.len(),
-        factors::FactorParams::default(),
-    );
-    let model_scores = |user: UserId, videos: &[VideoId]| -> Vec<f64> {
-        let Some(&u) = user_index.get(&user) else {
-            return vec![0.5; videos.len()];
-        };
-        let raw: Vec<f32> = videos
-            .iter()
-            .map(|v| item_index.get(v).map_or(f32::MIN, |&i| model.score(u, i)))
-            .collect();
-        factors::calibrate(&raw)
+    // The learned model, trained on the training log's per-pair engagement and used as in
+    // production: each user folded in from their training interactions, scores calibrated.
+    let pairs = crate::model::engagements(train.iter().map(|e| {
+        let user = UserId(Uuid::from_u128((1 << 96) | users.0[&e.user]));
+        let video = VideoId(Uuid::from_u128((2 << 96) | items.0[&e.item]));
+        (user, video, e.event_type.affinity_weight(), e.at)
+    }));
+    // Its knobs are picked on the training log alone (a split of it), never on the holdout.
+    let params = if params.auto_tune {
+        crate::model::tune(&pairs, params).0
+    } else {
+        params
     };
+    let model = crate::model::LoadedModel::new("evaluate", crate::model::fit(&pairs, params, now));
+    let mut history: HashMap<UserId, Vec<(VideoId, f32)>> = HashMap::new();
+    for e in &pairs {
+        let strength = crate::model::decayed(e.strength, e.at, now, &params);
+        history.entry(e.user).or_default().push((e.video, strength));
+    }
+    let user_vector =
+        |user: UserId| model.user_vector(history.get(&user).map_or(&[], Vec::as_slice));
+    let model_scores =
+        |user: UserId, videos: &[VideoId]| -> Vec<f64> { model.score(&user_vector(user), videos) };
 
     let config = RankingConfig {
         session_size: k,
@@ -255,18 +239,14 @@ pub fn evaluate(
             ),
             watched: seen.get(&user).cloned().unwrap_or_default(),
             recently_served: HashSet::new(),
+            hidden: vrs_domain::Hidden::default(),
         };
         let candidates =
             ranking::filter_candidates(pool, &context, ranking::all_candidates(pool), &config);
         let scores =
             with_model.then(|| model_scores(user, &ranking::candidate_ids(pool, &candidates)));
-        let (_, scored) = ranking::score_candidates(
-            pool,
-            &context,
-            &candidates,
-            &Weights::DEFAULT,
-            scores.as_deref(),
-        );
+        let (_, scored) =
+            ranking::score_candidates(pool, &context, &candidates, &weights, scores.as_deref());
         ranking::select_diverse(pool, scored, &config)
             .into_iter()
             .map(|i| i.video_id)
@@ -293,22 +273,7 @@ pub fn evaluate(
         ),
         (
             "model",
-            Box::new(|u| {
-                let Some(&ui) = user_index.get(&u) else {
-                    return Vec::new();
-                };
-                let seen = seen.get(&u);
-                let mut scored: Vec<(f32, usize)> = (0..item_of.len())
-                    .filter(|&i| !seen.is_some_and(|s| s.contains(&item_of[i])))
-                    .map(|i| (model.score(ui, i), i))
-                    .collect();
-                scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                scored
-                    .into_iter()
-                    .take(k)
-                    .map(|(_, i)| item_of[i])
-                    .collect()
-            }),
+            Box::new(|u| crate::model::top_k(model.raw_scores(&user_vector(u)), seen.get(&u), k)),
         ),
         ("popularity", Box::new(|u| unseen_top(&popular, u))),
         (
@@ -398,7 +363,16 @@ mod tests {
             train.push(event("u9", &format!("filler{i}"), EventType::View, 50));
         }
         let holdout = vec![("u1".to_owned(), "hit".to_owned())];
-        let report = evaluate(&train, &holdout, 5, 10.0, 1).expect("report");
+        let report = evaluate(
+            &train,
+            &holdout,
+            5,
+            10.0,
+            factors::FactorParams::default(),
+            Weights::DEFAULT,
+            1,
+        )
+        .expect("report");
         assert_eq!(report.users, 1);
         let by = |name: &str| {
             report
@@ -425,13 +399,32 @@ mod tests {
     fn nothing_to_evaluate_is_an_error() {
         let train = vec![event("u1", "a", EventType::View, 1)];
         assert_eq!(
-            evaluate(&train, &[("nobody".into(), "a".into())], 10, 10.0, 1),
+            evaluate(
+                &train,
+                &[("nobody".into(), "a".into())],
+                10,
+                10.0,
+                Default::default(),
+                Weights::DEFAULT,
+                1
+            ),
             Err(EvaluateError::NothingToEvaluate)
         );
         assert_eq!(
-            evaluate(&[], &[], 10, 10.0, 1),
+            evaluate(&[], &[], 10, 10.0, Default::default(), Weights::DEFAULT, 1),
             Err(EvaluateError::EmptyTrain)
         );
-        assert_eq!(evaluate(&train, &[], 0, 10.0, 1), Err(EvaluateError::ZeroK));
+        assert_eq!(
+            evaluate(
+                &train,
+                &[],
+                0,
+                10.0,
+                Default::default(),
+                Weights::DEFAULT,
+                1
+            ),
+            Err(EvaluateError::ZeroK)
+        );
     }
 }

@@ -11,8 +11,8 @@ use std::time::Instant;
 use tracing::Instrument;
 use vrs_domain::ranking::{self, RankingConfig, UserContext};
 use vrs_domain::{
-    FeedSession, Limit, Reason, SessionId, SessionItem, SignalValues, UserId, Video, VideoId,
-    VideoStats, Weights,
+    FeedSession, Hidden, Limit, Reason, SessionId, SessionItem, SignalValues, UserId, Video,
+    VideoId, VideoStats, Weights,
 };
 
 /// Policy knobs of the feed use case.
@@ -125,6 +125,13 @@ pub struct FeedPage {
     pub cache: CacheStatus,
 }
 
+/// What keeps videos out of a new session: served recently (ranked last), watched, hidden.
+struct Exclusions {
+    served: HashSet<VideoId>,
+    watched: HashSet<VideoId>,
+    hidden: Hidden,
+}
+
 /// Why a page could not be served.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FeedError {
@@ -218,18 +225,20 @@ impl FeedService {
     ) -> Result<FeedPage, FeedError> {
         let user = request.user_id;
         let stage = Instant::now();
-        let (session, watched) = async {
+        let (session, watched, hidden) = async {
             tokio::join!(
                 self.ports.feed_cache.session(user, position.session_id),
                 self.ports
                     .history
                     .watched_since(user, now - self.config.watched_window),
+                self.ports.history.hidden(user),
             )
         }
         .instrument(tracing::info_span!("feed.cache_lookup"))
         .await;
         record_stage("cache_lookup", stage);
         let watched = self.watched_or_archive(user, now, watched).await;
+        let hidden = self.hidden_or_archive(user, hidden).await;
         let mut session = match session {
             Ok(found) => found
                 .filter(|s| s.expires_at > now)
@@ -239,7 +248,9 @@ impl FeedService {
             Err(e) => return Err(FeedError::Unavailable(e)),
         };
         let servable = |item: &SessionItem| {
-            !watched.contains(&item.video_id) && state.pool.get(&item.video_id).is_some()
+            !watched.contains(&item.video_id)
+                && !hidden.hides(&item.video_id, &item.creator_id)
+                && state.pool.get(&item.video_id).is_some()
         };
         let slice = session.slice_diverse(
             position.offset,
@@ -278,6 +289,21 @@ impl FeedService {
         }
     }
 
+    /// What the user hid, or when the history cannot tell, the signal store's record (which lags
+    /// the events by the pipeline's delay).
+    async fn hidden_or_archive(&self, user: UserId, hidden: Result<Hidden, PortError>) -> Hidden {
+        match hidden {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "hidden videos unavailable; reading the signal store's");
+                self.ports.signals.hidden(user).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the signal store's hidden videos are unavailable too");
+                    Hidden::default()
+                })
+            }
+        }
+    }
+
     /// Extends `session` so that a cursor handed out now stays valid for `cursor_ttl`: when less
     /// is left, by two of them, so a session scrolled through for long is rewritten at most once
     /// per `cursor_ttl`.
@@ -303,7 +329,7 @@ impl FeedService {
     ) -> Result<FeedPage, FeedError> {
         let user = request.user_id;
         let stage = Instant::now();
-        let (cached, served, watched) = async {
+        let (cached, served, watched, hidden) = async {
             tokio::join!(
                 self.ports.feed_cache.current_session(user),
                 self.ports
@@ -312,6 +338,7 @@ impl FeedService {
                 self.ports
                     .history
                     .watched_since(user, now - self.config.watched_window),
+                self.ports.history.hidden(user),
             )
         }
         .instrument(tracing::info_span!("feed.cache_lookup"))
@@ -319,8 +346,11 @@ impl FeedService {
         record_stage("cache_lookup", stage);
         let served = degrade_to_empty(served, "served history");
         let watched = self.watched_or_archive(user, now, watched).await;
+        let hidden = self.hidden_or_archive(user, hidden).await;
         let servable = |item: &SessionItem| {
-            !watched.contains(&item.video_id) && state.pool.get(&item.video_id).is_some()
+            !watched.contains(&item.video_id)
+                && !hidden.hides(&item.video_id, &item.creator_id)
+                && state.pool.get(&item.video_id).is_some()
         };
         let unseen = |item: &SessionItem| servable(item) && !served.contains(&item.video_id);
 
@@ -350,8 +380,12 @@ impl FeedService {
                 false
             }
         };
-        self.ranked_page(state, request, now, served, watched, cache_up)
-            .await
+        let seen = Exclusions {
+            served,
+            watched,
+            hidden,
+        };
+        self.ranked_page(state, request, now, seen, cache_up).await
     }
 
     /// Ranks a new session and serves its first page; stores it when the cache is up.
@@ -360,13 +394,11 @@ impl FeedService {
         state: &SnapshotState,
         request: PageRequest,
         now: DateTime<Utc>,
-        served: HashSet<VideoId>,
-        watched: HashSet<VideoId>,
+        seen: Exclusions,
         cache_up: bool,
     ) -> Result<FeedPage, FeedError> {
-        let session = self
-            .generate(state, request.user_id, now, served, watched.clone())
-            .await?;
+        let (watched, hidden) = (seen.watched.clone(), seen.hidden.clone());
+        let session = self.generate(state, request.user_id, now, seen).await?;
         let mut status = CacheStatus::Bypass;
         if cache_up {
             match self.store(&session).await {
@@ -375,7 +407,9 @@ impl FeedService {
             }
         }
         // A new session already ranks recently served videos last, so the page takes items in order.
-        let servable = |item: &SessionItem| !watched.contains(&item.video_id);
+        let servable = |item: &SessionItem| {
+            !watched.contains(&item.video_id) && !hidden.hides(&item.video_id, &item.creator_id)
+        };
         let slice = session.slice_diverse(
             0,
             request.limit,
@@ -396,13 +430,14 @@ impl FeedService {
     pub async fn warm(&self, user: UserId) -> Result<(), FeedError> {
         let state = self.snapshot.load().ok_or(FeedError::NotReady)?;
         let now = self.ports.clock.now();
-        let (served, watched) = tokio::join!(
+        let (served, watched, hidden) = tokio::join!(
             self.ports
                 .history
                 .served_since(user, now - self.config.served_window),
             self.ports
                 .history
                 .watched_since(user, now - self.config.watched_window),
+            self.ports.history.hidden(user),
         );
         let served = served
             .map_err(FeedError::Unavailable)?
@@ -412,7 +447,13 @@ impl FeedService {
             .map_err(FeedError::Unavailable)?
             .into_iter()
             .collect();
-        let session = self.generate(&state, user, now, served, watched).await?;
+        let hidden = hidden.map_err(FeedError::Unavailable)?;
+        let seen = Exclusions {
+            served,
+            watched,
+            hidden,
+        };
+        let session = self.generate(&state, user, now, seen).await?;
         self.store(&session).await.map_err(FeedError::Unavailable)
     }
 
@@ -439,14 +480,19 @@ impl FeedService {
         state: &SnapshotState,
         user: UserId,
         now: DateTime<Utc>,
-        served: HashSet<VideoId>,
-        watched: HashSet<VideoId>,
+        seen: Exclusions,
     ) -> Result<FeedSession, FeedError> {
+        let Exclusions {
+            served,
+            watched,
+            mut hidden,
+        } = seen;
         let started = Instant::now();
         metrics::counter!("feed_generation_total").increment(1);
         // The watched history (recent, bounded) is merged with the signal store's 30-day one,
-        // so a video watched long ago, or before the history store lost its data, stays out.
-        let (follows, affinity, archived) = async {
+        // so a video watched long ago, or before the history store lost its data, stays out;
+        // what the user hid likewise.
+        let (follows, affinity, archived, archived_hidden) = async {
             tokio::join!(
                 self.ports.follows.followed_creators(user),
                 self.ports
@@ -455,12 +501,21 @@ impl FeedService {
                 self.ports
                     .signals
                     .watched_since(user, now - self.config.watched_window),
+                self.ports.signals.hidden(user),
             )
         }
         .instrument(tracing::info_span!("feed.user_context"))
         .await;
         let mut watched = watched;
         watched.extend(degrade_to_empty(archived, "archived watched history"));
+        // What the model folds the user in from: the videos they watched.
+        let recent: Vec<(VideoId, f32)> = watched.iter().map(|v| (*v, 1.0)).collect();
+        match archived_hidden {
+            Ok(h) => hidden.extend(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "the signal store's hidden videos are unavailable")
+            }
+        }
         let context = UserContext {
             user_id: user,
             now,
@@ -474,6 +529,7 @@ impl FeedService {
             },
             watched,
             recently_served: served,
+            hidden,
         };
         let cfg = &self.config.ranking;
         let stage = Instant::now();
@@ -495,7 +551,7 @@ impl FeedService {
                 let stage = Instant::now();
                 let ids = ranking::candidate_ids(&state.pool, &candidates);
                 let scores = model
-                    .score(user, &ids)
+                    .score(user, &recent, &ids)
                     .instrument(tracing::info_span!("feed.model", candidates = ids.len()))
                     .await;
                 record_stage("model", stage);

@@ -11,6 +11,7 @@ pub mod engagement;
 pub mod evaluate;
 pub mod feed;
 pub mod health;
+pub mod model;
 pub mod ports;
 pub mod snapshot;
 pub mod warmup;
@@ -22,6 +23,7 @@ pub use feed::{
     PageRequest,
 };
 pub use health::{CheckReport, HealthReport, HealthService, HealthStatus};
+pub use model::{ActivationPolicy, ModelError, ModelService, TrainingReport};
 pub use ports::{PortError, Ports, SystemClock};
 pub use snapshot::{CandidateSnapshot, SnapshotRefresher, SnapshotState};
 pub use warmup::{CacheWarmer, WarmupReport};

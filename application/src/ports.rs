@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_domain::{
-    CreatorId, EngagementEvent, FeedSession, Reaction, SessionId, SourcePosition, UserId, Video,
-    VideoId, VideoStats, VideoStatus, Weights,
+    CreatorId, EngagementEvent, FeedSession, Hidden, Reaction, SessionId, SourcePosition, UserId,
+    Video, VideoId, VideoStats, VideoStatus, Weights,
 };
 
 #[cfg(any(test, feature = "mocks"))]
@@ -220,6 +220,19 @@ pub trait SignalStore: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Vec<VideoId>, PortError>;
 
+    /// Per (user, video) pair with events at or after `since` (whole hours): the sum of their
+    /// [`vrs_domain::EventType::affinity_weight`]s and the latest event's hour, for pairs whose sum
+    /// is positive; at most `limit` pairs. What the model is trained on.
+    async fn engagement_pairs(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::model::Engagement>, PortError>;
+
+    /// What `user` hid (`not_interested` videos, `hide_creator` creators), ever, as the
+    /// signal store recorded it; it lags accepted events by the pipeline's delay.
+    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError>;
+
     /// Up to `limit` users with the most events at or after `since`, most active first.
     async fn most_active_users(
         &self,
@@ -260,6 +273,19 @@ pub trait ViewHistory: Send + Sync {
         &self,
         user: UserId,
         videos: &[VideoId],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+
+    /// Videos and creators `user` hid.
+    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError>;
+
+    /// Records that `user` hid `videos` and `creators` at `at`. MUST be visible to `hidden` as
+    /// soon as it returns: the next page, even of a cached session, leaves them out.
+    async fn record_hidden(
+        &self,
+        user: UserId,
+        videos: &[VideoId],
+        creators: &[CreatorId],
         at: DateTime<Utc>,
     ) -> Result<(), PortError>;
 }
@@ -389,8 +415,38 @@ pub trait EngagementEventStore: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait ModelScorer: Send + Sync {
-    /// One score in [0, 1] per video, in the order given.
-    async fn score(&self, user: UserId, videos: &[VideoId]) -> Result<Vec<f64>, PortError>;
+    /// The version whose artifact is loaded, if any.
+    fn loaded_version(&self) -> Option<String>;
+
+    /// Loads `version` from its artifact (the registry's bytes), replacing the loaded one; on
+    /// error the loaded one stays.
+    fn load(&self, version: &str, artifact: &[u8]) -> Result<(), PortError>;
+
+    /// One score in [0, 1] per video, in the order given, for `user`, whose recent interactions
+    /// (video, strength) are `recent`.
+    async fn score(
+        &self,
+        user: UserId,
+        recent: &[(VideoId, f32)],
+        videos: &[VideoId],
+    ) -> Result<Vec<f64>, PortError>;
+}
+
+/// One registered model version, as `models list` shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ModelRecord {
+    pub version: String,
+    pub is_active: bool,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// When it was last activated (for a version never active: when it was registered).
+    pub deployed_at: DateTime<Utc>,
+    /// Offline metrics from its training run.
+    pub performance_metrics: serde_json::Value,
+    /// Videos scored with it, over all replicas.
+    pub inference_count: u64,
+    /// Size of its artifact; 0 for a version registered without one.
+    pub artifact_bytes: u64,
 }
 
 /// A deployed model version, as the model registry knows it.
@@ -409,6 +465,30 @@ pub trait ModelRegistry: Send + Sync {
 
     /// Adds `count` inferences (videos scored) to `version`'s counter. Unknown versions are ignored.
     async fn record_inferences(&self, version: &str, count: u64) -> Result<(), PortError>;
+
+    /// Registers a new, inactive version with its offline metrics and artifact. `false` (and
+    /// nothing changed) when the version exists: versions are immutable.
+    async fn register(
+        &self,
+        version: &str,
+        metrics: &serde_json::Value,
+        artifact: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError>;
+
+    /// Every version, the most recently registered first.
+    async fn models(&self) -> Result<Vec<ModelRecord>, PortError>;
+
+    /// Makes `version` the only active one (and records the activation). `false` for an unknown
+    /// version.
+    async fn activate(&self, version: &str, at: DateTime<Utc>) -> Result<bool, PortError>;
+
+    /// Activates the version active before the current one (the latest activation of another
+    /// version); its name, or `None` when there is none.
+    async fn rollback(&self, at: DateTime<Utc>) -> Result<Option<String>, PortError>;
+
+    /// The artifact of `version`; `None` for an unknown version or one without an artifact.
+    async fn artifact(&self, version: &str) -> Result<Option<Vec<u8>>, PortError>;
 }
 
 /// Turns media object keys into URLs clients can fetch.

@@ -104,6 +104,7 @@ impl std::fmt::Debug for SnapshotRefresher {
 
 impl SnapshotRefresher {
     pub fn new(ports: Ports, snapshot: Arc<CandidateSnapshot>) -> Self {
+        metrics::counter!("model_load_failures_total").increment(0);
         Self {
             ports,
             snapshot,
@@ -211,7 +212,16 @@ impl SnapshotRefresher {
         }
 
         match model {
-            Ok(m) => state.model = m,
+            Ok(Some(m)) => match self.load_model(&m).await {
+                Ok(()) => state.model = Some(m),
+                Err(e) => {
+                    // The version loaded before (if any) keeps scoring; the next refresh retries.
+                    metrics::counter!("model_load_failures_total").increment(1);
+                    tracing::warn!(error = %e, version = %m.version, "could not load the active model; keeping the last one");
+                    degraded.push("model");
+                }
+            },
+            Ok(None) => state.model = None,
             Err(e) => {
                 tracing::warn!(error = %e, "model registry unavailable; keeping the last model");
                 degraded.push("model_registry");
@@ -241,6 +251,36 @@ impl SnapshotRefresher {
             catalog_changes: changes,
             degraded,
         })
+    }
+
+    /// Makes the scorer hold `model`'s artifact: read from the registry and decoded (off the
+    /// async workers) only when the active version changed.
+    async fn load_model(&self, model: &ModelInfo) -> Result<(), PortError> {
+        let Some(scorer) = self.ports.model.clone() else {
+            return Ok(());
+        };
+        if scorer.loaded_version().as_deref() == Some(model.version.as_str()) {
+            return Ok(());
+        }
+        let artifact = self
+            .ports
+            .model_registry
+            .artifact(&model.version)
+            .await?
+            .ok_or_else(|| {
+                PortError::InvalidData(format!("model {} has no artifact", model.version))
+            })?;
+        let version = model.version.clone();
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || scorer.load(&version, &artifact))
+            .await
+            .map_err(|e| PortError::Unavailable(format!("loading the model: {e}")))??;
+        tracing::info!(
+            version = %model.version,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded the active model"
+        );
+        Ok(())
     }
 
     /// Adds the inferences counted since the last refresh to the registry (kept for the next

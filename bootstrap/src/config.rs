@@ -171,6 +171,8 @@ pub struct DemoSettings {
     pub creators: usize,
     pub users: usize,
     pub seed: u64,
+    /// Whether the embedded mode trains its model from the demo's events after start.
+    pub train_model: bool,
 }
 
 /// What a command needs in production beyond the common settings.
@@ -231,6 +233,8 @@ pub struct Config {
     pub snapshot_refresh: Duration,
     /// Prior of the smoothed engagement and completion, in views (`SIGNAL_PRIOR_VIEWS`).
     pub signal_prior_views: f64,
+    /// Training knobs of the model (`MODEL_*`), for `train`, `evaluate` and the demo.
+    pub model_params: vrs_domain::factors::FactorParams,
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
     pub request_timeout: Duration,
@@ -297,6 +301,94 @@ impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&std::env::vars().collect())
+    }
+
+    fn model_params(v: &Vars<'_>) -> Result<vrs_domain::factors::FactorParams, ConfigError> {
+        let d = vrs_domain::factors::FactorParams::default();
+        let ranged = |var: &'static str, value: f64, range: std::ops::RangeInclusive<f64>| {
+            if value.is_finite() && range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError {
+                    var,
+                    message: format!("must be from {} to {}", range.start(), range.end()),
+                })
+            }
+        };
+        let whole = |var: &'static str, value: usize, range: std::ops::RangeInclusive<usize>| {
+            if range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError {
+                    var,
+                    message: format!("must be from {} to {}", range.start(), range.end()),
+                })
+            }
+        };
+        Ok(vrs_domain::factors::FactorParams {
+            dim: whole(
+                "MODEL_DIM",
+                v.parse("MODEL_DIM", d.dim, "expected a whole number")?,
+                1..=512,
+            )?,
+            iterations: whole(
+                "MODEL_ITERATIONS",
+                v.parse("MODEL_ITERATIONS", d.iterations, "expected a whole number")?,
+                1..=100,
+            )?,
+            regularization: ranged(
+                "MODEL_REGULARIZATION",
+                v.parse(
+                    "MODEL_REGULARIZATION",
+                    d.regularization,
+                    "expected a number",
+                )?,
+                0.0..=100.0,
+            )?,
+            regularization_exponent: ranged(
+                "MODEL_REGULARIZATION_EXPONENT",
+                v.parse(
+                    "MODEL_REGULARIZATION_EXPONENT",
+                    d.regularization_exponent,
+                    "expected a number",
+                )?,
+                0.0..=2.0,
+            )?,
+            alpha: ranged(
+                "MODEL_ALPHA",
+                v.parse("MODEL_ALPHA", d.alpha, "expected a number")?,
+                0.0..=1000.0,
+            )?,
+            unobserved_weight: ranged(
+                "MODEL_UNOBSERVED_WEIGHT",
+                v.parse(
+                    "MODEL_UNOBSERVED_WEIGHT",
+                    d.unobserved_weight,
+                    "expected a number",
+                )?,
+                0.0..=10.0,
+            )?,
+            fold_in_limit: whole(
+                "MODEL_FOLD_IN_LIMIT",
+                v.parse(
+                    "MODEL_FOLD_IN_LIMIT",
+                    d.fold_in_limit,
+                    "expected a whole number",
+                )?,
+                1..=5_000,
+            )?,
+            recency_half_life_days: ranged(
+                "MODEL_RECENCY_HALF_LIFE_DAYS",
+                v.parse(
+                    "MODEL_RECENCY_HALF_LIFE_DAYS",
+                    d.recency_half_life_days,
+                    "expected a number of days",
+                )?,
+                0.0..=3650.0,
+            )?,
+            auto_tune: v.parse("MODEL_AUTO_TUNE", d.auto_tune, "expected true or false")?,
+            seed: d.seed,
+        })
     }
 
     /// Reads configuration from a map of variables.
@@ -444,6 +536,7 @@ impl Config {
                     });
                 }
             },
+            model_params: Self::model_params(&v)?,
             rate_limit_per_second: v.parse(
                 "RATE_LIMIT_PER_SECOND",
                 20,
@@ -517,6 +610,7 @@ impl Config {
                 creators: v.parse("DEMO_CREATORS", 1_000, "expected a whole number")?,
                 users: v.parse("DEMO_USERS", 2_000, "expected a whole number")?,
                 seed: v.parse("DEMO_SEED", 42, "expected a whole number")?,
+                train_model: v.parse("DEMO_TRAIN_MODEL", true, "expected true or false")?,
             },
         };
         config.check_production()?;

@@ -43,7 +43,7 @@ fn lines(path: &Path) -> anyhow::Result<Vec<(String, Value)>> {
     Ok(out)
 }
 
-fn train(path: &Path) -> anyhow::Result<Vec<Interaction>> {
+pub fn train(path: &Path) -> anyhow::Result<Vec<Interaction>> {
     lines(path)?
         .into_iter()
         .map(|(at, v)| {
@@ -85,6 +85,22 @@ fn holdout(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// `--weights`: five comma-separated weights (freshness, completion, engagement, affinity,
+/// model), valid as the admin route wants them.
+pub fn parse_weights(raw: &str) -> Result<vrs_domain::Weights, String> {
+    let parts: Vec<f64> = raw
+        .split(',')
+        .map(|p| p.trim().parse::<f64>().map_err(|e| format!("{p:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let [f, c, e, a, m] = parts[..] else {
+        return Err(format!(
+            "expected 5 weights (freshness,completion,engagement,affinity,model), got {}",
+            parts.len()
+        ));
+    };
+    vrs_domain::Weights::new(f, c, e, a, m).map_err(|e| e.to_string())
+}
+
 /// The report as a Markdown table.
 pub fn table(report: &Report) -> String {
     let k = report.k;
@@ -107,11 +123,13 @@ pub fn run(
     k: usize,
     format: Format,
     prior_views: f64,
+    params: vrs_domain::factors::FactorParams,
+    weights: vrs_domain::Weights,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let train = train(train_path)?;
     let holdout = holdout(holdout_path)?;
-    let report = evaluate::evaluate(&train, &holdout, k, prior_views, 42)?;
+    let report = evaluate::evaluate(&train, &holdout, k, prior_views, params, weights, 42)?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => {

@@ -4,6 +4,7 @@ mod config;
 mod evaluate;
 mod http_server;
 mod keys;
+mod models;
 mod serve;
 mod storage;
 mod telemetry;
@@ -63,6 +64,30 @@ enum Command {
         k: usize,
         #[arg(long, value_enum, default_value = "table")]
         format: evaluate::Format,
+        /// The pipeline's weights: freshness,completion,engagement,affinity,model (summing to 1);
+        /// default: the service's defaults.
+        #[arg(long, value_parser = evaluate::parse_weights)]
+        weights: Option<vrs_domain::Weights>,
+    },
+    /// Train the model on the signal store's interactions (CLICKHOUSE_URL) or a file, register it
+    /// with its offline metrics in the registry (DATABASE_URL) and activate it unless its offline
+    /// NDCG@10 is below the active version's.
+    Train {
+        /// Interactions in the `evaluate` training format instead of the signal store.
+        #[arg(long)]
+        from_file: Option<std::path::PathBuf>,
+        /// How far back the signal store is read.
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        window: std::time::Duration,
+        #[arg(long, value_enum, default_value = "auto")]
+        activate: models::Activate,
+        #[arg(long, value_enum, default_value = "table")]
+        format: models::Format,
+    },
+    /// The model registry (DATABASE_URL): list, activate or roll back versions.
+    Models {
+        #[command(subcommand)]
+        action: ModelsCommand,
     },
     /// Apply pending PostgreSQL migrations (DATABASE_URL).
     Migrate,
@@ -93,11 +118,33 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Every registered version, newest first, with its offline NDCG@10 and inference count.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: models::Format,
+    },
+    /// Make a version the active one (replicas switch at their next snapshot refresh).
+    Activate {
+        version: String,
+        /// Even when its offline NDCG@10 is below the active version's.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Go back to the version active before the current one.
+    Rollback,
+}
+
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(work)
+        .build()?;
+    let result = runtime.block_on(work);
+    // Work still running on blocking threads when the command is done (the embedded demo's
+    // model training, say) does not hold the exit up.
+    runtime.shutdown_background();
+    result
 }
 
 fn main() -> ExitCode {
@@ -122,6 +169,25 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => block_on(serve::run(config)),
         Command::Migrate => block_on(storage::migrate(&config)),
+        Command::Train {
+            from_file,
+            window,
+            activate,
+            format,
+        } => block_on(models::train(
+            &config,
+            from_file.as_deref(),
+            window,
+            activate,
+            format,
+        )),
+        Command::Models { action } => match action {
+            ModelsCommand::List { format } => block_on(models::list(&config, format)),
+            ModelsCommand::Activate { version, force } => {
+                block_on(models::activate(&config, &version, force))
+            }
+            ModelsCommand::Rollback => block_on(models::rollback(&config)),
+        },
         Command::CheckSchema => block_on(storage::check_schema_command(&config)),
         Command::SeedDemo => block_on(wiring::seed_demo(&config)),
         Command::ClickhouseInit => block_on(storage::clickhouse_init(&config)),
@@ -146,7 +212,16 @@ fn main() -> ExitCode {
             holdout,
             k,
             format,
-        } => evaluate::run(&train, &holdout, k, format, config.signal_prior_views),
+            weights,
+        } => evaluate::run(
+            &train,
+            &holdout,
+            k,
+            format,
+            config.signal_prior_views,
+            config.model_params,
+            weights.unwrap_or(vrs_domain::Weights::DEFAULT),
+        ),
         Command::Openapi => {
             let (_, doc) = vrs_adapter_http::router::routes();
             doc.to_pretty_json()

@@ -69,6 +69,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
 
+    if let Some(training) = app.demo_training {
+        tokio::spawn(training.run());
+    }
     let consumer = app
         .consumer
         .map(|consumer| tokio::spawn(consumer.run(stopped(stop_rx.clone()))));

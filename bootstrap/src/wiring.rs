@@ -9,8 +9,7 @@ use vrs_adapter_http::auth::{AuthFailureLimit, AuthFailureLimiter, UserRateLimit
 use vrs_adapter_http::{AppState, Authenticator, CursorCodec, HttpConfig, RateLimit};
 use vrs_adapter_media::{MediaConfig, S3Config};
 use vrs_adapter_memory::{
-    InProcessProbe, MemoryAdapters, MemoryEventLedger, STATIC_MODEL_VERSION, TieredFeedCache,
-    TieredViewHistory,
+    InProcessProbe, MemoryAdapters, MemoryEventLedger, TieredFeedCache, TieredViewHistory,
 };
 use vrs_adapter_postgres::PostgresStore;
 use vrs_application::demo::{self, DemoSize};
@@ -19,7 +18,7 @@ use vrs_application::ports::{
 };
 use vrs_application::{
     AdminService, CacheWarmer, CandidateSnapshot, EngagementService, FeedConfig, FeedService,
-    HealthService, SnapshotRefresher, SystemClock,
+    HealthService, ModelService, SnapshotRefresher, SystemClock,
 };
 use vrs_domain::RankingConfig;
 
@@ -29,8 +28,6 @@ pub struct Backends {
     /// The catalog runs in memory, on the generated demo catalog.
     pub embedded: bool,
     pub postgres: Option<PostgresStore>,
-    /// Handles to the in-memory adapters (used for the ports without an external server).
-    pub memory: MemoryAdapters,
     /// Where the Kafka consumer stores engagement events (ClickHouse, or the in-memory signals).
     pub event_store: Arc<dyn EngagementEventStore>,
     /// A sink writing straight into the signal store, for the demo's history: it is history, not
@@ -174,9 +171,6 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
     let embedded = postgres.is_none();
     if embedded {
         probes.push(Arc::new(InProcessProbe("memory")));
-        memory
-            .model_registry
-            .activate(STATIC_MODEL_VERSION, clock.now());
     }
 
     let signals: Arc<dyn SignalStore> = match &clickhouse {
@@ -232,7 +226,6 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         ports,
         embedded,
         postgres,
-        memory,
         event_store,
         history_sink,
         kafka_sink,
@@ -244,10 +237,6 @@ async fn load_embedded_demo(config: &Config, backends: &Backends) -> anyhow::Res
     let started = std::time::Instant::now();
     let size = demo_size(config);
     let data = demo::generate(size, chrono::Utc::now(), config.demo.seed);
-    backends
-        .memory
-        .model
-        .set_scores(data.model_scores.iter().map(|(k, v)| (*k, *v)));
     demo::seed(&backends.seeding_ports(), &data, |_, _| {})
         .await
         .context("loading the demo catalog")?;
@@ -273,6 +262,47 @@ pub struct App {
     pub cdc_consumer: Option<vrs_adapter_kafka::CdcConsumer>,
     /// The Kafka event sink, whose spool is drained on shutdown.
     pub kafka_sink: Option<vrs_adapter_kafka::KafkaEventSink>,
+    /// In the embedded mode, the first model is trained from the demo's events in the background
+    /// once the server runs: this does it (the signal joins at the next snapshot refresh).
+    pub demo_training: Option<DemoTraining>,
+}
+
+/// The embedded demo's model training, run in the background after start.
+pub struct DemoTraining {
+    models: Arc<ModelService>,
+    signals: Arc<dyn SignalStore>,
+    params: vrs_domain::factors::FactorParams,
+    clock: Arc<dyn Clock>,
+}
+
+impl DemoTraining {
+    /// Trains on the signal store's last 30 days and activates the result.
+    pub async fn run(self) {
+        let started = std::time::Instant::now();
+        let since = self.clock.now() - chrono::Duration::days(30);
+        let data = match self.signals.engagement_pairs(since, 5_000_000).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "demo model: could not read the interactions");
+                return;
+            }
+        };
+        match self
+            .models
+            .train(data, self.params, vrs_application::ActivationPolicy::Auto)
+            .await
+        {
+            Ok(report) => tracing::info!(
+                version = %report.version,
+                activated = report.activated,
+                ndcg_at_10 = report.metrics.ndcg_at_10,
+                popularity_ndcg_at_10 = report.metrics.popularity_ndcg_at_10,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "demo model trained from the demo's events"
+            ),
+            Err(e) => tracing::warn!(error = %e, "demo model: training failed"),
+        }
+    }
 }
 
 /// Builds every component from the configuration.
@@ -350,8 +380,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         _ => None,
     };
     let warmer = Arc::new(CacheWarmer::new(ports.clone(), feed.clone()));
+    let models = Arc::new(ModelService::new(
+        ports.model_registry.clone(),
+        ports.clock.clone(),
+    ));
     let state = AppState {
         admin: Arc::new(AdminService::new(ports.clone(), warmer)),
+        models: models.clone(),
         feed,
         engagement,
         health,
@@ -391,6 +426,17 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             None
         },
         kafka_sink: backends.kafka_sink.clone(),
+        demo_training: (backends.embedded && config.demo.train_model).then(|| DemoTraining {
+            models,
+            signals: ports.signals.clone(),
+            // One training run with the configured knobs (no search): the demo's model is ready
+            // in seconds, even in a debug build.
+            params: vrs_domain::factors::FactorParams {
+                auto_tune: false,
+                ..config.model_params
+            },
+            clock: ports.clock.clone(),
+        }),
         postgres: backends.postgres,
     })
 }

@@ -18,11 +18,15 @@ pub enum EventType {
     Share,
     Comment,
     Skip,
+    /// The user does not want this video: it leaves their feed for good.
+    NotInterested,
+    /// The user does not want this video's creator: every video of theirs leaves the user's feed.
+    HideCreator,
 }
 
 impl EventType {
     /// Every event type, in documentation order.
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 11] = [
         Self::Impression,
         Self::View,
         Self::Watch,
@@ -32,7 +36,12 @@ impl EventType {
         Self::Share,
         Self::Comment,
         Self::Skip,
+        Self::NotInterested,
+        Self::HideCreator,
     ];
+
+    /// The negative-feedback types: hard filters of the user's feed.
+    pub const NEGATIVE_FEEDBACK: [EventType; 2] = [Self::NotInterested, Self::HideCreator];
 
     /// The lowercase wire name.
     pub fn as_str(self) -> &'static str {
@@ -46,6 +55,8 @@ impl EventType {
             Self::Share => "share",
             Self::Comment => "comment",
             Self::Skip => "skip",
+            Self::NotInterested => "not_interested",
+            Self::HideCreator => "hide_creator",
         }
     }
 
@@ -62,7 +73,8 @@ impl EventType {
     /// How much one such event adds to the user's affinity with the video's creator.
     ///
     /// Deliberate actions (share, like, comment) say more than passive ones; a skip or an unlike takes
-    /// some back. A user's affinity with a creator is the sum over 90 days, floored at zero.
+    /// some back, "not interested" more, and hiding the creator cancels a long history with them.
+    /// A user's affinity with a creator is the sum over 90 days, floored at zero.
     pub fn affinity_weight(self) -> f64 {
         match self {
             Self::Impression => 0.0,
@@ -74,9 +86,15 @@ impl EventType {
             Self::Share => 4.0,
             Self::Comment => 2.0,
             Self::Skip => -0.5,
+            Self::NotInterested => -3.0,
+            Self::HideCreator => -20.0,
         }
     }
 }
+
+/// A `skip` or `view` reported with less watch time than this is a quick skip: it counts as a
+/// watch that completed nothing, against the video's completion.
+pub const QUICK_SKIP_MS: u64 = 2_000;
 
 /// How long a share or comment of one user on one video counts once (and an unlike's claim is
 /// kept for its retries): a repeat within it is a duplicate, so one account cannot inflate a
@@ -194,13 +212,20 @@ impl EngagementEvent {
         Ok(())
     }
 
-    /// The completion ratio this event contributes when it is a watch event.
+    /// The completion ratio this event contributes when it is a watch event or a quick skip.
     pub fn effective_completion(&self) -> Option<f64> {
         match self.event_type {
             EventType::Complete => Some(self.completion.unwrap_or(1.0)),
             EventType::Watch => Some(self.completion.unwrap_or(0.0)),
+            _ if self.is_quick_skip() => Some(0.0),
             _ => None,
         }
+    }
+
+    /// A `skip` or `view` that lasted less than [`QUICK_SKIP_MS`]: a completion sample of 0.
+    pub fn is_quick_skip(&self) -> bool {
+        matches!(self.event_type, EventType::Skip | EventType::View)
+            && self.watch_ms.is_some_and(|ms| ms < QUICK_SKIP_MS)
     }
 }
 
@@ -209,9 +234,10 @@ impl EngagementEvent {
 pub struct VideoStats {
     pub impressions: u64,
     pub views: u64,
-    /// Watch events (`watch` and `complete`).
+    /// Completion samples: watch events (`watch` and `complete`) and quick skips
+    /// (see [`QUICK_SKIP_MS`]), which complete nothing.
     pub watches: u64,
-    /// Sum of the completion ratios of the watch events.
+    /// Sum of the completion ratios of the completion samples.
     pub completion_sum: f64,
     pub likes: u64,
     pub unlikes: u64,
@@ -223,6 +249,9 @@ pub struct VideoStats {
 impl VideoStats {
     /// Adds one event to the aggregate.
     pub fn add(&mut self, event: &EngagementEvent) {
+        if event.is_quick_skip() {
+            self.watches += 1;
+        }
         match event.event_type {
             EventType::Impression => self.impressions += 1,
             EventType::View => self.views += 1,
@@ -235,6 +264,7 @@ impl VideoStats {
             EventType::Share => self.shares += 1,
             EventType::Comment => self.comments += 1,
             EventType::Skip => self.skips += 1,
+            EventType::NotInterested | EventType::HideCreator => {}
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod engagement;
 pub mod factors;
 pub mod feed;
+pub mod hidden;
 pub mod ids;
 pub mod pool;
 pub mod ranking;
@@ -14,10 +15,11 @@ pub mod video;
 pub mod weights;
 
 pub use engagement::{
-    EngagementEvent, EventError, EventType, LIKE_WINDOW_SECONDS, REACTION_WINDOW_SECONDS, Reaction,
-    VideoStats,
+    EngagementEvent, EventError, EventType, LIKE_WINDOW_SECONDS, QUICK_SKIP_MS,
+    REACTION_WINDOW_SECONDS, Reaction, VideoStats,
 };
 pub use feed::{FeedSession, Limit, LimitError, PageSlice, Reason, SessionItem};
+pub use hidden::Hidden;
 pub use ids::{CreatorId, SessionId, UserId, VideoId};
 pub use pool::{CandidatePool, PoolEntry};
 pub use ranking::{Candidate, Ranking, RankingConfig, ScoredCandidate, UserContext};

@@ -4,6 +4,7 @@
 //! layer runs the stages in order and fetches the user's data and model scores between them.
 
 use crate::feed::{Reason, SessionItem};
+use crate::hidden::Hidden;
 use crate::ids::{CreatorId, UserId, VideoId};
 use crate::pool::CandidatePool;
 use crate::signals::{self, Signal, SignalSet, SignalValues};
@@ -55,6 +56,8 @@ pub struct UserContext {
     pub watched: HashSet<VideoId>,
     /// Videos served to the user in the last 24 hours: ranked only when too few others exist.
     pub recently_served: HashSet<VideoId>,
+    /// Videos and creators the user hid: never ranked.
+    pub hidden: Hidden,
 }
 
 impl UserContext {
@@ -67,6 +70,7 @@ impl UserContext {
             affinity: Some(HashMap::new()),
             watched: HashSet::new(),
             recently_served: HashSet::new(),
+            hidden: Hidden::default(),
         }
     }
 }
@@ -177,7 +181,9 @@ pub fn filter_candidates(
 ) -> Vec<Candidate> {
     candidates.retain(|c| {
         let entry = pool.entry(c.index);
-        entry.video.is_servable() && !user.watched.contains(&entry.video.id)
+        entry.video.is_servable()
+            && !user.watched.contains(&entry.video.id)
+            && !user.hidden.hides(&entry.video.id, &entry.video.creator_id)
     });
     for c in &mut candidates {
         c.previously_served = user.recently_served.contains(&pool.entry(c.index).video.id);

@@ -175,6 +175,8 @@ def pod_specs(docs):
     for path, d in docs:
         if d["kind"] in {"Deployment", "StatefulSet", "Job"}:
             yield path, d, d["spec"]["template"]["spec"]
+        elif d["kind"] == "CronJob":
+            yield path, d, d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
 def cmd_refs():
@@ -185,7 +187,8 @@ def cmd_refs():
         sc = spec.get("securityContext", {})
         if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") != RUN_AS_USER:
             problem(f"{where}: runAsNonRoot with runAsUser {RUN_AS_USER} (the image's user) expected")
-        labels = d["spec"]["template"]["metadata"]["labels"]
+        template = (d["spec"]["jobTemplate"]["spec"] if d["kind"] == "CronJob" else d["spec"])["template"]
+        labels = template["metadata"]["labels"]
         if d["kind"] in WORKLOADS and d["spec"]["selector"]["matchLabels"].items() - labels.items():
             problem(f"{where}: the selector does not match the pod labels")
         for vol in spec.get("volumes", []):

@@ -109,6 +109,42 @@ GROUP BY video_id
 HAVING maxMerge(last_watched_at) >= toDateTime({at}, 'UTC')
 LIMIT 100000";
 
+/// Per (user, video) pair of the window: the sum of its events' affinity weights (`{weights}`,
+/// from [`affinity_transform`]) and its latest event, positive sums only: the model's training
+/// data. A scan of the window's raw events, for the training job only.
+pub const ENGAGEMENT_PAIRS: &str = "\
+SELECT user_id, video_id, toFloat64(sum({weights})) AS strength, max(occurred_at) AS last_at
+FROM {db}.engagement_events
+WHERE occurred_at >= toDateTime({since}, 'UTC')
+GROUP BY user_id, video_id
+HAVING strength > 0
+ORDER BY user_id, video_id
+LIMIT {limit}";
+
+/// `transform(event_type, [...], [...], 0.)` of [`vrs_domain::EventType::affinity_weight`].
+pub fn affinity_transform() -> String {
+    let names: Vec<String> = vrs_domain::EventType::ALL
+        .iter()
+        .map(|t| format!("'{}'", t.as_str()))
+        .collect();
+    let weights: Vec<String> = vrs_domain::EventType::ALL
+        .iter()
+        .map(|t| format!("{:?}", t.affinity_weight()))
+        .collect();
+    format!(
+        "transform(event_type, [{}], [{}], 0.)",
+        names.join(", "),
+        weights.join(", ")
+    )
+}
+
+/// What one user hid: `kind` is `video` or `creator`.
+pub const HIDDEN: &str = "\
+SELECT DISTINCT kind, target_id
+FROM {db}.user_hidden
+WHERE user_id = toUUID('{user}')
+LIMIT 100000";
+
 /// Users by their number of events over the window, most active first.
 pub const MOST_ACTIVE_USERS: &str = "\
 SELECT user_id, sum(events) AS total_events
@@ -198,6 +234,22 @@ pub fn sample_queries(db: &str) -> Vec<(&'static str, String)> {
                 &[
                     ("user", Uuid::nil().to_string()),
                     ("at", "1700000000".to_owned()),
+                ],
+            ),
+        ),
+        (
+            "hidden",
+            render(HIDDEN, db, &[("user", Uuid::nil().to_string())]),
+        ),
+        (
+            "engagement_pairs",
+            render(
+                ENGAGEMENT_PAIRS,
+                db,
+                &[
+                    since.clone(),
+                    limit.clone(),
+                    ("weights", affinity_transform()),
                 ],
             ),
         ),

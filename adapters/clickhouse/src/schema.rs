@@ -162,25 +162,40 @@ mod tests {
 
     #[test]
     fn the_schema_uses_the_domain_affinity_weights() {
-        // The materialized view carries its own copy of EventType::affinity_weight.
-        let names: Vec<String> = EventType::ALL
-            .iter()
-            .map(|t| format!("'{}'", t.as_str()))
-            .collect();
-        let weights: Vec<String> = EventType::ALL
-            .iter()
-            .map(|t| format!("{:?}", t.affinity_weight()))
-            .map(|w| w.trim_end_matches('0').to_owned())
-            .collect();
-        let expected = format!(
-            "transform(event_type, [{}], [{}], 0.)",
-            names.join(", "),
-            weights.join(", ")
-        );
-        assert!(
-            INIT_DB_SQL.contains(&expected),
-            "init-db.sql must contain {expected}"
-        );
+        // The materialized views carry their own copy of EventType::affinity_weight: one for the
+        // engagement types, one for negative feedback.
+        let transform = |types: &[EventType]| {
+            let names: Vec<String> = types.iter().map(|t| format!("'{}'", t.as_str())).collect();
+            let weights: Vec<String> = types
+                .iter()
+                .map(|t| {
+                    let w = format!("{:?}", t.affinity_weight());
+                    w.strip_suffix(".0").map_or(w.clone(), |w| format!("{w}."))
+                })
+                .collect();
+            format!(
+                "transform(event_type, [{}], [{}], 0.)",
+                names.join(", "),
+                weights.join(", ")
+            )
+        };
+        let (negative, engagement): (Vec<EventType>, Vec<EventType>) = EventType::ALL
+            .into_iter()
+            .partition(|t| EventType::NEGATIVE_FEEDBACK.contains(t));
+        for expected in [transform(&engagement), transform(&negative)] {
+            assert!(
+                INIT_DB_SQL.contains(&expected),
+                "init-db.sql must contain {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_schema_counts_quick_skips_as_the_domain_does() {
+        assert!(INIT_DB_SQL.contains(&format!(
+            "WHERE event_type IN ('skip', 'view') AND watch_ms < {}",
+            vrs_domain::QUICK_SKIP_MS
+        )));
     }
 
     /// `init-db-replicated.sql` is `init-db.sql` but for `ON CLUSTER` and the replicated engines

@@ -10,8 +10,9 @@ use klickhouse::Row;
 use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
+use vrs_application::model::Engagement;
 use vrs_application::ports::{HealthProbe, PortError, RejectedEvent, SignalStore, StoredEvents};
-use vrs_domain::{CreatorId, EngagementEvent, UserId, VideoId, VideoStats};
+use vrs_domain::{CreatorId, EngagementEvent, Hidden, UserId, VideoId, VideoStats};
 
 /// Ids per duplicate-check query: ~50 bytes each keeps the text far below ClickHouse's default
 /// 256 KiB `max_query_size`.
@@ -124,6 +125,20 @@ struct AffinityRow {
 #[derive(Row)]
 struct WatchedRow {
     video_id: Uuid,
+}
+
+#[derive(Row)]
+struct PairRow {
+    user_id: Uuid,
+    video_id: Uuid,
+    strength: f64,
+    last_at: klickhouse::DateTime,
+}
+
+#[derive(Row)]
+struct HiddenRow {
+    kind: String,
+    target_id: Uuid,
 }
 
 #[derive(Row)]
@@ -453,6 +468,52 @@ impl SignalStore for ClickHouseSignalStore {
         );
         let rows: Vec<WatchedRow> = self.collect("watched_since", sql).await?;
         Ok(rows.into_iter().map(|r| VideoId(r.video_id)).collect())
+    }
+
+    async fn engagement_pairs(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Engagement>, PortError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = self.sql(
+            queries::ENGAGEMENT_PAIRS,
+            &[
+                ("since", since_literal(since)),
+                limit_literal(limit),
+                ("weights", queries::affinity_transform()),
+            ],
+        );
+        let rows: Vec<PairRow> = self.collect("engagement_pairs", sql).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Engagement {
+                user: UserId(r.user_id),
+                video: VideoId(r.video_id),
+                strength: r.strength as f32,
+                at: DateTime::from_timestamp(i64::from(r.last_at.1), 0).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
+        let sql = self.sql(queries::HIDDEN, &[("user", user.0.to_string())]);
+        let rows: Vec<HiddenRow> = self.collect("hidden", sql).await?;
+        let mut hidden = Hidden::default();
+        for row in rows {
+            match row.kind.as_str() {
+                "video" => hidden.videos.insert(VideoId(row.target_id)),
+                "creator" => hidden.creators.insert(CreatorId(row.target_id)),
+                other => {
+                    return Err(PortError::InvalidData(format!(
+                        "user_hidden: unknown kind {other:?}"
+                    )));
+                }
+            };
+        }
+        Ok(hidden)
     }
 
     async fn most_active_users(

@@ -7,13 +7,14 @@ use crate::events::json_rejection;
 use crate::router::AppState;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
+use vrs_application::ModelError;
 use vrs_application::admin::{
     AdminError, Invalidation, MAX_INVALIDATE_USERS, MAX_WARMUP_BATCH, MAX_WARMUP_USERS,
 };
@@ -278,6 +279,177 @@ pub async fn put_weights(
     })?;
     let set = state.admin.set_weights(weights).await?;
     Ok(Json(set.into()))
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::UnknownVersion(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_model", e.to_string())
+            }
+            ModelError::Worse { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "model_worse_than_active",
+                e.to_string(),
+            ),
+            ModelError::NothingToRollBack => {
+                ApiError::new(StatusCode::CONFLICT, "nothing_to_roll_back", e.to_string())
+            }
+            ModelError::NoData => {
+                ApiError::new(StatusCode::CONFLICT, "no_training_data", e.to_string())
+            }
+            ModelError::Port(cause) => {
+                tracing::warn!(error = %cause, "model registry unavailable");
+                ApiError::unavailable("the model registry is unavailable; retry later")
+            }
+        }
+    }
+}
+
+/// One registered model version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelDto {
+    pub version: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    /// When it was last activated (for a version never active: when it was registered).
+    pub deployed_at: DateTime<Utc>,
+    /// Offline metrics of its training run (`ndcg_at_10`, `recall_at_10`,
+    /// `popularity_ndcg_at_10`, sizes, parameters).
+    #[schema(value_type = Object)]
+    pub performance_metrics: serde_json::Value,
+    /// Videos scored with it, over all replicas.
+    pub inference_count: u64,
+    pub artifact_bytes: u64,
+}
+
+/// `GET /api/v1/admin/models` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelsResponse {
+    /// Newest first.
+    pub models: Vec<ModelDto>,
+}
+
+/// Every registered model version, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/models",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Registered versions", body = ModelsResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the admin role", body = ErrorBody),
+        (status = 503, description = "The model registry is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_models(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> Result<Json<ModelsResponse>, ApiError> {
+    let models = state.models.list().await?;
+    Ok(Json(ModelsResponse {
+        models: models
+            .into_iter()
+            .map(|m| ModelDto {
+                version: m.version,
+                is_active: m.is_active,
+                created_at: m.created_at,
+                deployed_at: m.deployed_at,
+                performance_metrics: m.performance_metrics,
+                inference_count: m.inference_count,
+                artifact_bytes: m.artifact_bytes,
+            })
+            .collect(),
+    }))
+}
+
+/// `POST /api/v1/admin/models/{version}/activate` body (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateModelRequest {
+    /// Activate even when its offline NDCG@10 is below the active version's.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What an activation or rollback did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivationResponse {
+    /// The version now active. Replicas score with it from their next candidate-snapshot refresh.
+    pub active: String,
+    /// Whether the offline-NDCG guard was overridden.
+    pub forced: bool,
+}
+
+/// Activates a registered model version. Refused with 409 when its offline NDCG@10 is below the
+/// active version's, unless `force` is true.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/models/{version}/activate",
+    tag = "admin",
+    params(("version" = String, Path, description = "A registered version")),
+    request_body(content = ActivateModelRequest, description = "Optional: {\"force\": true}"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Activated", body = ActivationResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the admin role", body = ErrorBody),
+        (status = 404, description = "No such version", body = ErrorBody),
+        (status = 422, description = "`force` is not a boolean, or another field is given", body = ErrorBody),
+        (status = 409, description = "Its offline NDCG is below the active version's (use force)", body = ErrorBody),
+        (status = 503, description = "The model registry is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn activate_model(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(version): Path<String>,
+    body: Bytes,
+) -> Result<Json<ActivationResponse>, ApiError> {
+    let request: ActivateModelRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ActivateModelRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!("the body must be {{\"force\": true|false}}: {e}"),
+            ),
+            _ => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")),
+        })?
+    };
+    let activation = state.models.activate(&version, request.force).await?;
+    Ok(Json(ActivationResponse {
+        active: activation.version,
+        forced: activation.forced,
+    }))
+}
+
+/// Activates the version that was active before the current one.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/models/rollback",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Rolled back", body = ActivationResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the admin role", body = ErrorBody),
+        (status = 409, description = "No earlier version to roll back to", body = ErrorBody),
+        (status = 503, description = "The model registry is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn rollback_model(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> Result<Json<ActivationResponse>, ApiError> {
+    let version = state.models.rollback().await?;
+    Ok(Json(ActivationResponse {
+        active: version,
+        forced: false,
+    }))
 }
 
 // Keeps the documented bounds and the use case's in step.

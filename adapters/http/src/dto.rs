@@ -175,7 +175,14 @@ pub enum EventTypeDto {
     Unlike,
     Share,
     Comment,
+    /// Swiped away; with `watch_ms` under 2000 it also counts against the video's completion
+    /// (as does a `view` that short).
     Skip,
+    /// The user does not want this video: it never appears in their feed again.
+    NotInterested,
+    /// The user does not want this video's creator: none of their videos appears in the user's
+    /// feed again.
+    HideCreator,
 }
 
 /// One engagement event.

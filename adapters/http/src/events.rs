@@ -113,7 +113,7 @@ fn parse_event(raw: &Value) -> Result<NewEvent, EventError> {
             Some(Value::String(s)) => EventType::parse(s).ok_or_else(|| {
                 EventError::new(
                     "type",
-                    "must be one of impression, view, watch, complete, like, unlike, share, comment, skip",
+                    "must be one of impression, view, watch, complete, like, unlike, share, comment, skip, not_interested, hide_creator",
                 )
             })?,
             _ => return Err(EventError::new("type", "is required and must be a string")),

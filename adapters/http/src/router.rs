@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vrs_application::ports::Clock;
-use vrs_application::{AdminService, EngagementService, FeedService, HealthService};
+use vrs_application::{AdminService, EngagementService, FeedService, HealthService, ModelService};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -30,6 +30,8 @@ pub struct AppState {
     pub feed: Arc<FeedService>,
     pub engagement: Arc<EngagementService>,
     pub admin: Arc<AdminService>,
+    /// The model registry's use cases.
+    pub models: Arc<ModelService>,
     pub health: Arc<HealthService>,
     pub auth: Arc<Authenticator>,
     pub cursors: Arc<CursorCodec>,
@@ -186,6 +188,9 @@ fn route_groups() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
         .routes(routes!(admin::cache_warmup))
         .routes(routes!(admin::invalidate_cache))
         .routes(routes!(admin::get_weights, admin::put_weights))
+        .routes(routes!(admin::list_models))
+        .routes(routes!(admin::activate_model))
+        .routes(routes!(admin::rollback_model))
         .split_for_parts();
     doc.merge(operators_doc);
     (api, operators, doc)

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use vrs_application::ports::Clock;
 
 const EVENTS: &str = "/api/v1/events";
-const TYPES: [&str; 9] = [
+const TYPES: [&str; 11] = [
     "impression",
     "view",
     "watch",
@@ -20,6 +20,8 @@ const TYPES: [&str; 9] = [
     "share",
     "comment",
     "skip",
+    "not_interested",
+    "hide_creator",
 ];
 
 fn batch(events: Vec<Value>) -> Value {

@@ -4,18 +4,20 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::RwLock;
 use vrs_application::ports::{PortError, ViewHistory};
-use vrs_domain::{UserId, VideoId};
+use vrs_domain::{CreatorId, Hidden, UserId, VideoId};
 
 /// Per user, at most this many videos are remembered in each history; the oldest go first.
 pub const HISTORY_CAP: usize = 5_000;
 
-type PerUser = HashMap<UserId, HashMap<VideoId, DateTime<Utc>>>;
+type PerUser<K = VideoId> = HashMap<UserId, HashMap<K, DateTime<Utc>>>;
 
-/// Served and watched history in memory.
+/// Served and watched history, and what users hid, in memory.
 #[derive(Debug, Default)]
 pub struct MemoryViewHistory {
     served: RwLock<PerUser>,
     watched: RwLock<PerUser>,
+    hidden_videos: RwLock<PerUser>,
+    hidden_creators: RwLock<PerUser<CreatorId>>,
 }
 
 fn since(
@@ -35,10 +37,10 @@ fn since(
     Ok(list)
 }
 
-fn record(
-    map: &RwLock<PerUser>,
+fn record<K: Copy + Eq + Ord + std::hash::Hash>(
+    map: &RwLock<PerUser<K>>,
     user: UserId,
-    videos: &[VideoId],
+    videos: &[K],
     at: DateTime<Utc>,
 ) -> Result<(), PortError> {
     let mut map = map.write().map_err(lock_error)?;
@@ -48,8 +50,7 @@ fn record(
         *t = (*t).max(at);
     }
     if entries.len() > HISTORY_CAP {
-        let mut by_age: Vec<(DateTime<Utc>, VideoId)> =
-            entries.iter().map(|(v, t)| (*t, *v)).collect();
+        let mut by_age: Vec<(DateTime<Utc>, K)> = entries.iter().map(|(v, t)| (*t, *v)).collect();
         by_age.sort_unstable();
         for (_, v) in by_age.iter().take(entries.len() - HISTORY_CAP) {
             entries.remove(v);
@@ -92,5 +93,35 @@ impl ViewHistory for MemoryViewHistory {
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
         record(&self.watched, user, videos, at)
+    }
+
+    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
+        let videos = self.hidden_videos.read().map_err(lock_error)?;
+        let creators = self.hidden_creators.read().map_err(lock_error)?;
+        Ok(Hidden {
+            videos: videos
+                .get(&user)
+                .into_iter()
+                .flatten()
+                .map(|(v, _)| *v)
+                .collect(),
+            creators: creators
+                .get(&user)
+                .into_iter()
+                .flatten()
+                .map(|(c, _)| *c)
+                .collect(),
+        })
+    }
+
+    async fn record_hidden(
+        &self,
+        user: UserId,
+        videos: &[VideoId],
+        creators: &[CreatorId],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        record(&self.hidden_videos, user, videos, at)?;
+        record(&self.hidden_creators, user, creators, at)
     }
 }

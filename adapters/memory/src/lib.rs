@@ -25,7 +25,7 @@ pub use follows::MemoryFollowGraph;
 pub use history::MemoryViewHistory;
 pub use ledger::MemoryEventLedger;
 pub use media::BaseUrlMediaUrls;
-pub use model::{MemoryModelRegistry, StaticModelScorer};
+pub use model::{FactorModelScorer, MemoryModelRegistry};
 pub use ranking_config::MemoryRankingConfig;
 pub use signals::MemorySignalStore;
 pub use tiered::{FALLBACKS_METRIC, TieredFeedCache, TieredViewHistory};
@@ -53,9 +53,6 @@ impl HealthProbe for InProcessProbe {
     }
 }
 
-/// Version under which the static model scorer is registered.
-pub const STATIC_MODEL_VERSION: &str = "static-prior-v1";
-
 /// Every memory adapter, with handles kept so tests can inspect and steer them.
 #[derive(Clone, Debug)]
 pub struct MemoryAdapters {
@@ -67,7 +64,7 @@ pub struct MemoryAdapters {
     pub feed_cache: Arc<MemoryFeedCache>,
     pub events: Arc<MemoryEventSink>,
     pub event_ledger: Arc<MemoryEventLedger>,
-    pub model: Arc<StaticModelScorer>,
+    pub model: Arc<FactorModelScorer>,
     pub model_registry: Arc<MemoryModelRegistry>,
 }
 
@@ -91,25 +88,13 @@ impl Default for MemoryAdapters {
 
 impl MemoryAdapters {
     /// The ports backed by these adapters, with the given clock and media URLs. `with_model` plugs
-    /// in the static model scorer and, unless a model is active already, activates
-    /// [`STATIC_MODEL_VERSION`] in the registry.
+    /// in the model scorer (it scores once the registry has an active version with an artifact).
     pub fn ports(
         &self,
         clock: Arc<dyn Clock>,
         media: Arc<dyn vrs_application::ports::MediaUrls>,
         with_model: bool,
     ) -> Ports {
-        if with_model
-            && self
-                .model_registry
-                .active
-                .read()
-                .map(|a| a.is_none())
-                .unwrap_or(false)
-        {
-            self.model_registry
-                .activate(STATIC_MODEL_VERSION, clock.now());
-        }
         Ports {
             catalog: self.catalog.clone(),
             follows: self.follows.clone(),

@@ -1,90 +1,219 @@
 use crate::lock_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
-use std::sync::RwLock;
-use vrs_application::ports::{ModelInfo, ModelRegistry, ModelScorer, PortError};
+use std::sync::{Arc, RwLock};
+use vrs_application::model::{LoadedModel, ModelArtifact};
+use vrs_application::ports::{ModelInfo, ModelRecord, ModelRegistry, ModelScorer, PortError};
 use vrs_domain::{UserId, VideoId};
 
-/// A model that knows one fixed score per video (0.5 for unknown videos): a stand-in for a learned
-/// model in the embedded mode and in tests.
+/// Scores with the learned model ([`vrs_application::model`]) loaded from a registry artifact:
+/// the user is folded in from their recent interactions, then every video scored. Pure CPU, in
+/// process: it serves every deployment (the artifact comes from the registry).
 #[derive(Debug, Default)]
-pub struct StaticModelScorer {
-    scores: RwLock<HashMap<VideoId, f64>>,
+pub struct FactorModelScorer {
+    loaded: RwLock<Option<Arc<LoadedModel>>>,
 }
 
-impl StaticModelScorer {
-    pub fn set_scores(&self, scores: impl IntoIterator<Item = (VideoId, f64)>) {
-        if let Ok(mut s) = self.scores.write() {
-            s.extend(scores);
-        }
+impl FactorModelScorer {
+    /// The loaded model, for inspection.
+    pub fn model(&self) -> Option<Arc<LoadedModel>> {
+        self.loaded.read().ok().and_then(|m| m.clone())
     }
 }
 
 #[async_trait]
-impl ModelScorer for StaticModelScorer {
-    async fn score(&self, _user: UserId, videos: &[VideoId]) -> Result<Vec<f64>, PortError> {
-        let scores = self.scores.read().map_err(lock_error)?;
-        Ok(videos
-            .iter()
-            .map(|v| scores.get(v).copied().unwrap_or(0.5))
-            .collect())
+impl ModelScorer for FactorModelScorer {
+    fn loaded_version(&self) -> Option<String> {
+        self.model().map(|m| m.version().to_owned())
+    }
+
+    fn load(&self, version: &str, artifact: &[u8]) -> Result<(), PortError> {
+        let artifact = ModelArtifact::decode(artifact)
+            .map_err(|e| PortError::InvalidData(format!("model {version}: {e}")))?;
+        let model = Arc::new(LoadedModel::new(version, artifact));
+        *self.loaded.write().map_err(lock_error)? = Some(model);
+        Ok(())
+    }
+
+    async fn score(
+        &self,
+        _user: UserId,
+        recent: &[(VideoId, f32)],
+        videos: &[VideoId],
+    ) -> Result<Vec<f64>, PortError> {
+        let model = self
+            .model()
+            .ok_or_else(|| PortError::Unavailable("no model is loaded".into()))?;
+        let user = model.user_vector(recent);
+        Ok(model.score(&user, videos))
     }
 }
 
-/// The model registry in memory: one optional active model and per-version inference counters.
+#[derive(Clone, Debug)]
+struct Entry {
+    record: ModelRecord,
+    artifact: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    /// In registration order.
+    models: Vec<Entry>,
+    /// Versions in activation order.
+    activations: Vec<String>,
+}
+
+/// The model registry in memory: registered versions with their artifacts, at most one active,
+/// per-version inference counters and the activation history.
 #[derive(Debug, Default)]
 pub struct MemoryModelRegistry {
-    pub(crate) active: RwLock<Option<ModelInfo>>,
-    inferences: RwLock<HashMap<String, u64>>,
+    inner: RwLock<Registry>,
 }
 
 impl MemoryModelRegistry {
-    /// Deploys `version` as the active model.
-    pub fn activate(&self, version: &str, deployed_at: DateTime<Utc>) {
-        if let Ok(mut a) = self.active.write() {
-            *a = Some(ModelInfo {
-                version: version.to_owned(),
-                deployed_at,
-            });
-        }
-        if let Ok(mut i) = self.inferences.write() {
-            i.entry(version.to_owned()).or_insert(0);
+    /// Registers `version` without an artifact (if new) and makes it the active model.
+    pub fn deploy(&self, version: &str, deployed_at: DateTime<Utc>) {
+        if let Ok(mut r) = self.inner.write() {
+            if !r.models.iter().any(|m| m.record.version == version) {
+                r.models.push(Entry {
+                    record: record(version, &serde_json::json!({}), 0, deployed_at),
+                    artifact: Vec::new(),
+                });
+            }
+            activate(&mut r, version, deployed_at);
         }
     }
 
     /// Deactivates every model.
     pub fn deactivate(&self) {
-        if let Ok(mut a) = self.active.write() {
-            *a = None;
+        if let Ok(mut r) = self.inner.write() {
+            for m in &mut r.models {
+                m.record.is_active = false;
+            }
         }
     }
 
     /// Inferences recorded for `version`.
     pub fn inferences(&self, version: &str) -> u64 {
-        self.inferences
+        self.inner
             .read()
             .ok()
-            .and_then(|i| i.get(version).copied())
+            .and_then(|r| {
+                r.models
+                    .iter()
+                    .find(|m| m.record.version == version)
+                    .map(|m| m.record.inference_count)
+            })
             .unwrap_or(0)
     }
+}
+
+fn record(
+    version: &str,
+    metrics: &serde_json::Value,
+    size: usize,
+    at: DateTime<Utc>,
+) -> ModelRecord {
+    ModelRecord {
+        version: version.to_owned(),
+        is_active: false,
+        created_at: at,
+        deployed_at: at,
+        performance_metrics: metrics.clone(),
+        inference_count: 0,
+        artifact_bytes: size as u64,
+    }
+}
+
+fn activate(r: &mut Registry, version: &str, at: DateTime<Utc>) -> bool {
+    if !r.models.iter().any(|m| m.record.version == version) {
+        return false;
+    }
+    for m in &mut r.models {
+        m.record.is_active = m.record.version == version;
+        if m.record.is_active {
+            m.record.deployed_at = at;
+        }
+    }
+    r.activations.push(version.to_owned());
+    true
 }
 
 #[async_trait]
 impl ModelRegistry for MemoryModelRegistry {
     async fn active_model(&self) -> Result<Option<ModelInfo>, PortError> {
-        Ok(self.active.read().map_err(lock_error)?.clone())
+        let r = self.inner.read().map_err(lock_error)?;
+        Ok(r.models
+            .iter()
+            .find(|m| m.record.is_active)
+            .map(|m| ModelInfo {
+                version: m.record.version.clone(),
+                deployed_at: m.record.deployed_at,
+            }))
     }
 
     async fn record_inferences(&self, version: &str, count: u64) -> Result<(), PortError> {
-        if let Some(n) = self
-            .inferences
-            .write()
-            .map_err(lock_error)?
-            .get_mut(version)
-        {
-            *n += count;
+        let mut r = self.inner.write().map_err(lock_error)?;
+        if let Some(m) = r.models.iter_mut().find(|m| m.record.version == version) {
+            m.record.inference_count += count;
         }
         Ok(())
+    }
+
+    async fn register(
+        &self,
+        version: &str,
+        metrics: &serde_json::Value,
+        artifact: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        if version.is_empty() {
+            return Err(PortError::Rejected(
+                "a model version must not be empty".into(),
+            ));
+        }
+        let mut r = self.inner.write().map_err(lock_error)?;
+        if r.models.iter().any(|m| m.record.version == version) {
+            return Ok(false);
+        }
+        r.models.push(Entry {
+            record: record(version, metrics, artifact.len(), at),
+            artifact: artifact.to_vec(),
+        });
+        Ok(true)
+    }
+
+    async fn models(&self) -> Result<Vec<ModelRecord>, PortError> {
+        let r = self.inner.read().map_err(lock_error)?;
+        Ok(r.models.iter().rev().map(|m| m.record.clone()).collect())
+    }
+
+    async fn activate(&self, version: &str, at: DateTime<Utc>) -> Result<bool, PortError> {
+        let mut r = self.inner.write().map_err(lock_error)?;
+        Ok(activate(&mut r, version, at))
+    }
+
+    async fn rollback(&self, at: DateTime<Utc>) -> Result<Option<String>, PortError> {
+        let mut r = self.inner.write().map_err(lock_error)?;
+        let current = r
+            .models
+            .iter()
+            .find(|m| m.record.is_active)
+            .map(|m| m.record.version.clone());
+        let previous = r
+            .activations
+            .iter()
+            .rev()
+            .find(|v| Some(*v) != current.as_ref())
+            .cloned();
+        Ok(previous.filter(|v| activate(&mut r, v, at)))
+    }
+
+    async fn artifact(&self, version: &str) -> Result<Option<Vec<u8>>, PortError> {
+        let r = self.inner.read().map_err(lock_error)?;
+        Ok(r.models
+            .iter()
+            .find(|m| m.record.version == version && !m.artifact.is_empty())
+            .map(|m| m.artifact.clone()))
     }
 }

@@ -3,8 +3,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
+use vrs_application::model::Engagement;
 use vrs_application::ports::{PortError, SignalStore};
-use vrs_domain::{CreatorId, EngagementEvent, UserId, VideoId, VideoStats, signals};
+use vrs_domain::{
+    CreatorId, EngagementEvent, EventType, Hidden, UserId, VideoId, VideoStats, signals,
+};
 
 /// Hourly buckets, like the `video_ranking_signals_1h` table: windows are whole hours.
 fn hour(at: DateTime<Utc>) -> i64 {
@@ -18,6 +21,10 @@ struct Inner {
     activity: HashMap<UserId, BTreeMap<i64, u64>>,
     /// Per user, when each video was last watched (`user_watch_history_realtime`).
     watched: HashMap<UserId, HashMap<VideoId, DateTime<Utc>>>,
+    /// Per user, what they hid (`user_hidden`).
+    hidden: HashMap<UserId, Hidden>,
+    /// Per (user, video), the affinity weights of their events by hour: what training reads.
+    pairs: HashMap<(UserId, VideoId), BTreeMap<i64, f64>>,
 }
 
 /// Engagement aggregates in memory, fed by [`crate::MemoryEventSink`].
@@ -48,6 +55,12 @@ impl MemorySignalStore {
                 .entry(h)
                 .or_default() += e.event_type.affinity_weight();
             *inner
+                .pairs
+                .entry((e.user_id, e.video_id))
+                .or_default()
+                .entry(h)
+                .or_default() += e.event_type.affinity_weight();
+            *inner
                 .activity
                 .entry(e.user_id)
                 .or_default()
@@ -61,6 +74,25 @@ impl MemorySignalStore {
                     .entry(e.video_id)
                     .or_insert(e.occurred_at);
                 *last = (*last).max(e.occurred_at);
+            }
+            match e.event_type {
+                EventType::NotInterested => {
+                    inner
+                        .hidden
+                        .entry(e.user_id)
+                        .or_default()
+                        .videos
+                        .insert(e.video_id);
+                }
+                EventType::HideCreator => {
+                    inner
+                        .hidden
+                        .entry(e.user_id)
+                        .or_default()
+                        .creators
+                        .insert(e.creator_id);
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -143,6 +175,38 @@ impl SignalStore for MemorySignalStore {
             .collect();
         videos.sort_unstable();
         Ok(videos)
+    }
+
+    async fn engagement_pairs(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Engagement>, PortError> {
+        let inner = self.inner.read().map_err(lock_error)?;
+        let since = hour(since);
+        let mut out: Vec<Engagement> = inner
+            .pairs
+            .iter()
+            .filter_map(|(&(user, video), hours)| {
+                let window = hours.range(since..);
+                let last = window.clone().next_back()?.0;
+                let strength: f64 = window.map(|(_, w)| w).sum();
+                (strength > 0.0).then(|| Engagement {
+                    user,
+                    video,
+                    strength: strength as f32,
+                    at: DateTime::from_timestamp(last * 3600, 0).unwrap_or_default(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|e| (e.user, e.video));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
+        let inner = self.inner.read().map_err(lock_error)?;
+        Ok(inner.hidden.get(&user).cloned().unwrap_or_default())
     }
 
     async fn most_active_users(

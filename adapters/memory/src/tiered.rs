@@ -7,11 +7,13 @@
 //! - [`TieredViewHistory`]: served and watched videos are also kept per user in a bounded
 //!   in-process history. While the shared history fails, watched videos come from the signal
 //!   store's 30-day history (which lags by the event pipeline's delay) merged with this replica's
-//!   own recent ones, and served videos from this replica's.
+//!   own recent ones, and served videos from this replica's. What users hid comes from the signal
+//!   store's record merged with this replica's.
 //!
 //! Writes succeed once the local tier has them (a failure of the shared store is counted in
-//! `feed_store_fallbacks_total` and logged), except a watch: it fails with the shared history, so
-//! the event that reports it is refused and retried rather than forgotten by other replicas.
+//! `feed_store_fallbacks_total` and logged), except a watch or a hide: it fails with the shared
+//! history, so the event that reports it is refused and retried rather than forgotten by other
+//! replicas.
 
 use crate::MemoryFeedCache;
 use async_trait::async_trait;
@@ -21,7 +23,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vrs_application::ports::{FeedCache, PortError, SignalStore, ViewHistory};
-use vrs_domain::{FeedSession, SessionId, UserId, VideoId};
+use vrs_domain::{CreatorId, FeedSession, Hidden, SessionId, UserId, VideoId};
 
 /// Counter of operations answered by the local tier because the shared store failed.
 pub const FALLBACKS_METRIC: &str = "feed_store_fallbacks_total";
@@ -183,6 +185,7 @@ pub struct TieredViewHistory {
     archive: Arc<dyn SignalStore>,
     served: LocalHistory,
     watched: LocalHistory,
+    hidden: Cache<UserId, Arc<Mutex<Hidden>>>,
 }
 
 impl std::fmt::Debug for TieredViewHistory {
@@ -209,6 +212,7 @@ impl TieredViewHistory {
             archive,
             served: LocalHistory::new(local_users),
             watched: LocalHistory::new(local_users),
+            hidden: Cache::new(local_users),
         }
     }
 }
@@ -276,5 +280,41 @@ impl ViewHistory for TieredViewHistory {
         // refuses the event (and the client retries it) instead.
         self.watched.record(user, videos, at);
         self.shared.record_watched(user, videos, at).await
+    }
+
+    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
+        match self.shared.hidden(user).await {
+            Ok(hidden) => Ok(hidden),
+            Err(e) => {
+                fell_back("view_history", "read", &e);
+                let mut hidden = self
+                    .hidden
+                    .get(&user)
+                    .and_then(|h| h.lock().ok().map(|h| h.clone()))
+                    .unwrap_or_default();
+                match self.archive.hidden(user).await {
+                    Ok(archived) => hidden.extend(archived),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the signal store's record of hidden videos is unavailable too");
+                    }
+                }
+                Ok(hidden)
+            }
+        }
+    }
+
+    async fn record_hidden(
+        &self,
+        user: UserId,
+        videos: &[VideoId],
+        creators: &[CreatorId],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        // As a watch: kept here, but accepted only once the shared history has it.
+        if let Ok(mut local) = self.hidden.get_with(user, Default::default).lock() {
+            local.videos.extend(videos.iter().copied());
+            local.creators.extend(creators.iter().copied());
+        }
+        self.shared.record_hidden(user, videos, creators, at).await
     }
 }

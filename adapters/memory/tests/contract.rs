@@ -79,7 +79,7 @@ async fn model_registry_contract() {
     vrs_application::contract::model_registry::model_registry_contract(|model| async move {
         let registry = vrs_adapter_memory::MemoryModelRegistry::default();
         if let Some((version, deployed_at)) = model {
-            registry.activate(&version, deployed_at);
+            registry.deploy(&version, deployed_at);
         }
         Arc::new(registry) as Arc<dyn vrs_application::ports::ModelRegistry>
     })

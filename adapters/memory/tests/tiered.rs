@@ -12,7 +12,7 @@ use vrs_adapter_memory::{
 use vrs_application::contract::{feed_cache, history};
 use vrs_application::ports::{FeedCache, PortError, SignalStore, ViewHistory};
 use vrs_domain::{
-    CreatorId, EngagementEvent, EventType, FeedSession, SessionId, UserId, VideoId, Weights,
+    CreatorId, EngagementEvent, EventType, FeedSession, Hidden, SessionId, UserId, VideoId, Weights,
 };
 
 #[tokio::test]
@@ -134,6 +134,20 @@ impl<T: ViewHistory> ViewHistory for Switchable<T> {
     ) -> Result<(), PortError> {
         self.check()?;
         self.inner.record_watched(user, videos, at).await
+    }
+    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
+        self.check()?;
+        self.inner.hidden(user).await
+    }
+    async fn record_hidden(
+        &self,
+        user: UserId,
+        videos: &[VideoId],
+        creators: &[CreatorId],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.check()?;
+        self.inner.record_hidden(user, videos, creators, at).await
     }
 }
 
@@ -267,4 +281,49 @@ async fn with_the_shared_history_down_watches_come_from_this_replica_and_the_sig
         "a watch the shared history cannot remember is refused (its event is retried)"
     );
     assert!(archive.watched_since(user, since).await.is_ok());
+}
+
+#[tokio::test]
+async fn with_the_shared_history_down_hidden_videos_come_from_this_replica_and_the_signal_store() {
+    let shared = Arc::new(Switchable::new(MemoryViewHistory::default()));
+    let archive = Arc::new(MemorySignalStore::default());
+    let tiered = TieredViewHistory::new(shared.clone(), archive.clone(), 100);
+    let user = UserId(Uuid::new_v4());
+    let now = Utc::now();
+    let (here, elsewhere) = (VideoId(Uuid::new_v4()), VideoId(Uuid::new_v4()));
+    let creator = CreatorId(Uuid::new_v4());
+    tiered
+        .record_hidden(user, &[here], &[], now)
+        .await
+        .expect("hide");
+    // Hidden through another replica: only the signal store knows.
+    archive
+        .apply(&[EngagementEvent {
+            event_id: Uuid::new_v4(),
+            user_id: user,
+            video_id: elsewhere,
+            creator_id: creator,
+            event_type: EventType::HideCreator,
+            watch_ms: None,
+            completion: None,
+            occurred_at: now,
+        }])
+        .expect("apply");
+    assert_eq!(
+        tiered.hidden(user).await.ok().map(|h| h.creators.len()),
+        Some(0),
+        "while the shared history answers, it decides"
+    );
+
+    shared.set_down(true);
+    let hidden = tiered.hidden(user).await.expect("hidden");
+    assert_eq!(hidden.videos, [here].into());
+    assert_eq!(hidden.creators, [creator].into());
+    assert!(
+        tiered
+            .record_hidden(user, &[elsewhere], &[], now)
+            .await
+            .is_err(),
+        "a hide the shared history cannot remember is refused (its event is retried)"
+    );
 }

@@ -4,7 +4,7 @@ use crate::error::port_error;
 use crate::store::PostgresStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use vrs_application::ports::{ModelInfo, ModelRegistry, PortError};
+use vrs_application::ports::{ModelInfo, ModelRecord, ModelRegistry, PortError};
 
 impl PostgresStore {
     /// Registers `version` (or redeploys it, keeping its inference count) with its offline
@@ -39,7 +39,41 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(port_error)?;
+        log_activation(&mut tx, version, deployed_at).await?;
         tx.commit().await.map_err(port_error)
+    }
+
+    /// Makes `version` the only active model in one transaction; `false` for an unknown one.
+    async fn activate_in_tx(&self, version: &str, at: DateTime<Utc>) -> Result<bool, PortError> {
+        let mut tx = self.pool.begin().await.map_err(port_error)?;
+        sqlx::query("LOCK TABLE ml_models IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(port_error)?;
+        let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM ml_models WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(port_error)?;
+        if known.is_none() {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE ml_models SET is_active = false, updated_at = now() WHERE is_active")
+            .execute(&mut *tx)
+            .await
+            .map_err(port_error)?;
+        sqlx::query(
+            "UPDATE ml_models SET is_active = true, deployed_at = $2, updated_at = now() \
+             WHERE version = $1",
+        )
+        .bind(version)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(port_error)?;
+        log_activation(&mut tx, version, at).await?;
+        tx.commit().await.map_err(port_error)?;
+        Ok(true)
     }
 
     /// Deactivates the active model, if any: rankings then drop the model signal.
@@ -68,6 +102,30 @@ impl PostgresStore {
             .transpose()
     }
 }
+
+async fn log_activation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    version: &str,
+    at: DateTime<Utc>,
+) -> Result<(), PortError> {
+    sqlx::query("INSERT INTO ml_model_activations (version, activated_at) VALUES ($1, $2)")
+        .bind(version)
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .map_err(port_error)?;
+    Ok(())
+}
+
+type ModelRow = (
+    String,
+    bool,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    String,
+    i64,
+    Option<i32>,
+);
 
 #[async_trait]
 impl ModelRegistry for PostgresStore {
@@ -107,5 +165,107 @@ impl ModelRegistry for PostgresStore {
             .map_err(port_error)
         })
         .await
+    }
+
+    async fn register(
+        &self,
+        version: &str,
+        metrics: &serde_json::Value,
+        artifact: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        if version.is_empty() {
+            return Err(PortError::Rejected(
+                "a model version must not be empty".into(),
+            ));
+        }
+        let inserted = self
+            .traced("INSERT", "ml_models", async {
+                sqlx::query(
+                    "INSERT INTO ml_models \
+                         (version, deployed_at, is_active, performance_metrics, artifact, created_at) \
+                     VALUES ($1, $2, false, $3::text::jsonb, $4, $2) \
+                     ON CONFLICT (version) DO NOTHING",
+                )
+                .bind(version)
+                .bind(at)
+                .bind(metrics.to_string())
+                .bind(artifact)
+                .execute(&self.pool)
+                .await
+                .map_err(port_error)
+            })
+            .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn models(&self) -> Result<Vec<ModelRecord>, PortError> {
+        let rows: Vec<ModelRow> = self
+            .traced("SELECT", "ml_models", async {
+                sqlx::query_as(
+                    "SELECT version, is_active, created_at, deployed_at, \
+                            performance_metrics::text, inference_count, octet_length(artifact) \
+                     FROM ml_models ORDER BY created_at DESC, version DESC",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(port_error)
+            })
+            .await?;
+        rows.into_iter()
+            .map(
+                |(version, is_active, created_at, deployed_at, metrics, count, size)| {
+                    Ok(ModelRecord {
+                        performance_metrics: serde_json::from_str(&metrics).map_err(|e| {
+                            PortError::InvalidData(format!("model {version}: metrics: {e}"))
+                        })?,
+                        inference_count: u64::try_from(count).unwrap_or(0),
+                        artifact_bytes: size.map_or(0, |s| u64::try_from(s).unwrap_or(0)),
+                        version,
+                        is_active,
+                        created_at,
+                        deployed_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn activate(&self, version: &str, at: DateTime<Utc>) -> Result<bool, PortError> {
+        self.traced("UPDATE", "ml_models", self.activate_in_tx(version, at))
+            .await
+    }
+
+    async fn rollback(&self, at: DateTime<Utc>) -> Result<Option<String>, PortError> {
+        let previous: Option<String> = self
+            .traced("SELECT", "ml_model_activations", async {
+                sqlx::query_scalar(
+                    "SELECT a.version FROM ml_model_activations a \
+                     WHERE a.version IS DISTINCT FROM \
+                           (SELECT version FROM ml_models WHERE is_active) \
+                     ORDER BY a.id DESC LIMIT 1",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(port_error)
+            })
+            .await?;
+        match previous {
+            Some(v) if self.activate(&v, at).await? => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn artifact(&self, version: &str) -> Result<Option<Vec<u8>>, PortError> {
+        let bytes: Option<Option<Vec<u8>>> = self
+            .traced("SELECT", "ml_models", async {
+                sqlx::query_scalar("SELECT artifact FROM ml_models WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(port_error)
+            })
+            .await?;
+        Ok(bytes.flatten())
     }
 }

@@ -8,7 +8,7 @@ use fred::prelude::{SortedSetsInterface, Value};
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_application::ports::{PortError, ViewHistory};
-use vrs_domain::{UserId, VideoId};
+use vrs_domain::{CreatorId, Hidden, UserId, VideoId};
 
 /// Per user, at most this many videos are remembered in each history; the oldest go first.
 pub const HISTORY_CAP: usize = 5_000;
@@ -16,6 +16,9 @@ pub const HISTORY_CAP: usize = 5_000;
 pub const SERVED_TTL: Duration = Duration::from_secs(48 * 3_600);
 /// A watched history lives this long after its last write.
 pub const WATCHED_TTL: Duration = Duration::from_secs(31 * 24 * 3_600);
+/// What a user hid lives this long after their last "not interested" or "hide creator" (the
+/// signal store keeps it for good: a new session merges both).
+pub const HIDDEN_TTL: Duration = Duration::from_secs(400 * 24 * 3_600);
 
 /// Adds videos at one time (GT: a video recorded again keeps its latest time, even when an older
 /// time arrives late), keeps the newest `ARGV[2]` (ranks run from the oldest) and refreshes the
@@ -54,6 +57,15 @@ impl RedisViewHistory {
     }
 
     async fn since(&self, key: String, since: DateTime<Utc>) -> Result<Vec<VideoId>, PortError> {
+        Ok(self
+            .members(key, since)
+            .await?
+            .into_iter()
+            .map(VideoId)
+            .collect())
+    }
+
+    async fn members(&self, key: String, since: DateTime<Utc>) -> Result<Vec<Uuid>, PortError> {
         // Scores are whole milliseconds, rounded down on both sides: `since` stays inclusive.
         let members: Vec<String> = self
             .redis
@@ -71,9 +83,7 @@ impl RedisViewHistory {
         members
             .iter()
             .map(|m| {
-                Uuid::parse_str(m)
-                    .map(VideoId)
-                    .map_err(|e| PortError::InvalidData(format!("history video id: {e}")))
+                Uuid::parse_str(m).map_err(|e| PortError::InvalidData(format!("history id: {e}")))
             })
             .collect()
     }
@@ -82,7 +92,7 @@ impl RedisViewHistory {
         &self,
         key: String,
         ttl: Duration,
-        videos: &[VideoId],
+        videos: &[Uuid],
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
         if videos.is_empty() {
@@ -119,8 +129,8 @@ impl ViewHistory for RedisViewHistory {
         videos: &[VideoId],
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        self.record(keys::served(user), SERVED_TTL, videos, at)
-            .await
+        let ids: Vec<Uuid> = videos.iter().map(|v| v.0).collect();
+        self.record(keys::served(user), SERVED_TTL, &ids, at).await
     }
 
     async fn watched_since(
@@ -137,7 +147,37 @@ impl ViewHistory for RedisViewHistory {
         videos: &[VideoId],
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        self.record(keys::watched(user), WATCHED_TTL, videos, at)
+        let ids: Vec<Uuid> = videos.iter().map(|v| v.0).collect();
+        self.record(keys::watched(user), WATCHED_TTL, &ids, at)
             .await
+    }
+
+    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
+        // Both reads leave together on the multiplexed connection: one round trip.
+        let ever = DateTime::<Utc>::UNIX_EPOCH;
+        let (videos, creators) = tokio::try_join!(
+            self.members(keys::hidden_videos(user), ever),
+            self.members(keys::hidden_creators(user), ever),
+        )?;
+        Ok(Hidden {
+            videos: videos.into_iter().map(VideoId).collect(),
+            creators: creators.into_iter().map(CreatorId).collect(),
+        })
+    }
+
+    async fn record_hidden(
+        &self,
+        user: UserId,
+        videos: &[VideoId],
+        creators: &[CreatorId],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let videos: Vec<Uuid> = videos.iter().map(|v| v.0).collect();
+        let creators: Vec<Uuid> = creators.iter().map(|c| c.0).collect();
+        tokio::try_join!(
+            self.record(keys::hidden_videos(user), HIDDEN_TTL, &videos, at),
+            self.record(keys::hidden_creators(user), HIDDEN_TTL, &creators, at),
+        )?;
+        Ok(())
     }
 }

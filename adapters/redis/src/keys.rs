@@ -33,6 +33,17 @@ pub(crate) fn watched(user: UserId) -> String {
     format!("{}:watched", user_prefix(user))
 }
 
+/// Videos the user marked "not interested", scored by Unix milliseconds:
+/// `feed:u:{<user id>}:hidden_videos`.
+pub(crate) fn hidden_videos(user: UserId) -> String {
+    format!("{}:hidden_videos", user_prefix(user))
+}
+
+/// Creators the user hid, scored by Unix milliseconds: `feed:u:{<user id>}:hidden_creators`.
+pub(crate) fn hidden_creators(user: UserId) -> String {
+    format!("{}:hidden_creators", user_prefix(user))
+}
+
 /// Event ids of the user's accepted events, scored by Unix milliseconds: `feed:u:{<user id>}:events`.
 pub(crate) fn events(user: UserId) -> String {
     format!("{}:events", user_prefix(user))

@@ -5,7 +5,7 @@ use crate::ports::ViewHistory;
 use chrono::{DateTime, Duration, Utc};
 use std::future::Future;
 use std::sync::Arc;
-use vrs_domain::{UserId, VideoId};
+use vrs_domain::{CreatorId, UserId, VideoId};
 
 /// Runs every view-history case, each against a fresh adapter from `make`.
 pub async fn history_contract<F, Fut>(make: F)
@@ -18,6 +18,38 @@ where
     watches_are_visible_at_once_and_apart_from_serves(make().await).await;
     the_latest_time_of_a_video_counts(make().await).await;
     users_do_not_share_history(make().await).await;
+    hidden_videos_and_creators_are_visible_at_once(make().await).await;
+}
+
+async fn hidden_videos_and_creators_are_visible_at_once(h: Arc<dyn ViewHistory>) {
+    let (u, other) = (user(), user());
+    assert!(h.hidden(u).await.expect("hidden").is_empty(), "nothing yet");
+    let (a, b) = (video_id(), video_id());
+    let c = CreatorId(uuid::Uuid::new_v4());
+    let at = now_micros();
+    h.record_hidden(u, &[a], &[], at)
+        .await
+        .expect("record_hidden");
+    h.record_hidden(u, &[a, b], &[c], at + Duration::seconds(1))
+        .await
+        .expect("record_hidden");
+    // Nothing at all to record is fine.
+    h.record_hidden(u, &[], &[], at)
+        .await
+        .expect("record_hidden");
+    let hidden = h.hidden(u).await.expect("hidden");
+    assert_eq!(hidden.videos, [a, b].into(), "every hidden video, once");
+    assert_eq!(hidden.creators, [c].into(), "the hidden creator");
+    assert!(
+        h.hidden(other).await.expect("hidden").is_empty(),
+        "another user's are theirs"
+    );
+    assert!(
+        watched(h.as_ref(), u, at - Duration::days(1))
+            .await
+            .is_empty(),
+        "hiding is not watching"
+    );
 }
 
 fn sorted(mut list: Vec<VideoId>) -> Vec<VideoId> {

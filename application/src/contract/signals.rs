@@ -17,6 +17,145 @@ where
     creator_affinity_sums_then_floors(make().await).await;
     most_active_users_come_first(make().await).await;
     watched_history_holds_watches_since_the_exact_time(make().await).await;
+    hidden_holds_what_each_user_hid(make().await).await;
+    engagement_pairs_sum_each_pairs_weights_in_the_window(make().await).await;
+}
+
+async fn engagement_pairs_sum_each_pairs_weights_in_the_window(p: SignalPipeline) {
+    let t = times();
+    let (u, other, c) = (user(), user(), creator());
+    let (liked, skipped, stale, theirs) = (video_id(), video_id(), video_id(), video_id());
+    let events = vec![
+        event(u, liked, c, EventType::View, t.old),
+        event(u, liked, c, EventType::Like, t.recent),
+        event(u, liked, c, EventType::Complete, t.recent),
+        // 0.5 - 0.5 - 0.5: not an interaction.
+        event(u, skipped, c, EventType::View, t.recent),
+        event(u, skipped, c, EventType::Skip, t.recent),
+        event(u, skipped, c, EventType::Skip, t.recent),
+        event(u, stale, c, EventType::Share, t.old),
+        event(other, theirs, c, EventType::Watch, t.recent),
+    ];
+    publish(p.sink.as_ref(), &events).await;
+    let mine = |pairs: &[crate::model::Engagement]| -> Vec<crate::model::Engagement> {
+        pairs
+            .iter()
+            .filter(|e| e.user == u || e.user == other)
+            .copied()
+            .collect()
+    };
+    let pairs = eventually(
+        || async {
+            let all = p
+                .store
+                .engagement_pairs(t.window, 100_000)
+                .await
+                .expect("engagement_pairs");
+            mine(&all)
+        },
+        |pairs| pairs.len() >= 2,
+    )
+    .await;
+    let strength = |v: VideoId| pairs.iter().find(|e| e.video == v).map(|e| e.strength);
+    assert_eq!(
+        strength(liked),
+        Some(5.0),
+        "like 3 + complete 2 in the window"
+    );
+    assert_eq!(
+        strength(theirs),
+        Some(1.0),
+        "another user's pair is its own"
+    );
+    assert_eq!(
+        strength(skipped),
+        None,
+        "a non-positive sum is no interaction"
+    );
+    assert_eq!(
+        strength(stale),
+        None,
+        "events before the window do not count"
+    );
+    let latest = pairs.iter().find(|e| e.video == liked).map(|e| e.at);
+    assert!(
+        latest.is_some_and(|at| at <= t.recent && t.recent - at < Duration::hours(1)),
+        "the latest event's hour: {latest:?} for {}",
+        t.recent
+    );
+    let wider = p
+        .store
+        .engagement_pairs(t.old - Duration::hours(2), 100_000)
+        .await
+        .expect("engagement_pairs");
+    let wider = mine(&wider);
+    assert_eq!(
+        wider.iter().find(|e| e.video == liked).map(|e| e.strength),
+        Some(5.5)
+    );
+    assert_eq!(
+        wider.iter().find(|e| e.video == stale).map(|e| e.strength),
+        Some(4.0)
+    );
+    assert!(
+        p.store
+            .engagement_pairs(t.window, 0)
+            .await
+            .expect("engagement_pairs")
+            .is_empty(),
+        "at most `limit` pairs"
+    );
+}
+
+async fn hidden_holds_what_each_user_hid(p: SignalPipeline) {
+    let t = times();
+    let (u, other) = (user(), user());
+    let (c, hidden_creator, other_creator) = (creator(), creator(), creator());
+    let (dismissed, of_hidden, liked) = (video_id(), video_id(), video_id());
+    let events = vec![
+        event(u, dismissed, c, EventType::NotInterested, t.recent),
+        // Twice: still one entry.
+        event(u, dismissed, c, EventType::NotInterested, t.recent),
+        event(u, of_hidden, hidden_creator, EventType::HideCreator, t.old),
+        event(u, liked, other_creator, EventType::Like, t.recent),
+        event(
+            other,
+            liked,
+            other_creator,
+            EventType::HideCreator,
+            t.recent,
+        ),
+    ];
+    publish(p.sink.as_ref(), &events).await;
+    let hidden = eventually(
+        || async { p.store.hidden(u).await.expect("hidden") },
+        |h| !h.videos.is_empty() && !h.creators.is_empty(),
+    )
+    .await;
+    assert_eq!(
+        hidden.videos,
+        [dismissed].into(),
+        "the video marked not interested, once"
+    );
+    assert_eq!(
+        hidden.creators,
+        [hidden_creator].into(),
+        "the hidden creator (however old), not another user's"
+    );
+    let theirs = eventually(
+        || async { p.store.hidden(other).await.expect("hidden") },
+        |h| !h.creators.is_empty(),
+    )
+    .await;
+    assert_eq!(theirs.creators, [other_creator].into());
+    assert!(
+        theirs.videos.is_empty(),
+        "hiding a creator hides no video id"
+    );
+    assert!(
+        p.store.hidden(user()).await.expect("hidden").is_empty(),
+        "an unknown user hid nothing"
+    );
 }
 
 async fn watched_history_holds_watches_since_the_exact_time(p: SignalPipeline) {
@@ -136,20 +275,29 @@ async fn video_stats_aggregate_the_events_in_the_window(p: SignalPipeline) {
         at(EventType::Comment, t.recent),
         at(EventType::Skip, t.recent),
         at(EventType::View, t.old),
+        // Negative feedback leaves the video's counters alone.
+        at(EventType::NotInterested, t.recent),
     ];
+    // A skip after 1.5 s is a quick skip: a completion sample of 0 (a watch), and a skip.
+    let mut quick = at(EventType::Skip, t.recent);
+    quick.watch_ms = Some(1_500);
+    // A view after 2 s or more is not.
+    let mut long_view = at(EventType::View, t.recent);
+    long_view.watch_ms = Some(2_000);
+    events.extend([quick, long_view]);
     events.push(event(u, quiet, c, EventType::View, t.old));
     publish(p.sink.as_ref(), &events).await;
 
     let expected = VideoStats {
         impressions: 1,
-        views: 2,
-        watches: 2,
+        views: 3,
+        watches: 3,
         completion_sum: 1.5,
         likes: 1,
         unlikes: 1,
         shares: 1,
         comments: 1,
-        skips: 1,
+        skips: 2,
     };
     // Completion is a float sum: compared with a tolerance, the counts exactly.
     let exact = |s: &VideoStats| VideoStats {
@@ -171,7 +319,7 @@ async fn video_stats_aggregate_the_events_in_the_window(p: SignalPipeline) {
         "completion sums the watch events' ratios: {stats:?}"
     );
     let wider = stats_of(p.store.as_ref(), t.old - Duration::hours(2), v).await;
-    assert_eq!(wider.views, 3, "a wider window counts the older view too");
+    assert_eq!(wider.views, 4, "a wider window counts the older view too");
     assert_eq!(
         stats_of(p.store.as_ref(), t.window, quiet).await,
         VideoStats::default(),
@@ -234,7 +382,16 @@ async fn trending_counts_viewed_videos_best_first(p: SignalPipeline) {
 async fn creator_affinity_sums_then_floors(p: SignalPipeline) {
     let t = times();
     let (u, other) = (user(), user());
-    let [liked, undone, skipped, recovered, stale, seen] = std::array::from_fn(|_| creator());
+    let [
+        liked,
+        undone,
+        skipped,
+        recovered,
+        stale,
+        seen,
+        hidden,
+        dismissed,
+    ] = std::array::from_fn(|_| creator());
     let by = |who: UserId, c: CreatorId, event_type, at| event(who, video_id(), c, event_type, at);
     let events = vec![
         by(u, liked, EventType::View, t.recent),
@@ -250,6 +407,12 @@ async fn creator_affinity_sums_then_floors(p: SignalPipeline) {
         by(u, stale, EventType::Share, t.old),
         by(u, seen, EventType::Impression, t.recent),
         by(other, liked, EventType::Share, t.recent),
+        // Hiding a creator outweighs a share and a like; "not interested" takes 3 away.
+        by(u, hidden, EventType::Share, t.recent),
+        by(u, hidden, EventType::Like, t.recent),
+        by(u, hidden, EventType::HideCreator, t.recent),
+        by(u, dismissed, EventType::Share, t.recent),
+        by(u, dismissed, EventType::NotInterested, t.recent),
     ];
     publish(p.sink.as_ref(), &events).await;
 
@@ -260,7 +423,7 @@ async fn creator_affinity_sums_then_floors(p: SignalPipeline) {
                 .await
                 .expect("creator_affinity")
         },
-        |rows| rows.len() >= 2,
+        |rows| rows.len() >= 3,
     )
     .await;
     let strength = |c: CreatorId| rows.iter().find(|(id, _)| *id == c).map(|(_, s)| *s);
@@ -278,11 +441,17 @@ async fn creator_affinity_sums_then_floors(p: SignalPipeline) {
         Some(3.0),
         "the sum is floored, not each event"
     );
+    assert_eq!(
+        strength(dismissed),
+        Some(1.0),
+        "share 4 + not interested -3"
+    );
     for (c, why) in [
         (undone, "a like and an unlike cancel out"),
         (skipped, "negative sums are floored at zero"),
         (stale, "events before the window do not count"),
         (seen, "impressions carry no affinity"),
+        (hidden, "hiding a creator cancels a history with them"),
     ] {
         assert_eq!(strength(c).unwrap_or(0.0), 0.0, "{why}");
     }

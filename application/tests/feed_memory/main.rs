@@ -5,6 +5,7 @@
 
 mod demo;
 mod lifecycle;
+mod model;
 
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashSet;
@@ -35,10 +36,19 @@ impl App {
     }
 
     fn with_config(config: FeedConfig) -> Self {
+        Self::build(config, false)
+    }
+
+    /// With the model scorer plugged in (it scores once a version is active).
+    fn with_model() -> Self {
+        Self::build(FeedConfig::default(), true)
+    }
+
+    fn build(config: FeedConfig, with_model: bool) -> Self {
         let adapters = MemoryAdapters::default();
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let media = Arc::new(BaseUrlMediaUrls::new("https://cdn.test"));
-        let ports = adapters.ports(clock.clone(), media, false);
+        let ports = adapters.ports(clock.clone(), media, with_model);
         let snapshot = Arc::new(CandidateSnapshot::new());
         Self {
             refresher: SnapshotRefresher::new(ports.clone(), snapshot.clone()),

@@ -7,7 +7,7 @@ mod engagement;
 mod health;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
@@ -23,8 +23,8 @@ use vrs_application::{
     PageRequest, RecordOutcome, SnapshotState,
 };
 use vrs_domain::{
-    CandidatePool, CreatorId, EventType, FeedSession, Limit, Reason, SessionId, SessionItem,
-    Signal, SignalValues, UserId, Video, VideoId, VideoStatus, Weights,
+    CandidatePool, CreatorId, EventType, FeedSession, Hidden, Limit, Reason, SessionId,
+    SessionItem, Signal, SignalValues, UserId, Video, VideoId, VideoStatus, Weights,
 };
 
 fn now() -> DateTime<Utc> {
@@ -129,7 +129,7 @@ impl Mocks {
         let mut model = MockModelScorer::new();
         model
             .expect_score()
-            .returning(|_, ids| Ok(vec![0.75; ids.len()]));
+            .returning(|_, _, ids| Ok(vec![0.75; ids.len()]));
         self.model = Some(model);
         self
     }
@@ -159,6 +159,15 @@ impl Mocks {
         self.history
             .expect_record_watched()
             .returning(|_, _, _| Ok(()));
+        self.history
+            .expect_hidden()
+            .returning(|_| Ok(Hidden::default()));
+        self.history
+            .expect_record_hidden()
+            .returning(|_, _, _, _| Ok(()));
+        self.signals
+            .expect_hidden()
+            .returning(|_| Ok(Hidden::default()));
         self.feed_cache
             .expect_current_session()
             .returning(|_| Ok(None));
@@ -281,6 +290,25 @@ async fn a_stored_session_is_a_miss_with_a_cursor() {
 }
 
 #[tokio::test]
+async fn the_model_folds_the_user_in_from_what_they_watched() {
+    let watched = videos(12)[3].id;
+    let mut mocks = Mocks::new();
+    mocks
+        .history
+        .expect_watched_since()
+        .returning(move |_, _| Ok(vec![watched]));
+    let mut model = MockModelScorer::new();
+    model
+        .expect_score()
+        .withf(move |_, recent, ids| recent == [(watched, 1.0)] && !ids.contains(&watched))
+        .times(1)
+        .returning(|_, _, ids| Ok(vec![0.5; ids.len()]));
+    mocks.model = Some(model);
+    let page = mocks.feed().page(first_page(5)).await.expect("page");
+    assert_eq!(page.items.len(), 5);
+}
+
+#[tokio::test]
 async fn follows_error_still_serves_with_every_signal() {
     let mut mocks = Mocks::new().with_model();
     mocks
@@ -340,7 +368,7 @@ async fn model_scores_are_used_when_they_fit() {
 #[tokio::test]
 async fn model_error_renormalizes_without_the_model() {
     let mut model = MockModelScorer::new();
-    model.expect_score().returning(|_, _| Err(down()));
+    model.expect_score().returning(|_, _, _| Err(down()));
     let mut mocks = Mocks::new();
     mocks.model = Some(model);
     let page = mocks.feed().page(first_page(5)).await.expect("page");
@@ -354,7 +382,7 @@ async fn model_error_renormalizes_without_the_model() {
 #[tokio::test]
 async fn model_answer_of_the_wrong_length_is_ignored() {
     let mut model = MockModelScorer::new();
-    model.expect_score().returning(|_, _| Ok(vec![0.9]));
+    model.expect_score().returning(|_, _, _| Ok(vec![0.9]));
     let mut mocks = Mocks::new();
     mocks.model = Some(model);
     let page = mocks.feed().page(first_page(5)).await.expect("page");
@@ -518,6 +546,63 @@ async fn every_cursor_handed_out_stays_valid_an_hour() {
     let next = page.next.expect("a next page");
     assert!(next.expires_at >= now() + Duration::hours(1), "{next:?}");
     assert_eq!(refreshed.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn hidden_videos_and_creators_leave_cached_pages_and_fall_back_to_the_signal_store() {
+    let all = videos(20);
+    let dismissed = all[2].id;
+    let hidden_creator = all[4].creator_id;
+    let mut mocks = Mocks::new();
+    mocks.history.expect_hidden().returning(move |_| {
+        Ok(Hidden {
+            videos: [dismissed].into(),
+            creators: HashSet::new(),
+        })
+    });
+    mocks.signals.expect_hidden().returning(move |_| {
+        Ok(Hidden {
+            videos: HashSet::new(),
+            creators: [hidden_creator].into(),
+        })
+    });
+    mocks
+        .feed_cache
+        .expect_session()
+        .returning(|user, id| Ok(Some(stored_session(user, id, now() + Duration::hours(2)))));
+    let feed = mocks.feed();
+    let page = feed
+        .page(cursor_into(SessionId(Uuid::new_v4())))
+        .await
+        .expect("page");
+    assert!(!page.items.is_empty());
+    assert!(page.items.iter().all(|i| i.video.id != dismissed));
+
+    // With the history down, the signal store's record filters instead.
+    let mut mocks = Mocks::new();
+    mocks.history.expect_hidden().returning(|_| Err(down()));
+    mocks.signals.expect_hidden().returning(move |_| {
+        Ok(Hidden {
+            videos: [dismissed].into(),
+            creators: [hidden_creator].into(),
+        })
+    });
+    mocks
+        .feed_cache
+        .expect_session()
+        .returning(|user, id| Ok(Some(stored_session(user, id, now() + Duration::hours(2)))));
+    let page = mocks
+        .feed()
+        .page(cursor_into(SessionId(Uuid::new_v4())))
+        .await
+        .expect("page");
+    assert!(!page.items.is_empty());
+    assert!(
+        page.items
+            .iter()
+            .all(|i| i.video.id != dismissed && i.video.creator_id != hidden_creator),
+        "hidden videos and creators are left out"
+    );
 }
 
 #[tokio::test]

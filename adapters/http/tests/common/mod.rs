@@ -238,6 +238,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let warmer = Arc::new(CacheWarmer::new(ports.clone(), feed.clone()));
     let state = AppState {
         admin: Arc::new(AdminService::new(ports.clone(), warmer)),
+        models: Arc::new(vrs_application::ModelService::new(
+            ports.model_registry.clone(),
+            clock.clone(),
+        )),
         feed,
         engagement: Arc::new(EngagementService::new(ports.clone(), snapshot.clone())),
         health: Arc::new(
