@@ -142,7 +142,7 @@ async fn migrations_of_a_newer_release_are_left_alone() {
 }
 
 #[tokio::test]
-async fn the_default_weights_are_seeded_as_active_version_1() {
+async fn a_new_database_runs_on_the_default_weights_and_chosen_weights_are_kept() {
     let Some(db) = TestDb::new().await else {
         return;
     };
@@ -150,12 +150,29 @@ async fn the_default_weights_are_seeded_as_active_version_1() {
         db.store.active_weights().await.expect("active"),
         Weights::DEFAULT
     );
-    let (version, active): (i64, bool) =
-        sqlx::query_as("SELECT version, is_active FROM ranking_weights")
-            .fetch_one(db.store.pool())
+    let rows: Vec<(i64, bool, f64)> =
+        sqlx::query_as("SELECT version, is_active, model FROM ranking_weights ORDER BY version")
+            .fetch_all(db.store.pool())
             .await
-            .expect("one seeded row");
-    assert_eq!((version, active), (1, true));
+            .expect("seeded rows");
+    assert_eq!(
+        rows,
+        vec![
+            (1, false, 0.05),
+            (2, true, Weights::DEFAULT.get(vrs_domain::Signal::Model))
+        ],
+        "the seed's weights, then the defaults with the model's share"
+    );
+    // Operators' own weights stay: migration 015 changes only the seed's untouched weights.
+    let chosen = Weights::new(0.2, 0.3, 0.2, 0.2, 0.1).expect("valid");
+    db.store.activate_weights(chosen).await.expect("activate");
+    sqlx::raw_sql(include_str!(
+        "../../../migrations/015_default_weights_with_the_model.sql"
+    ))
+    .execute(db.store.pool())
+    .await
+    .expect("migration 015 again");
+    assert_eq!(db.store.active_weights().await.expect("active"), chosen);
 }
 
 #[tokio::test]
@@ -228,7 +245,7 @@ async fn an_activated_weight_set_is_visible_immediately() {
     };
     let next = Weights::new(0.125, 0.375, 0.25, 0.125, 0.125).expect("valid");
     let version = db.store.activate_weights(next).await.expect("activate");
-    assert_eq!(version, 2, "the seeded set is version 1");
+    assert_eq!(version, 3, "the seeded sets are versions 1 and 2");
     assert_eq!(db.store.active_weights().await.expect("active"), next);
     let active: i64 = sqlx::query_scalar("SELECT count(*) FROM ranking_weights WHERE is_active")
         .fetch_one(db.store.pool())
