@@ -98,9 +98,9 @@ def main():
         "affinity": [[creator, "2"]],
         "hidden": [["video", video]],
         # view 0.5 + like 3 + complete 2 + skip -0.5 + not interested -3; the time is the inserts'.
-        "engagement_pairs": lambda got: [r[:3] for r in got] == [[NIL, video, "2"]],
+        "engagement_pairs": lambda got: [r[:4] for r in got] == [[NIL, video, creator, "2"]],
         "watched_since": [[video]],
-        "most_active_users": [[NIL, "3"]],
+        "most_active_users": [[NIL, "5"]],
         "health": [["1"]],
     }
     queries = named_queries(pathlib.Path(sys.argv[1]).read_text())

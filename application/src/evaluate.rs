@@ -198,7 +198,8 @@ pub fn evaluate(
     let pairs = crate::model::engagements(train.iter().map(|e| {
         let user = UserId(Uuid::from_u128((1 << 96) | users.0[&e.user]));
         let video = VideoId(Uuid::from_u128((2 << 96) | items.0[&e.item]));
-        (user, video, e.event_type.affinity_weight(), e.at)
+        let creator = first_seen[&video].1;
+        (user, video, creator, e.event_type.affinity_weight(), e.at)
     }));
     // Its knobs are picked on the training log alone (a split of it), never on the holdout.
     let params = if params.auto_tune {
@@ -207,15 +208,28 @@ pub fn evaluate(
         params
     };
     let model = crate::model::LoadedModel::new("evaluate", crate::model::fit(&pairs, params, now));
-    let mut history: HashMap<UserId, Vec<(VideoId, f32)>> = HashMap::new();
+    let mut history: HashMap<UserId, Vec<(VideoId, CreatorId, f32)>> = HashMap::new();
     for e in &pairs {
         let strength = crate::model::decayed(e.strength, e.at, now, &params);
-        history.entry(e.user).or_default().push((e.video, strength));
+        history
+            .entry(e.user)
+            .or_default()
+            .push((e.video, e.creator, strength));
     }
-    let user_vector =
-        |user: UserId| model.user_vector(history.get(&user).map_or(&[], Vec::as_slice));
-    let model_scores =
-        |user: UserId, videos: &[VideoId]| -> Vec<f64> { model.score(&user_vector(user), videos) };
+    let user_vectors =
+        |user: UserId| model.user_vectors(history.get(&user).map_or(&[], Vec::as_slice));
+    let model_scores = |user: UserId, videos: &[VideoId]| -> Vec<f64> {
+        let with_creators: Vec<(VideoId, CreatorId)> = videos
+            .iter()
+            .map(|v| {
+                (
+                    *v,
+                    first_seen.get(v).map_or(CreatorId(Uuid::nil()), |f| f.1),
+                )
+            })
+            .collect();
+        model.score(&user_vectors(user), &with_creators)
+    };
 
     let config = RankingConfig {
         session_size: k,
@@ -273,7 +287,7 @@ pub fn evaluate(
         ),
         (
             "model",
-            Box::new(|u| crate::model::top_k(model.raw_scores(&user_vector(u)), seen.get(&u), k)),
+            Box::new(|u| crate::model::top_k(model.raw_scores(&user_vectors(u)), seen.get(&u), k)),
         ),
         ("popularity", Box::new(|u| unseen_top(&popular, u))),
         (

@@ -11,8 +11,8 @@ use std::time::Instant;
 use tracing::Instrument;
 use vrs_domain::ranking::{self, RankingConfig, UserContext};
 use vrs_domain::{
-    FeedSession, Hidden, Limit, Reason, SessionId, SessionItem, SignalValues, UserId, Video,
-    VideoId, VideoStats, Weights,
+    CreatorId, FeedSession, Hidden, Limit, Reason, SessionId, SessionItem, SignalValues, UserId,
+    Video, VideoId, VideoStats, Weights,
 };
 
 /// Policy knobs of the feed use case.
@@ -508,8 +508,12 @@ impl FeedService {
         .await;
         let mut watched = watched;
         watched.extend(degrade_to_empty(archived, "archived watched history"));
-        // What the model folds the user in from: the videos they watched.
-        let recent: Vec<(VideoId, f32)> = watched.iter().map(|v| (*v, 1.0)).collect();
+        // What the model folds the user in from: the videos they watched (those still in the
+        // catalog, whose creator is known).
+        let recent: Vec<(VideoId, CreatorId, f32)> = watched
+            .iter()
+            .filter_map(|v| state.pool.get(v).map(|e| (*v, e.video.creator_id, 1.0)))
+            .collect();
         match archived_hidden {
             Ok(h) => hidden.extend(h),
             Err(e) => {
@@ -549,7 +553,11 @@ impl FeedService {
         let model_scores = match (&self.ports.model, &state.model) {
             (Some(model), Some(_active)) => {
                 let stage = Instant::now();
-                let ids = ranking::candidate_ids(&state.pool, &candidates);
+                let ids: Vec<(VideoId, CreatorId)> =
+                    ranking::candidate_ids(&state.pool, &candidates)
+                        .into_iter()
+                        .filter_map(|v| state.pool.get(&v).map(|e| (v, e.video.creator_id)))
+                        .collect();
                 let scores = model
                     .score(user, &recent, &ids)
                     .instrument(tracing::info_span!("feed.model", candidates = ids.len()))

@@ -4,21 +4,28 @@
 //! The model is implicit-feedback matrix factorization ([`vrs_domain::factors`]). An interaction is
 //! a (user, video) pair with a positive engagement strength: the sum of
 //! [`vrs_domain::EventType::affinity_weight`] over the user's events on the video (a like weighs
-//! more than a view; a skip, an unlike or "not interested" take away). The artifact holds only the
-//! videos' side of the model: a user's vector is folded in at request time from their recent
-//! interactions, so the score follows what the user just did, and a user the model never saw still
-//! gets one.
+//! more than a view; a skip, an unlike or "not interested" take away).
+//!
+//! Two factorizations are trained on the same interactions: users × videos, and users × creators
+//! (a user's strengths summed per creator). Short videos churn: most of a day's candidates are
+//! newer than the model or have few viewers, while creators last; the creator side scores a video
+//! the model never saw by its creator, and carries the signal where per-video data is thin. A
+//! logistic calibration combines both raw preferences into a probability.
+//!
+//! The artifact holds only the videos' and creators' sides: a user's vectors are folded in at
+//! request time from their recent interactions, so the score follows what the user just did, and a
+//! user the model never saw still gets one.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use vrs_domain::factors::{self, FactorModel, FactorParams};
-use vrs_domain::{UserId, VideoId};
+use vrs_domain::{CreatorId, UserId, VideoId};
 
 /// The artifact's leading bytes.
 pub const ARTIFACT_MAGIC: &[u8; 4] = b"VRSM";
 /// The artifact encoding's version; a replica refuses other versions.
-pub const ARTIFACT_FORMAT: u32 = 1;
+pub const ARTIFACT_FORMAT: u32 = 2;
 /// The cut-off of the offline metrics stored with every version.
 pub const METRICS_K: usize = 10;
 
@@ -27,20 +34,55 @@ pub const METRICS_K: usize = 10;
 pub struct Engagement {
     pub user: UserId,
     pub video: VideoId,
+    pub creator: CreatorId,
     /// Sum of the events' affinity weights; only positive sums are interactions.
     pub strength: f32,
     /// The latest event of the pair.
     pub at: DateTime<Utc>,
 }
 
-/// What every replica loads: the videos' factors by video id, the model's parameters, and the
-/// vector of a user with no history (the training users' mean: the model's idea of "popular").
+/// One side of the model: a factorization and the ids of its rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Side<Id> {
+    pub ids: Vec<Id>,
+    pub model: FactorModel,
+    /// The vector of a user with no history on this side (the training users' mean: the model's
+    /// idea of what most people engage with).
+    pub default_user: Vec<f32>,
+}
+
+/// How the two sides' raw preferences become a probability: `σ(video·rv + creator·rc + bias)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Blend {
+    pub video: f64,
+    pub creator: f64,
+    pub bias: f64,
+}
+
+impl Blend {
+    fn logit(&self, rv: f32, rc: f32) -> f64 {
+        self.video * f64::from(rv) + self.creator * f64::from(rc) + self.bias
+    }
+
+    fn probability(&self, rv: f32, rc: f32) -> f64 {
+        let p = 1.0 / (1.0 + (-self.logit(rv, rc)).exp());
+        if p.is_finite() {
+            p.clamp(0.0, 1.0)
+        } else {
+            0.5
+        }
+    }
+}
+
+/// What every replica loads: both sides, each video's creator, and the blend.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelArtifact {
     pub trained_at: DateTime<Utc>,
-    pub videos: Vec<VideoId>,
-    pub model: FactorModel,
-    pub default_user: Vec<f32>,
+    pub videos: Side<VideoId>,
+    /// The creator of each of `videos.ids`, in the same order.
+    pub video_creators: Vec<CreatorId>,
+    pub creators: Side<CreatorId>,
+    pub blend: Blend,
 }
 
 /// Why an artifact could not be read.
@@ -57,7 +99,8 @@ pub enum ArtifactError {
 impl ModelArtifact {
     /// Magic, format (u32, little-endian), then the postcard encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.model.item_factors.len() * 4 + 1024);
+        let floats = self.videos.model.item_factors.len() + self.creators.model.item_factors.len();
+        let mut out = Vec::with_capacity(8 + floats * 4 + 1024);
         out.extend_from_slice(ARTIFACT_MAGIC);
         out.extend_from_slice(&ARTIFACT_FORMAT.to_le_bytes());
         // Encoding plain data into a Vec cannot fail.
@@ -78,11 +121,16 @@ impl ModelArtifact {
         }
         let artifact: Self =
             postcard::from_bytes(body).map_err(|e| ArtifactError::Damaged(e.to_string()))?;
-        let dim = artifact.model.dim();
-        let consistent = artifact.model.items == artifact.videos.len()
-            && artifact.model.item_factors.len() == dim * artifact.videos.len()
-            && artifact.model.gramian.len() == dim * dim
-            && artifact.default_user.len() == dim;
+        fn side_ok<Id>(side: &Side<Id>) -> bool {
+            let dim = side.model.dim();
+            side.model.items == side.ids.len()
+                && side.model.item_factors.len() == dim * side.ids.len()
+                && side.model.gramian.len() == dim * dim
+                && side.default_user.len() == dim
+        }
+        let consistent = side_ok(&artifact.videos)
+            && side_ok(&artifact.creators)
+            && artifact.video_creators.len() == artifact.videos.ids.len();
         if !consistent {
             return Err(ArtifactError::Damaged(
                 "sizes do not match its dimensions".into(),
@@ -92,26 +140,51 @@ impl ModelArtifact {
     }
 }
 
-/// A model ready to score: its artifact and an index from video id to row.
+/// A user as the model sees them: one vector per side.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserVectors {
+    pub video: Vec<f32>,
+    pub creator: Vec<f32>,
+}
+
+/// A model ready to score: its artifact and indexes from ids to rows.
 #[derive(Clone, Debug)]
 pub struct LoadedModel {
     version: String,
     artifact: ModelArtifact,
-    index: HashMap<VideoId, usize>,
+    videos: HashMap<VideoId, usize>,
+    creators: HashMap<CreatorId, usize>,
+    /// The creator row of each video row.
+    video_creator_rows: Vec<Option<usize>>,
 }
 
 impl LoadedModel {
     pub fn new(version: impl Into<String>, artifact: ModelArtifact) -> Self {
-        let index = artifact
+        let videos: HashMap<VideoId, usize> = artifact
             .videos
+            .ids
             .iter()
             .enumerate()
             .map(|(i, v)| (*v, i))
             .collect();
+        let creators: HashMap<CreatorId, usize> = artifact
+            .creators
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (*c, i))
+            .collect();
+        let video_creator_rows = artifact
+            .video_creators
+            .iter()
+            .map(|c| creators.get(c).copied())
+            .collect();
         Self {
             version: version.into(),
             artifact,
-            index,
+            videos,
+            creators,
+            video_creator_rows,
         }
     }
 
@@ -123,40 +196,82 @@ impl LoadedModel {
         &self.artifact
     }
 
-    /// The vector of a user whose recent interactions are `recent` (video, strength); with none
-    /// the model knows, the no-history vector.
-    pub fn user_vector(&self, recent: &[(VideoId, f32)]) -> Vec<f32> {
-        let known: Vec<(usize, f32)> = recent
+    /// The vectors of a user whose recent interactions are `recent` (video, its creator,
+    /// strength): each side folded in from what it knows (strengths summed per creator); a side
+    /// that knows none of them gives its no-history vector.
+    pub fn user_vectors(&self, recent: &[(VideoId, CreatorId, f32)]) -> UserVectors {
+        let videos: Vec<(usize, f32)> = recent
             .iter()
-            .filter_map(|(v, s)| self.index.get(v).map(|&i| (i, *s)))
+            .filter_map(|(v, _, s)| self.videos.get(v).map(|&i| (i, *s)))
             .collect();
-        if known.is_empty() {
-            return self.artifact.default_user.clone();
+        let mut by_creator: HashMap<usize, f32> = HashMap::new();
+        for (_, c, s) in recent {
+            if let Some(&i) = self.creators.get(c) {
+                *by_creator.entry(i).or_default() += s;
+            }
         }
-        self.artifact.model.fold_in(&known)
+        let mut creators: Vec<(usize, f32)> = by_creator.into_iter().collect();
+        creators.sort_unstable_by_key(|&(i, _)| i);
+        let fold = |side_known: &[(usize, f32)], model: &FactorModel, default: &[f32]| {
+            if side_known.is_empty() {
+                default.to_vec()
+            } else {
+                model.fold_in(side_known)
+            }
+        };
+        UserVectors {
+            video: fold(
+                &videos,
+                &self.artifact.videos.model,
+                &self.artifact.videos.default_user,
+            ),
+            creator: fold(
+                &creators,
+                &self.artifact.creators.model,
+                &self.artifact.creators.default_user,
+            ),
+        }
     }
 
-    /// Calibrated scores in [0, 1], in the order of `videos`; a video the model does not know
-    /// gets the score of a raw preference of 0 (no evidence either way).
-    pub fn score(&self, user: &[f32], videos: &[VideoId]) -> Vec<f64> {
-        let model = &self.artifact.model;
+    fn raw(&self, user: &UserVectors, video: &VideoId, creator: &CreatorId) -> (f32, f32) {
+        let rv = self.videos.get(video).map_or(0.0, |&i| {
+            self.artifact.videos.model.raw_score(&user.video, i)
+        });
+        let rc = self.creators.get(creator).map_or(0.0, |&i| {
+            self.artifact.creators.model.raw_score(&user.creator, i)
+        });
+        (rv, rc)
+    }
+
+    /// Calibrated scores in [0, 1] of `videos` (video, its creator), in their order. A side that
+    /// does not know the video (or its creator) contributes a raw preference of 0.
+    pub fn score(&self, user: &UserVectors, videos: &[(VideoId, CreatorId)]) -> Vec<f64> {
         videos
             .iter()
-            .map(|v| match self.index.get(v) {
-                Some(&i) => model.probability(user, i),
-                None => model.calibration.probability(0.0),
+            .map(|(v, c)| {
+                let (rv, rc) = self.raw(user, v, c);
+                self.artifact.blend.probability(rv, rc)
             })
             .collect()
     }
 
-    /// Raw preferences (uncalibrated, same order as calibrated ones) of every video for `user`.
-    pub fn raw_scores<'a>(&'a self, user: &'a [f32]) -> impl Iterator<Item = (VideoId, f32)> + 'a {
-        let model = &self.artifact.model;
+    /// The blend's logit (same order as the calibrated scores) of every video the model knows.
+    pub fn raw_scores<'a>(
+        &'a self,
+        user: &'a UserVectors,
+    ) -> impl Iterator<Item = (VideoId, f32)> + 'a {
+        let (videos, creators) = (&self.artifact.videos.model, &self.artifact.creators.model);
         self.artifact
             .videos
+            .ids
             .iter()
+            .zip(&self.video_creator_rows)
             .enumerate()
-            .map(move |(i, v)| (*v, model.raw_score(user, i)))
+            .map(move |(i, (v, c))| {
+                let rv = videos.raw_score(&user.video, i);
+                let rc = c.map_or(0.0, |c| creators.raw_score(&user.creator, c));
+                (*v, self.artifact.blend.logit(rv, rc) as f32)
+            })
     }
 }
 
@@ -170,33 +285,27 @@ pub fn decayed(strength: f32, at: DateTime<Utc>, now: DateTime<Utc>, params: &Fa
     (f64::from(strength) * 0.5f64.powf(age_days / params.recency_half_life_days)) as f32
 }
 
-/// Trains a model on `engagements` (pairs with a positive strength; a pair given twice adds up).
-pub fn fit(engagements: &[Engagement], params: FactorParams, now: DateTime<Utc>) -> ModelArtifact {
-    let mut users: HashMap<UserId, usize> = HashMap::new();
-    let mut videos: HashMap<VideoId, usize> = HashMap::new();
-    let mut video_ids = Vec::new();
-    let mut interactions = Vec::with_capacity(engagements.len());
-    let mut ordered: Vec<&Engagement> = engagements
-        .iter()
-        .filter(|e| e.strength > 0.0 && e.strength.is_finite())
-        .collect();
-    // Dense indexes in a fixed order: the same data trains the same model.
-    ordered.sort_by_key(|e| (e.user, e.video));
-    for e in ordered {
-        let next = users.len();
-        let user = *users.entry(e.user).or_insert(next);
-        let item = *videos.entry(e.video).or_insert_with(|| {
-            video_ids.push(e.video);
-            video_ids.len() - 1
+/// Trains one side on `(user, row, strength)`: dense indexes in first-met order.
+fn train_side<Id: Copy + Eq + std::hash::Hash>(
+    pairs: &[(UserId, Id, f32)],
+    users: &HashMap<UserId, usize>,
+    params: FactorParams,
+) -> (Side<Id>, Vec<f32>, HashMap<Id, usize>) {
+    let mut index: HashMap<Id, usize> = HashMap::new();
+    let mut ids = Vec::new();
+    let mut interactions = Vec::with_capacity(pairs.len());
+    for &(user, id, strength) in pairs {
+        let item = *index.entry(id).or_insert_with(|| {
+            ids.push(id);
+            ids.len() - 1
         });
         interactions.push(factors::Interaction {
-            user,
+            user: users[&user],
             item,
-            strength: decayed(e.strength, e.at, now, &params),
+            strength,
         });
     }
-    let (model, user_factors) =
-        factors::train_als(&interactions, users.len(), video_ids.len(), params);
+    let (model, user_factors) = factors::train_als(&interactions, users.len(), ids.len(), params);
     let dim = model.dim();
     let mut default_user = vec![0.0f32; dim];
     if !users.is_empty() {
@@ -208,31 +317,119 @@ pub fn fit(engagements: &[Engagement], params: FactorParams, now: DateTime<Utc>)
         let n = users.len() as f32;
         default_user.iter_mut().for_each(|d| *d /= n);
     }
+    (
+        Side {
+            ids,
+            model,
+            default_user,
+        },
+        user_factors,
+        index,
+    )
+}
+
+/// Trains a model on `engagements` (pairs with a positive strength; a pair given twice adds up):
+/// both sides, then the blend, by a logistic regression of "engaged" on the two raw preferences
+/// over a sample of the interactions (at most 50,000) and as many random videos.
+pub fn fit(engagements: &[Engagement], params: FactorParams, now: DateTime<Utc>) -> ModelArtifact {
+    let mut ordered: Vec<&Engagement> = engagements
+        .iter()
+        .filter(|e| e.strength > 0.0 && e.strength.is_finite())
+        .collect();
+    // Dense indexes in a fixed order: the same data trains the same model.
+    ordered.sort_by_key(|e| (e.user, e.video));
+    let mut users: HashMap<UserId, usize> = HashMap::new();
+    let mut video_pairs = Vec::with_capacity(ordered.len());
+    let mut creator_sums: HashMap<(UserId, CreatorId), f32> = HashMap::new();
+    let mut creator_of: HashMap<VideoId, CreatorId> = HashMap::new();
+    for e in &ordered {
+        let next = users.len();
+        users.entry(e.user).or_insert(next);
+        let strength = decayed(e.strength, e.at, now, &params);
+        video_pairs.push((e.user, e.video, strength));
+        *creator_sums.entry((e.user, e.creator)).or_default() += strength;
+        creator_of.entry(e.video).or_insert(e.creator);
+    }
+    let mut creator_pairs: Vec<(UserId, CreatorId, f32)> = creator_sums
+        .into_iter()
+        .map(|((u, c), s)| (u, c, s))
+        .collect();
+    creator_pairs.sort_unstable_by_key(|&(u, c, _)| (u, c));
+    let (videos, video_users, video_index) = train_side(&video_pairs, &users, params);
+    // When every video has a creator of its own, the creator side would repeat the video side:
+    // it is left empty (and its weight in the blend is then fitted on zeros).
+    let distinct_creators: HashSet<CreatorId> = creator_of.values().copied().collect();
+    if distinct_creators.len() == creator_of.len() {
+        creator_pairs.clear();
+    }
+    let (creators, creator_users, creator_index) = train_side(&creator_pairs, &users, params);
+    let video_creators: Vec<CreatorId> = videos.ids.iter().map(|v| creator_of[v]).collect();
+
+    // The blend: engaged pairs against random videos of the catalog, as the two raw preferences.
+    let dim = params.dim.max(1);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(params.seed);
+    let (mut features, mut labels) = (Vec::new(), Vec::new());
+    let sample = video_pairs.len().min(50_000);
+    if !videos.ids.is_empty() {
+        for _ in 0..sample {
+            let (u, v, _) = video_pairs[rand::Rng::gen_range(&mut rng, 0..video_pairs.len())];
+            let row = users[&u];
+            let (uv, uc) = (
+                &video_users[row * dim..(row + 1) * dim],
+                &creator_users[row * dim..(row + 1) * dim],
+            );
+            let j = rand::Rng::gen_range(&mut rng, 0..videos.ids.len());
+            for (video, label) in [(video_index[&v], 1.0), (j, 0.0)] {
+                let rc = creator_index
+                    .get(&video_creators[video])
+                    .map_or(0.0, |&c| creators.model.raw_score(uc, c));
+                features.push(vec![
+                    f64::from(videos.model.raw_score(uv, video)),
+                    f64::from(rc),
+                ]);
+                labels.push(label);
+            }
+        }
+    }
+    let blend = match factors::logistic_fit(&features, &labels).as_slice() {
+        [video, creator, bias] if !features.is_empty() => Blend {
+            video: *video,
+            creator: *creator,
+            bias: *bias,
+        },
+        _ => Blend {
+            video: 1.0,
+            creator: 1.0,
+            bias: 0.0,
+        },
+    };
     ModelArtifact {
         trained_at: now,
-        videos: video_ids,
-        model,
-        default_user,
+        videos,
+        video_creators,
+        creators,
+        blend,
     }
 }
 
-/// Sums events into per-pair engagements: `(user, video, affinity weight, time)` in, one
+/// Sums events into per-pair engagements: `(user, video, creator, affinity weight, time)` in, one
 /// [`Engagement`] per pair out (positive sums only).
 pub fn engagements(
-    events: impl IntoIterator<Item = (UserId, VideoId, f64, DateTime<Utc>)>,
+    events: impl IntoIterator<Item = (UserId, VideoId, CreatorId, f64, DateTime<Utc>)>,
 ) -> Vec<Engagement> {
-    let mut pairs: HashMap<(UserId, VideoId), (f64, DateTime<Utc>)> = HashMap::new();
-    for (user, video, weight, at) in events {
-        let entry = pairs.entry((user, video)).or_insert((0.0, at));
-        entry.0 += weight;
-        entry.1 = entry.1.max(at);
+    let mut pairs: HashMap<(UserId, VideoId), (CreatorId, f64, DateTime<Utc>)> = HashMap::new();
+    for (user, video, creator, weight, at) in events {
+        let entry = pairs.entry((user, video)).or_insert((creator, 0.0, at));
+        entry.1 += weight;
+        entry.2 = entry.2.max(at);
     }
     let mut out: Vec<Engagement> = pairs
         .into_iter()
-        .filter(|(_, (s, _))| *s > 0.0)
-        .map(|((user, video), (strength, at))| Engagement {
+        .filter(|(_, (_, s, _))| *s > 0.0)
+        .map(|((user, video), (creator, strength, at))| Engagement {
             user,
             video,
+            creator,
             strength: strength as f32,
             at,
         })
@@ -362,18 +559,20 @@ pub fn measure(train: &[Engagement], test: &[Engagement], params: FactorParams) 
         return Measured::default();
     };
     let twin = LoadedModel::new("holdout", fit(train, params, now));
-    let mut seen: HashMap<UserId, Vec<(VideoId, f32)>> = HashMap::new();
+    let mut seen: HashMap<UserId, Vec<(VideoId, CreatorId, f32)>> = HashMap::new();
     let mut engaged_users: HashMap<VideoId, usize> = HashMap::new();
     for e in train {
-        seen.entry(e.user)
-            .or_default()
-            .push((e.video, decayed(e.strength, e.at, now, &params)));
+        seen.entry(e.user).or_default().push((
+            e.video,
+            e.creator,
+            decayed(e.strength, e.at, now, &params),
+        ));
         *engaged_users.entry(e.video).or_default() += 1;
     }
     let mut wanted: HashMap<UserId, HashSet<VideoId>> = HashMap::new();
     for e in test {
         if let Some(s) = seen.get(&e.user)
-            && !s.iter().any(|(v, _)| *v == e.video)
+            && !s.iter().any(|(v, _, _)| *v == e.video)
             && engaged_users.contains_key(&e.video)
         {
             wanted.entry(e.user).or_default().insert(e.video);
@@ -387,8 +586,8 @@ pub fn measure(train: &[Engagement], test: &[Engagement], params: FactorParams) 
     let mut m = Measured::default();
     for (user, relevant) in &wanted {
         let history = &seen[user];
-        let exclude: HashSet<VideoId> = history.iter().map(|(v, _)| *v).collect();
-        let vector = twin.user_vector(history);
+        let exclude: HashSet<VideoId> = history.iter().map(|(v, _, _)| *v).collect();
+        let vector = twin.user_vectors(history);
         let list = top_k(twin.raw_scores(&vector), Some(&exclude), METRICS_K);
         let (n, r) = ndcg_recall(&list, relevant, METRICS_K);
         let pop: Vec<VideoId> = popular
@@ -490,7 +689,7 @@ pub fn train_and_measure(
         popularity_ndcg_at_10: measured.popularity_ndcg,
         holdout_users: measured.users,
         users: users.len(),
-        videos: shipped.videos.len(),
+        videos: shipped.videos.ids.len(),
         interactions: data.len(),
         training_seconds: started.elapsed().as_secs_f64(),
         params,
@@ -507,6 +706,15 @@ mod tests {
         DateTime::from_timestamp(s, 0).unwrap_or_default()
     }
 
+    fn video(n: u128) -> VideoId {
+        VideoId(Uuid::from_u128(n + 1))
+    }
+
+    /// Videos 0..20 are by creators 0..4, videos 20..40 by creators 4..8.
+    fn creator_of(n: u128) -> CreatorId {
+        CreatorId(Uuid::from_u128(500 + n % 4 + if n < 20 { 0 } else { 4 }))
+    }
+
     /// Two tastes: even users engage with videos 0..20, odd users with 20..40; times rise.
     fn data() -> Vec<Engagement> {
         let mut out = Vec::new();
@@ -518,7 +726,8 @@ mod tests {
                 let v = if u % 2 == 0 { n } else { n + 20 };
                 out.push(Engagement {
                     user: UserId(Uuid::from_u128(1000 + u)),
-                    video: VideoId(Uuid::from_u128(v + 1)),
+                    video: video(v),
+                    creator: creator_of(v),
                     strength: 1.0 + (n % 3) as f32,
                     at: at(((u * 20 + n) * 60) as i64),
                 });
@@ -546,18 +755,37 @@ mod tests {
     }
 
     #[test]
-    fn fold_in_follows_what_the_user_just_did() {
+    fn fold_in_follows_what_the_user_just_did_and_new_videos_score_by_their_creator() {
         let model = LoadedModel::new("v1", fit(&data(), FactorParams::default(), at(5)));
-        let (even, odd) = (VideoId(Uuid::from_u128(3)), VideoId(Uuid::from_u128(23)));
-        let fan_of_even = model.user_vector(&[(VideoId(Uuid::from_u128(1)), 2.0)]);
-        let fan_of_odd = model.user_vector(&[(VideoId(Uuid::from_u128(21)), 2.0)]);
+        let (even, odd) = ((video(3), creator_of(3)), (video(23), creator_of(23)));
+        let fan_of_even = model.user_vectors(&[(video(1), creator_of(1), 2.0)]);
+        let fan_of_odd = model.user_vectors(&[(video(21), creator_of(21), 2.0)]);
         let s = model.score(&fan_of_even, &[even, odd]);
         assert!(s[0] > s[1], "{s:?}");
         let s = model.score(&fan_of_odd, &[even, odd]);
         assert!(s[1] > s[0], "{s:?}");
-        let unknown = VideoId(Uuid::from_u128(999));
-        let new_user = model.user_vector(&[(unknown, 1.0)]);
-        assert_eq!(new_user, model.artifact().default_user, "nothing known");
+        // Videos newer than the model, by known creators: their creators decide.
+        let (new_even, new_odd) = (
+            (VideoId(Uuid::from_u128(900)), creator_of(2)),
+            (VideoId(Uuid::from_u128(901)), creator_of(22)),
+        );
+        let s = model.score(&fan_of_even, &[new_even, new_odd]);
+        assert!(s[0] > s[1], "{s:?}");
+        // A watch of a new video still tells the creator side who the user is.
+        let fan_by_creator = model.user_vectors(&[(new_odd.0, new_odd.1, 2.0)]);
+        assert_eq!(
+            fan_by_creator.video,
+            model.artifact().videos.default_user,
+            "the video side knows nothing"
+        );
+        let s = model.score(&fan_by_creator, &[even, odd]);
+        assert!(s[1] > s[0], "{s:?}");
+        let unknown = (
+            VideoId(Uuid::from_u128(999)),
+            CreatorId(Uuid::from_u128(999)),
+        );
+        let new_user = model.user_vectors(&[(unknown.0, unknown.1, 1.0)]);
+        assert_eq!(new_user.creator, model.artifact().creators.default_user);
         let s = model.score(&new_user, &[unknown, even]);
         assert!(s.iter().all(|p| (0.0..=1.0).contains(p)));
     }
@@ -565,7 +793,10 @@ mod tests {
     #[test]
     fn training_measures_the_model_against_popularity_on_later_pairs() {
         let (artifact, metrics) = train_and_measure(&data(), FactorParams::default(), 0.2, at(5));
-        assert_eq!(artifact.videos.len(), 40);
+        assert_eq!(
+            (artifact.videos.ids.len(), artifact.creators.ids.len()),
+            (40, 8)
+        );
         assert_eq!((metrics.users, metrics.interactions), (40, data().len()));
         assert!(metrics.holdout_users > 0, "{metrics:?}");
         assert!(
@@ -577,22 +808,24 @@ mod tests {
 
     #[test]
     fn engagements_sum_weights_per_pair_and_keep_positive_ones() {
-        let (u, a, b) = (
+        let (u, a, b, c) = (
             UserId(Uuid::from_u128(1)),
             VideoId(Uuid::from_u128(2)),
             VideoId(Uuid::from_u128(3)),
+            CreatorId(Uuid::from_u128(4)),
         );
         let out = engagements([
-            (u, a, 0.5, at(1)),
-            (u, a, 3.0, at(3)),
-            (u, b, 0.5, at(1)),
-            (u, b, -3.0, at(2)),
+            (u, a, c, 0.5, at(1)),
+            (u, a, c, 3.0, at(3)),
+            (u, b, c, 0.5, at(1)),
+            (u, b, c, -3.0, at(2)),
         ]);
         assert_eq!(
             out,
             vec![Engagement {
                 user: u,
                 video: a,
+                creator: c,
                 strength: 3.5,
                 at: at(3)
             }]

@@ -422,13 +422,13 @@ pub trait ModelScorer: Send + Sync {
     /// error the loaded one stays.
     fn load(&self, version: &str, artifact: &[u8]) -> Result<(), PortError>;
 
-    /// One score in [0, 1] per video, in the order given, for `user`, whose recent interactions
-    /// (video, strength) are `recent`.
+    /// One score in [0, 1] per video (video, its creator), in the order given, for `user`, whose
+    /// recent interactions (video, its creator, strength) are `recent`.
     async fn score(
         &self,
         user: UserId,
-        recent: &[(VideoId, f32)],
-        videos: &[VideoId],
+        recent: &[(VideoId, CreatorId, f32)],
+        videos: &[(VideoId, CreatorId)],
     ) -> Result<Vec<f64>, PortError>;
 }
 

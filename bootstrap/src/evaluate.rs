@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::Path;
 use vrs_application::evaluate::{self, Interaction, Report};
 use vrs_domain::EventType;
@@ -137,5 +137,74 @@ pub fn run(
             eprintln!("evaluated in {:.1} s", started.elapsed().as_secs_f64());
         }
     }
+    Ok(())
+}
+
+/// `export-demo`: the demo generator's events as an `evaluate` training log and holdout set, split
+/// in time: events before the latest `holdout_share` are the training log (with each video's
+/// creator); the holdout is what training users liked, shared, commented on or completed later.
+pub fn export_demo(
+    config: &crate::config::Config,
+    out: &Path,
+    holdout_share: f64,
+) -> anyhow::Result<()> {
+    if !(0.0 < holdout_share && holdout_share < 1.0) {
+        bail!("--holdout-share must lie strictly between 0 and 1");
+    }
+    let data = vrs_application::demo::generate(
+        crate::wiring::demo_size(config),
+        chrono::Utc::now(),
+        config.demo.seed,
+    );
+    let mut events = data.events;
+    events.sort_by_key(|e| (e.occurred_at, e.event_id));
+    let Some(cut) = events
+        .get(((events.len() as f64) * (1.0 - holdout_share)) as usize)
+        .map(|e| e.occurred_at)
+    else {
+        bail!("the demo has no events (DEMO_USERS or DEMO_VIDEOS is 0)");
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut train = std::io::BufWriter::new(std::fs::File::create(out.join("train.jsonl"))?);
+    let mut holdout = std::io::BufWriter::new(std::fs::File::create(out.join("holdout.jsonl"))?);
+    let mut users = std::collections::HashSet::new();
+    let mut held = std::collections::HashSet::new();
+    let (mut train_lines, mut holdout_lines) = (0usize, 0usize);
+    for e in &events {
+        if e.occurred_at < cut {
+            users.insert(e.user_id);
+            let mut line = serde_json::json!({
+                "user": e.user_id.0.to_string(),
+                "item": e.video_id.0.to_string(),
+                "type": e.event_type.as_str(),
+                "ts": e.occurred_at.timestamp(),
+                "creator": e.creator_id.0.to_string(),
+            });
+            if let Some(c) = e.completion {
+                line["completion"] = serde_json::json!(c);
+            }
+            writeln!(train, "{line}")?;
+            train_lines += 1;
+        } else if users.contains(&e.user_id)
+            && matches!(
+                e.event_type,
+                EventType::Like | EventType::Share | EventType::Comment | EventType::Complete
+            )
+            && held.insert((e.user_id, e.video_id))
+        {
+            let line = serde_json::json!({
+                "user": e.user_id.0.to_string(),
+                "item": e.video_id.0.to_string(),
+            });
+            writeln!(holdout, "{line}")?;
+            holdout_lines += 1;
+        }
+    }
+    train.flush()?;
+    holdout.flush()?;
+    eprintln!(
+        "wrote {train_lines} training events and {holdout_lines} holdout pairs to {}",
+        out.display()
+    );
     Ok(())
 }

@@ -69,6 +69,15 @@ enum Command {
         #[arg(long, value_parser = evaluate::parse_weights)]
         weights: Option<vrs_domain::Weights>,
     },
+    /// Write the demo generator's events (DEMO_*) as an `evaluate` training log and holdout set.
+    ExportDemo {
+        /// Directory for train.jsonl and holdout.jsonl.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The latest share of events that forms the holdout period.
+        #[arg(long, default_value_t = 0.2)]
+        holdout_share: f64,
+    },
     /// Train the model on the signal store's interactions (CLICKHOUSE_URL) or a file, register it
     /// with its offline metrics in the registry (DATABASE_URL) and activate it unless its offline
     /// NDCG@10 is below the active version's.
@@ -169,6 +178,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => block_on(serve::run(config)),
         Command::Migrate => block_on(storage::migrate(&config)),
+        Command::ExportDemo { out, holdout_share } => {
+            evaluate::export_demo(&config, &out, holdout_share)
+        }
         Command::Train {
             from_file,
             window,

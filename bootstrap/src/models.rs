@@ -10,7 +10,7 @@ use uuid::Uuid;
 use vrs_application::SystemClock;
 use vrs_application::model::{self, ActivationPolicy, Engagement, ModelService};
 use vrs_application::ports::{Clock, ModelRegistry, SignalStore};
-use vrs_domain::{UserId, VideoId};
+use vrs_domain::{CreatorId, UserId, VideoId};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -55,10 +55,21 @@ fn service(registry: Arc<dyn ModelRegistry>) -> ModelService {
 
 fn interactions_from_file(path: &Path) -> anyhow::Result<Vec<Engagement>> {
     let lines = crate::evaluate::train(path)?;
-    Ok(model::engagements(lines.into_iter().map(|e| {
+    // An item's creator: from any line that names one, else the item is its own creator.
+    let mut creators: std::collections::HashMap<String, String> = Default::default();
+    for e in &lines {
+        if let Some(c) = &e.creator {
+            creators.entry(e.item.clone()).or_insert_with(|| c.clone());
+        }
+    }
+    Ok(model::engagements(lines.iter().map(|e| {
+        let creator = creators
+            .get(&e.item)
+            .map_or_else(|| id_of(&format!("creator of {}", e.item)), |c| id_of(c));
         (
             UserId(id_of(&e.user)),
             VideoId(id_of(&e.item)),
+            CreatorId(creator),
             e.event_type.affinity_weight(),
             e.at,
         )

@@ -286,7 +286,7 @@ pub fn train_als(
         item_factors = sweep(&user_factors, &by_item);
     }
     let gram = gramian(&item_factors, dim, 1.0);
-    let mut model = FactorModel {
+    let model = FactorModel {
         params: p,
         items,
         item_factors,
@@ -296,8 +296,18 @@ pub fn train_als(
             .collect(),
         calibration: Calibration { a: 1.0, b: 0.0 },
     };
-    model.calibration = fit_calibration(&model, &user_factors, &pairs, &mut rng);
     (model, user_factors)
+}
+
+/// Fits `model.calibration` (Platt scaling) on the pairs it was trained on (dense indexes, as
+/// given to [`train_als`]) and as many random ones, with the users' vectors training returned.
+pub fn calibrate(model: &mut FactorModel, user_factors: &[f32], interactions: &[Interaction]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(model.params.seed);
+    let pairs: Vec<((usize, usize), f32)> = interactions
+        .iter()
+        .map(|x| ((x.user, x.item), x.strength))
+        .collect();
+    model.calibration = fit_calibration(model, user_factors, &pairs, &mut rng);
 }
 
 /// Platt scaling: a logistic regression of "observed" on the raw score, over every observed pair
@@ -312,7 +322,7 @@ fn fit_calibration(
     if pairs.is_empty() || model.items == 0 {
         return Calibration { a: 1.0, b: 0.0 };
     }
-    let sample = pairs.len().min(200_000);
+    let sample = pairs.len().min(50_000);
     let mut points: Vec<(f64, f64)> = Vec::with_capacity(2 * sample);
     for _ in 0..sample {
         let &((u, i), _) = &pairs[rng.gen_range(0..pairs.len())];
@@ -321,62 +331,100 @@ fn fit_calibration(
         let j = rng.gen_range(0..model.items);
         points.push((f64::from(model.raw_score(user, j)), 0.0));
     }
-    // Newton's method on the mean log-loss with a small L2 penalty on the slope (so perfectly
-    // separable data still gives a finite map), each step halved until the loss goes down.
-    let n = points.len() as f64;
+    let features: Vec<Vec<f64>> = points.iter().map(|&(x, _)| vec![x]).collect();
+    let labels: Vec<f64> = points.iter().map(|&(_, y)| y).collect();
+    match logistic_fit(&features, &labels).as_slice() {
+        [a, b] => Calibration { a: *a, b: *b },
+        _ => Calibration { a: 1.0, b: 0.0 },
+    }
+}
+
+/// A logistic regression of `labels` (0 or 1) on `features` (rows of equal length): the weights
+/// of the features, then the bias. Newton's method on the mean log-loss with a small L2 penalty on
+/// the weights (so separable data still gives finite ones), each step halved until the loss goes
+/// down. Weights 1 and bias 0 when there is nothing to fit or the fit fails.
+pub fn logistic_fit(features: &[Vec<f64>], labels: &[f64]) -> Vec<f64> {
+    let k = features.first().map_or(0, Vec::len);
+    let mut fallback = vec![1.0; k];
+    fallback.push(0.0);
+    if features.is_empty()
+        || features.len() != labels.len()
+        || features.iter().any(|f| f.len() != k)
+    {
+        return fallback;
+    }
+    let n = features.len() as f64;
     let ridge = 1e-3;
-    let loss = |a: f64, b: f64| -> f64 {
-        let data: f64 = points
+    let z = |w: &[f64], x: &[f64]| x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() + w[k];
+    let loss = |w: &[f64]| -> f64 {
+        let data: f64 = features
             .iter()
-            .map(|&(x, y)| {
-                let z = a * x + b;
+            .zip(labels)
+            .map(|(x, &y)| {
+                let z = z(w, x);
                 // log(1 + e^z) − y·z, computed stably.
                 z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z
             })
             .sum();
-        data / n + 0.5 * ridge * a * a
+        data / n + 0.5 * ridge * w[..k].iter().map(|v| v * v).sum::<f64>()
     };
-    let (mut a, mut b) = (1.0f64, 0.0f64);
-    let mut current = loss(a, b);
+    let mut w = fallback.clone();
+    let mut current = loss(&w);
     for _ in 0..100 {
-        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for &(x, y) in &points {
-            let p = 1.0 / (1.0 + (-(a * x + b)).exp());
-            let r = p - y;
-            ga += r * x;
-            gb += r;
-            let w = p * (1.0 - p);
-            haa += w * x * x;
-            hab += w * x;
-            hbb += w;
+        let mut grad = DVector::<f64>::zeros(k + 1);
+        let mut hess = DMatrix::<f64>::zeros(k + 1, k + 1);
+        for (x, &y) in features.iter().zip(labels) {
+            let p = 1.0 / (1.0 + (-z(&w, x)).exp());
+            let weight = p * (1.0 - p);
+            let at = |i: usize| if i < k { x[i] } else { 1.0 };
+            for i in 0..=k {
+                let xi = at(i);
+                grad[i] += (p - y) * xi;
+                for j in i..=k {
+                    hess[(i, j)] += weight * xi * at(j);
+                }
+            }
         }
-        let (ga, gb) = (ga / n + ridge * a, gb / n);
-        let (haa, hab, hbb) = (haa / n + ridge, hab / n, hbb / n + 1e-9);
-        let det = haa * hbb - hab * hab;
-        if !det.is_finite() || det <= 0.0 {
+        for i in 0..=k {
+            for j in 0..i {
+                hess[(i, j)] = hess[(j, i)];
+            }
+        }
+        grad /= n;
+        hess /= n;
+        for i in 0..k {
+            grad[i] += ridge * w[i];
+            hess[(i, i)] += ridge;
+        }
+        hess[(k, k)] += 1e-9;
+        let Some(step) = hess.cholesky().map(|c| c.solve(&grad)) else {
             break;
-        }
-        let (da, db) = ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det);
-        let mut step = 1.0;
+        };
+        let mut scale = 1.0;
         let mut improved = false;
         for _ in 0..30 {
-            let (na, nb) = (a - step * da, b - step * db);
-            let next = loss(na, nb);
-            if next.is_finite() && next <= current {
-                improved = next < current - 1e-12;
-                (a, b, current) = (na, nb, next);
+            let next: Vec<f64> = w
+                .iter()
+                .zip(step.iter())
+                .map(|(a, d)| a - scale * d)
+                .collect();
+            let l = loss(&next);
+            if l.is_finite() && l <= current {
+                improved = l < current - 1e-12;
+                w = next;
+                current = l;
                 break;
             }
-            step /= 2.0;
+            scale /= 2.0;
         }
         if !improved {
             break;
         }
     }
-    if a.is_finite() && b.is_finite() {
-        Calibration { a, b }
+    if w.iter().all(|v| v.is_finite()) {
+        w
     } else {
-        Calibration { a: 1.0, b: 0.0 }
+        fallback
     }
 }
 
@@ -408,7 +456,8 @@ mod tests {
             dim: 8,
             ..FactorParams::default()
         };
-        let (model, users) = train_als(&data, 20, 10, params);
+        let (mut model, users) = train_als(&data, 20, 10, params);
+        calibrate(&mut model, &users, &data);
         for u in 0..20 {
             let vector = &users[u * 8..(u + 1) * 8];
             let (mine, theirs) = if u < 10 { (0..5, 5..10) } else { (5..10, 0..5) };
@@ -439,12 +488,16 @@ mod tests {
         }
         assert_eq!(model.fold_in(&[]), vec![0.0; 8], "nothing known: zero");
         assert_eq!(model.fold_in(&[(99, 1.0)]), vec![0.0; 8], "unknown videos");
-        assert_eq!(train_als(&data, 20, 10, params).0, model, "deterministic");
+        let mut again = train_als(&data, 20, 10, params);
+        calibrate(&mut again.0, &again.1, &data);
+        assert_eq!(again.0, model, "deterministic");
     }
 
     #[test]
     fn calibrated_scores_are_probabilities_that_keep_the_order() {
-        let (model, users) = train_als(&two_tastes(), 20, 10, FactorParams::default());
+        let data = two_tastes();
+        let (mut model, users) = train_als(&data, 20, 10, FactorParams::default());
+        calibrate(&mut model, &users, &data);
         let dim = model.dim();
         let user = &users[0..dim];
         let mut raw: Vec<(f32, f64)> = (0..10)

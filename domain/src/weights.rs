@@ -227,7 +227,7 @@ mod tests {
     fn renormalization_drops_unavailable_signals() {
         let w = Weights::DEFAULT.renormalized(SignalSet::ALL.without(Signal::Model));
         assert_eq!(w.get(Signal::Model), 0.0);
-        assert!((w.get(Signal::Completion) - 0.40 / 0.95).abs() < 1e-12);
+        assert!((w.get(Signal::Completion) - 0.25 / 0.60).abs() < 1e-12);
         let sum: f64 = Signal::ALL.iter().map(|&s| w.get(s)).sum();
         assert!((sum - 1.0).abs() < 1e-12);
     }

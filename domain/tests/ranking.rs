@@ -160,7 +160,7 @@ fn affinity_is_neutral_for_a_user_without_history() {
             .all(|i| i.signals.affinity == NEUTRAL_AFFINITY)
     );
     // Neutral affinity still counts: the weight is not dropped.
-    assert!((r.weights.get(Signal::Affinity) - 0.15 / 0.95).abs() < 1e-12);
+    assert!((r.weights.get(Signal::Affinity) - 0.10 / 0.60).abs() < 1e-12);
 }
 
 #[test]
@@ -267,7 +267,7 @@ fn model_scores_are_clamped_and_a_wrong_count_is_ignored() {
         })
         .collect();
     let (weights, scored) = score_candidates(&p, &u, &candidates, &Weights::DEFAULT, Some(&model));
-    assert!((weights.get(Signal::Model) - 0.05).abs() < 1e-12);
+    assert!((weights.get(Signal::Model) - 0.40).abs() < 1e-12);
     let model_of = |n: u128| {
         let at = ids.iter().position(|id| *id == vid(n)).expect("candidate");
         scored[at].signals.model

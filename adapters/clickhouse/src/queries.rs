@@ -113,7 +113,8 @@ LIMIT 100000";
 /// from [`affinity_transform`]) and its latest event, positive sums only: the model's training
 /// data. A scan of the window's raw events, for the training job only.
 pub const ENGAGEMENT_PAIRS: &str = "\
-SELECT user_id, video_id, toFloat64(sum({weights})) AS strength, max(occurred_at) AS last_at
+SELECT user_id, video_id, any(creator_id) AS creator_id, toFloat64(sum({weights})) AS strength,
+    max(occurred_at) AS last_at
 FROM {db}.engagement_events
 WHERE occurred_at >= toDateTime({since}, 'UTC')
 GROUP BY user_id, video_id

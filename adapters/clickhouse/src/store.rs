@@ -131,6 +131,7 @@ struct WatchedRow {
 struct PairRow {
     user_id: Uuid,
     video_id: Uuid,
+    creator_id: Uuid,
     strength: f64,
     last_at: klickhouse::DateTime,
 }
@@ -492,6 +493,7 @@ impl SignalStore for ClickHouseSignalStore {
             .map(|r| Engagement {
                 user: UserId(r.user_id),
                 video: VideoId(r.video_id),
+                creator: CreatorId(r.creator_id),
                 strength: r.strength as f32,
                 at: DateTime::from_timestamp(i64::from(r.last_at.1), 0).unwrap_or_default(),
             })

@@ -10,13 +10,16 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// The routes of the contract, as (method, path).
-const CONTRACT: [(&str, &str); 11] = [
+const CONTRACT: [(&str, &str); 14] = [
     ("get", "/api/v1/reels"),
     ("post", "/api/v1/events"),
     ("post", "/api/v1/admin/cache-warmup"),
     ("post", "/api/v1/admin/cache/invalidate"),
     ("get", "/api/v1/admin/ranking/weights"),
     ("put", "/api/v1/admin/ranking/weights"),
+    ("get", "/api/v1/admin/models"),
+    ("post", "/api/v1/admin/models/{version}/activate"),
+    ("post", "/api/v1/admin/models/rollback"),
     ("get", "/api/v1/health"),
     ("get", "/api/v1/health/ready"),
     ("get", "/api/v1/health/live"),
@@ -60,6 +63,7 @@ async fn call(app: &TestApp, method_name: &str, path: &str, token: Option<&str>)
         "/api/v1/events" => json!({"events": [event(app.videos[0].id.0, "view")]}),
         "/api/v1/admin/cache-warmup" => json!({"user_count": 10, "batch_size": 2}),
         "/api/v1/admin/cache/invalidate" => json!({"all": true}),
+        "/api/v1/admin/models/{version}/activate" => json!({"force": false}),
         "/api/v1/admin/ranking/weights" => json!({"freshness": 0.25, "completion": 0.25,
             "engagement": 0.25, "affinity": 0.25, "model": 0.0}),
         _ => Value::Null,
@@ -77,7 +81,9 @@ async fn call(app: &TestApp, method_name: &str, path: &str, token: Option<&str>)
     } else {
         token
     };
-    app.send(request(method(method_name), path, token, body))
+    // A registered version stands in for the path parameter.
+    let path = path.replace("{version}", "v1");
+    app.send(request(method(method_name), &path, token, body))
         .await
 }
 
@@ -119,6 +125,10 @@ async fn the_document_lists_exactly_the_contract_routes() {
 #[tokio::test]
 async fn every_documented_operation_is_routed_and_no_other_method_is() {
     let app = spawn_app().await;
+    // Two versions, v2 active after v1: a rollback and an activation both succeed.
+    let now = vrs_application::ports::Clock::now(app.clock.as_ref());
+    app.adapters.model_registry.deploy("v1", now);
+    app.adapters.model_registry.deploy("v2", now);
     let doc = served_document(&app).await;
     let token = token_for(Uuid::new_v4());
     let documented = operations(&doc);
@@ -315,7 +325,7 @@ async fn documented_schemas_carry_the_contract_fields() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(types.len(), 9, "{types:?}");
+    assert_eq!(types.len(), 11, "{types:?}");
     assert_eq!(
         properties(&doc, "EventsAccepted"),
         set(&["accepted", "duplicates", "repeated_reactions"])

@@ -4,10 +4,11 @@ use chrono::{DateTime, Utc};
 use std::sync::{Arc, RwLock};
 use vrs_application::model::{LoadedModel, ModelArtifact};
 use vrs_application::ports::{ModelInfo, ModelRecord, ModelRegistry, ModelScorer, PortError};
-use vrs_domain::{UserId, VideoId};
+use vrs_domain::{CreatorId, UserId, VideoId};
 
 /// Scores with the learned model ([`vrs_application::model`]) loaded from a registry artifact:
-/// the user is folded in from their recent interactions, then every video scored. Pure CPU, in
+/// the user is folded in from their recent interactions, then every video scored (by its creator
+/// too, so a video newer than the model still gets a personal score). Pure CPU, in
 /// process: it serves every deployment (the artifact comes from the registry).
 #[derive(Debug, Default)]
 pub struct FactorModelScorer {
@@ -38,13 +39,13 @@ impl ModelScorer for FactorModelScorer {
     async fn score(
         &self,
         _user: UserId,
-        recent: &[(VideoId, f32)],
-        videos: &[VideoId],
+        recent: &[(VideoId, CreatorId, f32)],
+        videos: &[(VideoId, CreatorId)],
     ) -> Result<Vec<f64>, PortError> {
         let model = self
             .model()
             .ok_or_else(|| PortError::Unavailable("no model is loaded".into()))?;
-        let user = model.user_vector(recent);
+        let user = model.user_vectors(recent);
         Ok(model.score(&user, videos))
     }
 }

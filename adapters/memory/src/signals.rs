@@ -24,7 +24,7 @@ struct Inner {
     /// Per user, what they hid (`user_hidden`).
     hidden: HashMap<UserId, Hidden>,
     /// Per (user, video), the affinity weights of their events by hour: what training reads.
-    pairs: HashMap<(UserId, VideoId), BTreeMap<i64, f64>>,
+    pairs: HashMap<(UserId, VideoId), (CreatorId, BTreeMap<i64, f64>)>,
 }
 
 /// Engagement aggregates in memory, fed by [`crate::MemoryEventSink`].
@@ -57,7 +57,8 @@ impl MemorySignalStore {
             *inner
                 .pairs
                 .entry((e.user_id, e.video_id))
-                .or_default()
+                .or_insert_with(|| (e.creator_id, BTreeMap::new()))
+                .1
                 .entry(h)
                 .or_default() += e.event_type.affinity_weight();
             *inner
@@ -187,13 +188,14 @@ impl SignalStore for MemorySignalStore {
         let mut out: Vec<Engagement> = inner
             .pairs
             .iter()
-            .filter_map(|(&(user, video), hours)| {
+            .filter_map(|(&(user, video), (creator, hours))| {
                 let window = hours.range(since..);
                 let last = window.clone().next_back()?.0;
                 let strength: f64 = window.map(|(_, w)| w).sum();
                 (strength > 0.0).then(|| Engagement {
                     user,
                     video,
+                    creator: *creator,
                     strength: strength as f32,
                     at: DateTime::from_timestamp(last * 3600, 0).unwrap_or_default(),
                 })

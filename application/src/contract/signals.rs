@@ -57,6 +57,10 @@ async fn engagement_pairs_sum_each_pairs_weights_in_the_window(p: SignalPipeline
     )
     .await;
     let strength = |v: VideoId| pairs.iter().find(|e| e.video == v).map(|e| e.strength);
+    assert!(
+        pairs.iter().all(|e| e.creator == c),
+        "each pair names its creator"
+    );
     assert_eq!(
         strength(liked),
         Some(5.0),

@@ -300,7 +300,12 @@ async fn the_model_folds_the_user_in_from_what_they_watched() {
     let mut model = MockModelScorer::new();
     model
         .expect_score()
-        .withf(move |_, recent, ids| recent == [(watched, 1.0)] && !ids.contains(&watched))
+        .withf(move |_, recent, ids| {
+            recent.len() == 1
+                && recent[0].0 == watched
+                && recent[0].1 == videos(12)[3].creator_id
+                && ids.iter().all(|(v, _)| *v != watched)
+        })
         .times(1)
         .returning(|_, _, ids| Ok(vec![0.5; ids.len()]));
     mocks.model = Some(model);
