@@ -71,7 +71,7 @@ AS SELECT
 FROM ${CLICKHOUSE_DATABASE}.engagement_events
 GROUP BY hour, video_id;
 
--- Quick skips (a skip or view reported with under 2 s of watch time, vrs_domain::QUICK_SKIP_MS):
+-- Quick skips (a skip reported with under 2 s of watch time, vrs_domain::QUICK_SKIP_MS):
 -- completion samples of 0, so a video people swipe away at once loses completion. A view of its
 -- own: a materialized view cannot be altered in place, and this one adds rows the first one does
 -- not, to the same table (every column named: 18.16 fills none by default).
@@ -90,7 +90,7 @@ AS SELECT
     toUInt64(0) AS comments,
     toUInt64(0) AS skips
 FROM ${CLICKHOUSE_DATABASE}.engagement_events
-WHERE event_type IN ('skip', 'view') AND watch_ms < 2000
+WHERE event_type = 'skip' AND watch_ms < 2000
 GROUP BY hour, video_id;
 
 -- Per user and video: when it was last watched and the best completion reached. -State/-Merge

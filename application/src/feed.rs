@@ -238,7 +238,7 @@ impl FeedService {
         .await;
         record_stage("cache_lookup", stage);
         let watched = self.watched_or_archive(user, now, watched).await;
-        let hidden = self.hidden_or_archive(user, hidden).await;
+        let hidden = self.hidden_or_archive(user, hidden).await?;
         let mut session = match session {
             Ok(found) => found
                 .filter(|s| s.expires_at > now)
@@ -290,15 +290,20 @@ impl FeedService {
     }
 
     /// What the user hid, or when the history cannot tell, the signal store's record (which lags
-    /// the events by the pipeline's delay).
-    async fn hidden_or_archive(&self, user: UserId, hidden: Result<Hidden, PortError>) -> Hidden {
+    /// the events by the pipeline's delay). When neither answers, no page is served: showing a
+    /// video the user asked never to see again is worse than a retry.
+    async fn hidden_or_archive(
+        &self,
+        user: UserId,
+        hidden: Result<Hidden, PortError>,
+    ) -> Result<Hidden, FeedError> {
         match hidden {
-            Ok(h) => h,
+            Ok(h) => Ok(h),
             Err(e) => {
                 tracing::warn!(error = %e, "hidden videos unavailable; reading the signal store's");
-                self.ports.signals.hidden(user).await.unwrap_or_else(|e| {
+                self.ports.signals.hidden(user).await.map_err(|e| {
                     tracing::warn!(error = %e, "the signal store's hidden videos are unavailable too");
-                    Hidden::default()
+                    FeedError::Unavailable(e)
                 })
             }
         }
@@ -346,7 +351,7 @@ impl FeedService {
         record_stage("cache_lookup", stage);
         let served = degrade_to_empty(served, "served history");
         let watched = self.watched_or_archive(user, now, watched).await;
-        let hidden = self.hidden_or_archive(user, hidden).await;
+        let hidden = self.hidden_or_archive(user, hidden).await?;
         let servable = |item: &SessionItem| {
             !watched.contains(&item.video_id)
                 && !hidden.hides(&item.video_id, &item.creator_id)

@@ -124,9 +124,23 @@ impl ModelArtifact {
         fn side_ok<Id>(side: &Side<Id>) -> bool {
             let dim = side.model.dim();
             side.model.items == side.ids.len()
-                && side.model.item_factors.len() == dim * side.ids.len()
-                && side.model.gramian.len() == dim * dim
+                && dim.checked_mul(side.ids.len()) == Some(side.model.item_factors.len())
+                && dim.checked_mul(dim) == Some(side.model.gramian.len())
                 && side.default_user.len() == dim
+        }
+        fn finite<Id>(side: &Side<Id>) -> bool {
+            side.model.item_factors.iter().all(|x| x.is_finite())
+                && side.model.gramian.iter().all(|x| x.is_finite())
+                && side.default_user.iter().all(|x| x.is_finite())
+        }
+        let blend = &artifact.blend;
+        if !(finite(&artifact.videos)
+            && finite(&artifact.creators)
+            && [blend.video, blend.creator, blend.bias]
+                .iter()
+                .all(|x| x.is_finite()))
+        {
+            return Err(ArtifactError::Damaged("a number is not finite".into()));
         }
         let consistent = side_ok(&artifact.videos)
             && side_ok(&artifact.creators)
@@ -244,15 +258,27 @@ impl LoadedModel {
     }
 
     /// Calibrated scores in [0, 1] of `videos` (video, its creator), in their order. A side that
-    /// does not know the video (or its creator) contributes a raw preference of 0.
+    /// does not know the video (or its creator) contributes a raw preference of 0; a video neither
+    /// side knows (a new creator's upload) gets the mean score of the others, so the model neither
+    /// favours nor buries what it has no evidence about.
     pub fn score(&self, user: &UserVectors, videos: &[(VideoId, CreatorId)]) -> Vec<f64> {
-        videos
+        let scores: Vec<Option<f64>> = videos
             .iter()
             .map(|(v, c)| {
-                let (rv, rc) = self.raw(user, v, c);
-                self.artifact.blend.probability(rv, rc)
+                let known = self.videos.contains_key(v) || self.creators.contains_key(c);
+                known.then(|| {
+                    let (rv, rc) = self.raw(user, v, c);
+                    self.artifact.blend.probability(rv, rc)
+                })
             })
-            .collect()
+            .collect();
+        let known: Vec<f64> = scores.iter().flatten().copied().collect();
+        let neutral = if known.is_empty() {
+            0.5
+        } else {
+            known.iter().sum::<f64>() / known.len() as f64
+        };
+        scores.into_iter().map(|s| s.unwrap_or(neutral)).collect()
     }
 
     /// The blend's logit (same order as the calibrated scores) of every video the model knows.
@@ -869,6 +895,8 @@ pub enum ModelError {
     },
     #[error("there is no earlier version to roll back to")]
     NothingToRollBack,
+    #[error("version {version} cannot be loaded: {reason}")]
+    NotLoadable { version: String, reason: String },
     #[error("no interactions to train on (the signal store had none in the window)")]
     NoData,
     #[error(transparent)]
@@ -936,6 +964,19 @@ impl ModelService {
             .iter()
             .find(|m| m.version == version)
             .ok_or_else(|| ModelError::UnknownVersion(version.to_owned()))?;
+        // A version no replica could load is refused, whatever `force` says: it would leave
+        // every replica retrying it.
+        let artifact = self.registry.artifact(version).await?;
+        if let Err(reason) = artifact
+            .as_deref()
+            .ok_or_else(|| "it has no artifact".to_owned())
+            .and_then(|bytes| ModelArtifact::decode(bytes).map_err(|e| e.to_string()))
+        {
+            return Err(ModelError::NotLoadable {
+                version: version.to_owned(),
+                reason,
+            });
+        }
         let active = models.iter().find(|m| m.is_active);
         let mut overridden = false;
         if let Some(active) = active.filter(|a| a.version != version) {

@@ -222,7 +222,7 @@ pub trait SignalStore: Send + Sync {
 
     /// Per (user, video) pair with events at or after `since` (whole hours): the sum of their
     /// [`vrs_domain::EventType::affinity_weight`]s and the latest event's hour, for pairs whose sum
-    /// is positive; at most `limit` pairs. What the model is trained on.
+    /// is positive; at most `limit` pairs, the most recent first. What the model is trained on.
     async fn engagement_pairs(
         &self,
         since: DateTime<Utc>,

@@ -70,7 +70,13 @@ struct RefresherState {
     trending: Vec<VideoId>,
     weights: Option<Weights>,
     model: Option<ModelInfo>,
+    /// The version that last failed to load, and when: retried after [`MODEL_RETRY`], not at
+    /// every refresh (an artifact can be tens of MB).
+    model_failure: Option<(String, std::time::Instant)>,
 }
+
+/// How long a version that failed to load is left alone before the next try.
+pub const MODEL_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What one refresh did.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,15 +218,30 @@ impl SnapshotRefresher {
         }
 
         match model {
-            Ok(Some(m)) => match self.load_model(&m).await {
-                Ok(()) => state.model = Some(m),
-                Err(e) => {
-                    // The version loaded before (if any) keeps scoring; the next refresh retries.
-                    metrics::counter!("model_load_failures_total").increment(1);
-                    tracing::warn!(error = %e, version = %m.version, "could not load the active model; keeping the last one");
+            Ok(Some(m)) => {
+                let waiting = state
+                    .model_failure
+                    .as_ref()
+                    .is_some_and(|(v, at)| *v == m.version && at.elapsed() < MODEL_RETRY);
+                if waiting {
                     degraded.push("model");
+                } else {
+                    match self.load_model(&m).await {
+                        Ok(()) => {
+                            state.model = Some(m);
+                            state.model_failure = None;
+                        }
+                        Err(e) => {
+                            // The version loaded before (if any) keeps scoring; retried later.
+                            metrics::counter!("model_load_failures_total").increment(1);
+                            tracing::warn!(error = %e, version = %m.version, "could not load the active model; keeping the last one");
+                            state.model_failure =
+                                Some((m.version.clone(), std::time::Instant::now()));
+                            degraded.push("model");
+                        }
+                    }
                 }
-            },
+            }
             Ok(None) => state.model = None,
             Err(e) => {
                 tracing::warn!(error = %e, "model registry unavailable; keeping the last model");

@@ -329,7 +329,7 @@ impl Config {
             dim: whole(
                 "MODEL_DIM",
                 v.parse("MODEL_DIM", d.dim, "expected a whole number")?,
-                1..=512,
+                1..=128,
             )?,
             iterations: whole(
                 "MODEL_ITERATIONS",

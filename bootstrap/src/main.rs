@@ -88,6 +88,10 @@ enum Command {
         /// How far back the signal store is read.
         #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
         window: std::time::Duration,
+        /// Most (user, video) pairs read from the signal store, the most recent first (memory:
+        /// about 500 bytes each at the peak of training).
+        #[arg(long, default_value_t = 5_000_000)]
+        max_pairs: usize,
         #[arg(long, value_enum, default_value = "auto")]
         activate: models::Activate,
         #[arg(long, value_enum, default_value = "table")]
@@ -184,12 +188,14 @@ fn main() -> ExitCode {
         Command::Train {
             from_file,
             window,
+            max_pairs,
             activate,
             format,
         } => block_on(models::train(
             &config,
             from_file.as_deref(),
             window,
+            max_pairs,
             activate,
             format,
         )),

@@ -79,6 +79,7 @@ fn interactions_from_file(path: &Path) -> anyhow::Result<Vec<Engagement>> {
 async fn interactions_from_clickhouse(
     config: &Config,
     window: std::time::Duration,
+    max_pairs: usize,
 ) -> anyhow::Result<Vec<Engagement>> {
     let Some(url) = &config.clickhouse_url else {
         bail!(
@@ -93,27 +94,35 @@ async fn interactions_from_clickhouse(
     )
     .map_err(|e| anyhow::anyhow!("CLICKHOUSE_URL: {e}"))?;
     let since = chrono::Utc::now() - chrono::Duration::from_std(window)?;
-    store
-        .engagement_pairs(since, MAX_PAIRS)
+    let pairs = store
+        .engagement_pairs(since, max_pairs)
         .await
-        .context("reading the interactions from ClickHouse")
+        .context("reading the interactions from ClickHouse")?;
+    if pairs.len() == max_pairs {
+        tracing::warn!(
+            max_pairs,
+            "the window holds more (user, video) pairs than --max-pairs: training on the most recent"
+        );
+        eprintln!(
+            "warning: training on the {max_pairs} most recent pairs of the window (--max-pairs)"
+        );
+    }
+    Ok(pairs)
 }
-
-/// Most (user, video) pairs one run trains on.
-const MAX_PAIRS: usize = 20_000_000;
 
 /// `train`.
 pub async fn train(
     config: &Config,
     from_file: Option<&Path>,
     window: std::time::Duration,
+    max_pairs: usize,
     activate: Activate,
     format: Format,
 ) -> anyhow::Result<()> {
     let registry = registry(config).await?;
     let data = match from_file {
         Some(path) => interactions_from_file(path)?,
-        None => interactions_from_clickhouse(config, window).await?,
+        None => interactions_from_clickhouse(config, window, max_pairs).await?,
     };
     eprintln!("training on {} interactions", data.len());
     let policy = match activate {

@@ -92,7 +92,7 @@ impl EventType {
     }
 }
 
-/// A `skip` or `view` reported with less watch time than this is a quick skip: it counts as a
+/// A `skip` reported with less watch time than this is a quick skip: it counts as a
 /// watch that completed nothing, against the video's completion.
 pub const QUICK_SKIP_MS: u64 = 2_000;
 
@@ -222,10 +222,10 @@ impl EngagementEvent {
         }
     }
 
-    /// A `skip` or `view` that lasted less than [`QUICK_SKIP_MS`]: a completion sample of 0.
+    /// A `skip` after less than [`QUICK_SKIP_MS`] of watching: a completion sample of 0. (A
+    /// short `view` is not one: clients send views at playback start.)
     pub fn is_quick_skip(&self) -> bool {
-        matches!(self.event_type, EventType::Skip | EventType::View)
-            && self.watch_ms.is_some_and(|ms| ms < QUICK_SKIP_MS)
+        self.event_type == EventType::Skip && self.watch_ms.is_some_and(|ms| ms < QUICK_SKIP_MS)
     }
 }
 

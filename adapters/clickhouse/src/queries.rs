@@ -119,7 +119,7 @@ FROM {db}.engagement_events
 WHERE occurred_at >= toDateTime({since}, 'UTC')
 GROUP BY user_id, video_id
 HAVING strength > 0
-ORDER BY user_id, video_id
+ORDER BY last_at DESC, user_id, video_id
 LIMIT {limit}";
 
 /// `transform(event_type, [...], [...], 0.)` of [`vrs_domain::EventType::affinity_weight`].

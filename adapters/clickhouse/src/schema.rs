@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn the_schema_counts_quick_skips_as_the_domain_does() {
         assert!(INIT_DB_SQL.contains(&format!(
-            "WHERE event_type IN ('skip', 'view') AND watch_ms < {}",
+            "WHERE event_type = 'skip' AND watch_ms < {}",
             vrs_domain::QUICK_SKIP_MS
         )));
     }

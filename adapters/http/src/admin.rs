@@ -292,6 +292,9 @@ impl From<ModelError> for ApiError {
                 "model_worse_than_active",
                 e.to_string(),
             ),
+            ModelError::NotLoadable { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "model_not_loadable", e.to_string())
+            }
             ModelError::NothingToRollBack => {
                 ApiError::new(StatusCode::CONFLICT, "nothing_to_roll_back", e.to_string())
             }
@@ -398,7 +401,7 @@ pub struct ActivationResponse {
         (status = 403, description = "The token lacks the admin role", body = ErrorBody),
         (status = 404, description = "No such version", body = ErrorBody),
         (status = 422, description = "`force` is not a boolean, or another field is given", body = ErrorBody),
-        (status = 409, description = "Its offline NDCG is below the active version's (use force)", body = ErrorBody),
+        (status = 409, description = "Its offline NDCG is below the active version's (use force), or its artifact cannot be loaded", body = ErrorBody),
         (status = 503, description = "The model registry is unavailable", body = ErrorBody),
     )
 )]

@@ -175,8 +175,7 @@ pub enum EventTypeDto {
     Unlike,
     Share,
     Comment,
-    /// Swiped away; with `watch_ms` under 2000 it also counts against the video's completion
-    /// (as does a `view` that short).
+    /// Swiped away; with `watch_ms` under 2000 it also counts against the video's completion.
     Skip,
     /// The user does not want this video: it never appears in their feed again.
     NotInterested,

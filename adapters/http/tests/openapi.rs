@@ -125,10 +125,20 @@ async fn the_document_lists_exactly_the_contract_routes() {
 #[tokio::test]
 async fn every_documented_operation_is_routed_and_no_other_method_is() {
     let app = spawn_app().await;
-    // Two versions, v2 active after v1: a rollback and an activation both succeed.
+    // Two loadable versions, v2 active after v1: a rollback and an activation both succeed.
     let now = vrs_application::ports::Clock::now(app.clock.as_ref());
-    app.adapters.model_registry.deploy("v1", now);
-    app.adapters.model_registry.deploy("v2", now);
+    let artifact = vrs_application::model::fit(&[], Default::default(), now).encode();
+    let registry = app.adapters.model_registry.clone();
+    for v in ["v1", "v2"] {
+        let registry = registry.as_ref() as &dyn vrs_application::ports::ModelRegistry;
+        assert!(
+            registry
+                .register(v, &json!({}), &artifact, now)
+                .await
+                .expect("register")
+        );
+        assert!(registry.activate(v, now).await.expect("activate"));
+    }
     let doc = served_document(&app).await;
     let token = token_for(Uuid::new_v4());
     let documented = operations(&doc);

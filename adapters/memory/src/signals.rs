@@ -201,7 +201,8 @@ impl SignalStore for MemorySignalStore {
                 })
             })
             .collect();
-        out.sort_by_key(|e| (e.user, e.video));
+        // The most recent pairs first, as the ClickHouse query: a limit keeps the freshest data.
+        out.sort_by_key(|e| (std::cmp::Reverse(e.at), e.user, e.video));
         out.truncate(limit);
         Ok(out)
     }

@@ -292,12 +292,10 @@ impl ViewHistory for TieredViewHistory {
                     .get(&user)
                     .and_then(|h| h.lock().ok().map(|h| h.clone()))
                     .unwrap_or_default();
-                match self.archive.hidden(user).await {
-                    Ok(archived) => hidden.extend(archived),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the signal store's record of hidden videos is unavailable too");
-                    }
-                }
+                // Without the signal store's record, hides made through other replicas are
+                // unknown here: no answer rather than an incomplete one.
+                let archived = self.archive.hidden(user).await?;
+                hidden.extend(archived);
                 Ok(hidden)
             }
         }

@@ -43,6 +43,43 @@ impl PostgresStore {
         tx.commit().await.map_err(port_error)
     }
 
+    /// Finds the version active before the current one and activates it, in one transaction under
+    /// the registry's lock, so a concurrent activation cannot slip in between.
+    async fn rollback_in_tx(&self, at: DateTime<Utc>) -> Result<Option<String>, PortError> {
+        let mut tx = self.pool.begin().await.map_err(port_error)?;
+        sqlx::query("LOCK TABLE ml_models IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(port_error)?;
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT a.version FROM ml_model_activations a \
+             WHERE a.version IS DISTINCT FROM (SELECT version FROM ml_models WHERE is_active) \
+             ORDER BY a.id DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(port_error)?;
+        let Some(version) = previous else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE ml_models SET is_active = false, updated_at = now() WHERE is_active")
+            .execute(&mut *tx)
+            .await
+            .map_err(port_error)?;
+        sqlx::query(
+            "UPDATE ml_models SET is_active = true, deployed_at = $2, updated_at = now() \
+             WHERE version = $1",
+        )
+        .bind(&version)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(port_error)?;
+        log_activation(&mut tx, &version, at).await?;
+        tx.commit().await.map_err(port_error)?;
+        Ok(Some(version))
+    }
+
     /// Makes `version` the only active model in one transaction; `false` for an unknown one.
     async fn activate_in_tx(&self, version: &str, at: DateTime<Utc>) -> Result<bool, PortError> {
         let mut tx = self.pool.begin().await.map_err(port_error)?;
@@ -237,23 +274,8 @@ impl ModelRegistry for PostgresStore {
     }
 
     async fn rollback(&self, at: DateTime<Utc>) -> Result<Option<String>, PortError> {
-        let previous: Option<String> = self
-            .traced("SELECT", "ml_model_activations", async {
-                sqlx::query_scalar(
-                    "SELECT a.version FROM ml_model_activations a \
-                     WHERE a.version IS DISTINCT FROM \
-                           (SELECT version FROM ml_models WHERE is_active) \
-                     ORDER BY a.id DESC LIMIT 1",
-                )
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(port_error)
-            })
-            .await?;
-        match previous {
-            Some(v) if self.activate(&v, at).await? => Ok(Some(v)),
-            _ => Ok(None),
-        }
+        self.traced("UPDATE", "ml_models", self.rollback_in_tx(at))
+            .await
     }
 
     async fn artifact(&self, version: &str) -> Result<Option<Vec<u8>>, PortError> {

@@ -285,10 +285,12 @@ async fn video_stats_aggregate_the_events_in_the_window(p: SignalPipeline) {
     // A skip after 1.5 s is a quick skip: a completion sample of 0 (a watch), and a skip.
     let mut quick = at(EventType::Skip, t.recent);
     quick.watch_ms = Some(1_500);
-    // A view after 2 s or more is not.
-    let mut long_view = at(EventType::View, t.recent);
-    long_view.watch_ms = Some(2_000);
-    events.extend([quick, long_view]);
+    // A skip after 2 s or more is not; nor is a short view (clients send views at playback start).
+    let mut late_skip = at(EventType::Skip, t.recent);
+    late_skip.watch_ms = Some(2_000);
+    let mut short_view = at(EventType::View, t.recent);
+    short_view.watch_ms = Some(500);
+    events.extend([quick, late_skip, short_view]);
     events.push(event(u, quiet, c, EventType::View, t.old));
     publish(p.sink.as_ref(), &events).await;
 
@@ -301,7 +303,7 @@ async fn video_stats_aggregate_the_events_in_the_window(p: SignalPipeline) {
         unlikes: 1,
         shares: 1,
         comments: 1,
-        skips: 2,
+        skips: 3,
     };
     // Completion is a float sum: compared with a tolerance, the counts exactly.
     let exact = |s: &VideoStats| VideoStats {

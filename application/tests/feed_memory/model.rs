@@ -169,14 +169,22 @@ async fn a_worse_version_needs_force_and_rollback_goes_back() {
         Err(ModelError::UnknownVersion(_))
     ));
 
-    // A version without an artifact cannot be loaded: the last one keeps scoring.
+    // A version without an artifact is refused, even forced...
     assert!(
         registry
             .register("empty", &serde_json::json!({}), &[], at)
             .await
             .expect("register")
     );
-    models.activate("empty", true).await.expect("activate");
+    assert!(matches!(
+        models.activate("empty", true).await,
+        Err(ModelError::NotLoadable { .. })
+    ));
+    // ...and when it is activated all the same (by hand in the registry), the last one keeps
+    // scoring, and it is not fetched again at every refresh.
+    assert!(registry.activate("empty", at).await.expect("activate"));
+    let report = app.refresher.refresh().await.expect("refresh");
+    assert!(report.degraded.contains(&"model"), "{report:?}");
     let report = app.refresher.refresh().await.expect("refresh");
     assert!(report.degraded.contains(&"model"), "{report:?}");
     assert_eq!(

@@ -608,6 +608,24 @@ async fn hidden_videos_and_creators_leave_cached_pages_and_fall_back_to_the_sign
             .all(|i| i.video.id != dismissed && i.video.creator_id != hidden_creator),
         "hidden videos and creators are left out"
     );
+
+    // With neither answering, no page rather than one that may show them.
+    let mut mocks = Mocks::new();
+    mocks.history.expect_hidden().returning(|_| Err(down()));
+    mocks.signals.expect_hidden().returning(|_| Err(down()));
+    mocks
+        .feed_cache
+        .expect_session()
+        .returning(|user, id| Ok(Some(stored_session(user, id, now() + Duration::hours(2)))));
+    let feed = mocks.feed();
+    assert!(matches!(
+        feed.page(cursor_into(SessionId(Uuid::new_v4()))).await,
+        Err(FeedError::Unavailable(_))
+    ));
+    assert!(matches!(
+        feed.page(first_page(5)).await,
+        Err(FeedError::Unavailable(_))
+    ));
 }
 
 #[tokio::test]
