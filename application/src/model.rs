@@ -981,7 +981,9 @@ impl ModelService {
         let mut overridden = false;
         if let Some(active) = active.filter(|a| a.version != version) {
             let worse = match (ndcg_of(candidate), ndcg_of(active)) {
-                (Some(c), Some(a)) => c < a,
+                // Equal within rounding is not worse: sums over users in another order differ
+                // in the last bits.
+                (Some(c), Some(a)) => c < a - 1e-9,
                 (None, Some(_)) => true,
                 (_, None) => false,
             };

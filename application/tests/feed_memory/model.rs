@@ -144,6 +144,16 @@ async fn a_worse_version_needs_force_and_rollback_goes_back() {
             .await
             .expect("register")
     );
+    // The same NDCG up to rounding is not worse.
+    let same = serde_json::json!({"ndcg_at_10": good.metrics.ndcg_at_10 - 1e-12});
+    assert!(
+        registry
+            .register("same", &same, &artifact, at)
+            .await
+            .expect("register")
+    );
+    models.activate("same", false).await.expect("as good");
+    models.activate(&good.version, false).await.expect("back");
     let refused = models.activate("worse", false).await;
     assert!(
         matches!(refused, Err(ModelError::Worse { .. })),
