@@ -89,8 +89,8 @@ enum Command {
         #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
         window: std::time::Duration,
         /// Most (user, video) pairs read from the signal store, the most recent first (memory:
-        /// about 500 bytes each at the peak of training).
-        #[arg(long, default_value_t = 5_000_000)]
+        /// at most about 3 KB each at the peak of training).
+        #[arg(long, default_value_t = 1_000_000)]
         max_pairs: usize,
         #[arg(long, value_enum, default_value = "auto")]
         activate: models::Activate,
