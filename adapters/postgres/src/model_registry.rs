@@ -46,11 +46,7 @@ impl PostgresStore {
     /// Finds the version active before the current one and activates it, in one transaction under
     /// the registry's lock, so a concurrent activation cannot slip in between.
     async fn rollback_in_tx(&self, at: DateTime<Utc>) -> Result<Option<String>, PortError> {
-        let mut tx = self.pool.begin().await.map_err(port_error)?;
-        sqlx::query("LOCK TABLE ml_models IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await
-            .map_err(port_error)?;
+        let mut tx = self.locked_registry().await?;
         let previous: Option<String> = sqlx::query_scalar(
             "SELECT a.version FROM ml_model_activations a \
              WHERE a.version IS DISTINCT FROM (SELECT version FROM ml_models WHERE is_active) \
@@ -62,31 +58,14 @@ impl PostgresStore {
         let Some(version) = previous else {
             return Ok(None);
         };
-        sqlx::query("UPDATE ml_models SET is_active = false, updated_at = now() WHERE is_active")
-            .execute(&mut *tx)
-            .await
-            .map_err(port_error)?;
-        sqlx::query(
-            "UPDATE ml_models SET is_active = true, deployed_at = $2, updated_at = now() \
-             WHERE version = $1",
-        )
-        .bind(&version)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(port_error)?;
-        log_activation(&mut tx, &version, at).await?;
+        make_active(&mut tx, &version, at).await?;
         tx.commit().await.map_err(port_error)?;
         Ok(Some(version))
     }
 
     /// Makes `version` the only active model in one transaction; `false` for an unknown one.
     async fn activate_in_tx(&self, version: &str, at: DateTime<Utc>) -> Result<bool, PortError> {
-        let mut tx = self.pool.begin().await.map_err(port_error)?;
-        sqlx::query("LOCK TABLE ml_models IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await
-            .map_err(port_error)?;
+        let mut tx = self.locked_registry().await?;
         let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM ml_models WHERE version = $1")
             .bind(version)
             .fetch_optional(&mut *tx)
@@ -95,22 +74,20 @@ impl PostgresStore {
         if known.is_none() {
             return Ok(false);
         }
-        sqlx::query("UPDATE ml_models SET is_active = false, updated_at = now() WHERE is_active")
+        make_active(&mut tx, version, at).await?;
+        tx.commit().await.map_err(port_error)?;
+        Ok(true)
+    }
+
+    /// A transaction holding the registry's lock: activations are serialized, reads are not
+    /// blocked.
+    async fn locked_registry(&self) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, PortError> {
+        let mut tx = self.pool.begin().await.map_err(port_error)?;
+        sqlx::query("LOCK TABLE ml_models IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await
             .map_err(port_error)?;
-        sqlx::query(
-            "UPDATE ml_models SET is_active = true, deployed_at = $2, updated_at = now() \
-             WHERE version = $1",
-        )
-        .bind(version)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(port_error)?;
-        log_activation(&mut tx, version, at).await?;
-        tx.commit().await.map_err(port_error)?;
-        Ok(true)
+        Ok(tx)
     }
 
     /// Deactivates the active model, if any: rankings then drop the model signal.
@@ -138,6 +115,29 @@ impl PostgresStore {
             })
             .transpose()
     }
+}
+
+/// Within a locked transaction: deactivates the active version, activates `version` (known to
+/// exist) as deployed at `at`, and records the activation.
+async fn make_active(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    version: &str,
+    at: DateTime<Utc>,
+) -> Result<(), PortError> {
+    sqlx::query("UPDATE ml_models SET is_active = false, updated_at = now() WHERE is_active")
+        .execute(&mut **tx)
+        .await
+        .map_err(port_error)?;
+    sqlx::query(
+        "UPDATE ml_models SET is_active = true, deployed_at = $2, updated_at = now() \
+         WHERE version = $1",
+    )
+    .bind(version)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(port_error)?;
+    log_activation(tx, version, at).await
 }
 
 async fn log_activation(
