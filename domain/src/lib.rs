@@ -4,6 +4,7 @@
 //! inputs, so the same policy serves the HTTP path, the cache warm-up and the benchmarks.
 
 pub mod engagement;
+pub mod experiment;
 pub mod factors;
 pub mod feed;
 pub mod hidden;
