@@ -513,12 +513,6 @@ impl FeedService {
         .await;
         let mut watched = watched;
         watched.extend(degrade_to_empty(archived, "archived watched history"));
-        // What the model folds the user in from: the videos they watched (those still in the
-        // catalog, whose creator is known).
-        let recent: Vec<(VideoId, CreatorId, f32)> = watched
-            .iter()
-            .filter_map(|v| state.pool.get(v).map(|e| (*v, e.video.creator_id, 1.0)))
-            .collect();
         match archived_hidden {
             Ok(h) => hidden.extend(h),
             Err(e) => {
@@ -558,6 +552,13 @@ impl FeedService {
         let model_scores = match (&self.ports.model, &state.model) {
             (Some(model), Some(_active)) => {
                 let stage = Instant::now();
+                // What the model folds the user in from: the videos they watched (those still
+                // in the catalog, whose creator is known).
+                let recent: Vec<(VideoId, CreatorId, f32)> = context
+                    .watched
+                    .iter()
+                    .filter_map(|v| state.pool.get(v).map(|e| (*v, e.video.creator_id, 1.0)))
+                    .collect();
                 let ids: Vec<(VideoId, CreatorId)> =
                     ranking::candidate_ids(&state.pool, &candidates)
                         .into_iter()

@@ -305,17 +305,12 @@ impl Config {
 
     fn model_params(v: &Vars<'_>) -> Result<vrs_domain::factors::FactorParams, ConfigError> {
         let d = vrs_domain::factors::FactorParams::default();
-        let ranged = |var: &'static str, value: f64, range: std::ops::RangeInclusive<f64>| {
-            if value.is_finite() && range.contains(&value) {
-                Ok(value)
-            } else {
-                Err(ConfigError {
-                    var,
-                    message: format!("must be from {} to {}", range.start(), range.end()),
-                })
-            }
-        };
-        let whole = |var: &'static str, value: usize, range: std::ops::RangeInclusive<usize>| {
+        // NaN is in no range, so a non-finite number is refused too.
+        fn within<T: PartialOrd + std::fmt::Display>(
+            var: &'static str,
+            value: T,
+            range: std::ops::RangeInclusive<T>,
+        ) -> Result<T, ConfigError> {
             if range.contains(&value) {
                 Ok(value)
             } else {
@@ -324,7 +319,8 @@ impl Config {
                     message: format!("must be from {} to {}", range.start(), range.end()),
                 })
             }
-        };
+        }
+        let (ranged, whole) = (within::<f64>, within::<usize>);
         Ok(vrs_domain::factors::FactorParams {
             dim: whole(
                 "MODEL_DIM",

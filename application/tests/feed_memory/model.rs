@@ -40,12 +40,18 @@ async fn pairs(app: &App) -> Vec<Engagement> {
         .expect("engagement pairs")
 }
 
-#[tokio::test]
-async fn a_trained_model_is_registered_loaded_at_the_next_refresh_and_scores_feeds() {
+/// A model-enabled app with two audiences on 40 videos, and its model service.
+async fn app_with_audiences() -> (App, Vec<Video>, ModelService) {
     let app = App::with_model();
     let videos = app.with_videos(40).await;
     two_audiences(&app, &videos).await;
     let models = service(&app);
+    (app, videos, models)
+}
+
+#[tokio::test]
+async fn a_trained_model_is_registered_loaded_at_the_next_refresh_and_scores_feeds() {
+    let (app, videos, models) = app_with_audiences().await;
     let report = models
         .train(
             pairs(&app).await,
@@ -117,10 +123,7 @@ async fn a_trained_model_is_registered_loaded_at_the_next_refresh_and_scores_fee
 
 #[tokio::test]
 async fn a_worse_version_needs_force_and_rollback_goes_back() {
-    let app = App::with_model();
-    let videos = app.with_videos(40).await;
-    two_audiences(&app, &videos).await;
-    let models = service(&app);
+    let (app, _, models) = app_with_audiences().await;
     let good = models
         .train(
             pairs(&app).await,
