@@ -13,6 +13,9 @@ ALTER TABLE ${CLICKHOUSE_DATABASE}.engagement_events MODIFY TTL occurred_at + IN
 ALTER TABLE ${CLICKHOUSE_DATABASE}.video_ranking_signals_1h MODIFY TTL hour + INTERVAL 120 DAY;
 ALTER TABLE ${CLICKHOUSE_DATABASE}.user_creator_affinity_1h MODIFY TTL hour + INTERVAL 120 DAY;
 ALTER TABLE ${CLICKHOUSE_DATABASE}.user_activity_1h MODIFY TTL hour + INTERVAL 120 DAY;
+-- Exposures as long as the events their outcomes are read from: an experiment's results cover
+-- its last 90 days.
+ALTER TABLE ${CLICKHOUSE_DATABASE}.experiment_exposures MODIFY TTL served_at + INTERVAL 90 DAY;
 
 -- The raw table is ordered by event_id (for the insert-time duplicate check); these let the
 -- occasional investigation or backfill by user or video skip most granules instead of scanning.

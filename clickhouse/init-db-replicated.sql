@@ -208,3 +208,23 @@ AS SELECT
     count() AS events
 FROM ${CLICKHOUSE_DATABASE}.engagement_events
 GROUP BY hour, user_id;
+
+-- Every exposure of an experiment variant (one video at one position of a served page), once:
+-- the adapter skips exposure ids already here, as for events. Ordered by experiment first, so
+-- the results of one experiment (vrs_domain::experiment) and the duplicate check (which knows
+-- the experiments of its batch) read only that experiment's granules.
+CREATE TABLE IF NOT EXISTS ${CLICKHOUSE_DATABASE}.experiment_exposures ON CLUSTER ${CLICKHOUSE_CLUSTER}
+(
+    exposure_id UUID,
+    experiment_id UUID,
+    variant String,
+    user_id UUID,
+    session_id UUID,
+    video_id UUID,
+    position UInt32,
+    served_at DateTime('UTC'),
+    ingested_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${CLICKHOUSE_DATABASE}/experiment_exposures', '{replica}')
+PARTITION BY toYYYYMM(served_at)
+ORDER BY (experiment_id, exposure_id);

@@ -70,8 +70,8 @@ def main():
                "AND create_table_query LIKE '%TTL%'", "TTL check")
     indexes = rows(f"SELECT name FROM system.data_skipping_indices WHERE database = '{DATABASE}'",
                    "index check")
-    if len(ttl) != 4 or len(indexes) != 3:
-        sys.exit(f"FAILED: expected 4 tables with TTL and 3 skip indexes, got {ttl} and {indexes}")
+    if len(ttl) != 5 or len(indexes) != 3:
+        sys.exit(f"FAILED: expected 5 tables with TTL and 3 skip indexes, got {ttl} and {indexes}")
 
     # Two insert blocks through the views: the nil id is what the sample queries look up.
     insert = (f"INSERT INTO {DATABASE}.engagement_events "
@@ -88,7 +88,22 @@ def main():
         f"('66666666-6666-6666-6666-666666666666', '{NIL}', '{video}', '{creator}', 'not_interested', NULL, "
         "NULL, now() - INTERVAL 10 MINUTE)", "insert 3")
 
+    # An exposure (of the nil experiment, to the nil user, of the video) before those events.
+    run(f"INSERT INTO {DATABASE}.experiment_exposures (exposure_id, experiment_id, variant, user_id, "
+        f"session_id, video_id, position, served_at) VALUES ('{NIL}', '{NIL}', 'control', '{NIL}', "
+        f"'{NIL}', '{video}', 0, now() - INTERVAL 20 MINUTE)", "insert exposure")
+
+    def totals(got):
+        # variant, users, sessions, exposures, Σn², then (Σs, Σs², Σs·n) of like, share,
+        # complete, skip, watch_ms: one user with one exposure that was liked, completed and
+        # skipped after 1.5 s.
+        want = ["control", 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1500, 2250000, 1500]
+        return len(got) == 1 and got[0][0] == want[0] and all(
+            float(g) == w for g, w in zip(got[0][1:], want[1:])) and len(got[0]) == len(want)
+
     expected = {  # name -> the rows each sample query must return
+        "known_exposure_ids": [[NIL]],
+        "experiment_totals": totals,
         "known_event_ids": [[NIL]],
         "running_inserts": [["0"]],  # no raw-event insert runs while it is asked
         "running_insert_ids": [],

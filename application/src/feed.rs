@@ -11,8 +11,8 @@ use std::time::Instant;
 use tracing::Instrument;
 use vrs_domain::ranking::{self, RankingConfig, UserContext};
 use vrs_domain::{
-    CreatorId, FeedSession, Hidden, Limit, Reason, SessionId, SessionItem, SignalValues, UserId,
-    Video, VideoId, VideoStats, Weights,
+    Assignment, CreatorId, FeedSession, Hidden, Limit, Reason, SessionId, SessionItem,
+    SignalValues, UserId, Variant, Video, VideoId, VideoStats, Weights,
 };
 
 /// Policy knobs of the feed use case.
@@ -108,6 +108,8 @@ pub struct FeedItem {
     pub playback_url: String,
     pub thumbnail_url: String,
     pub explanation: Option<Explanation>,
+    /// The item's index in its session (what an exposure records).
+    pub position: usize,
 }
 
 /// Where the next page starts, and until when it can be fetched.
@@ -123,6 +125,10 @@ pub struct FeedPage {
     pub items: Vec<FeedItem>,
     pub next: Option<NextPage>,
     pub cache: CacheStatus,
+    /// The session the page was cut from.
+    pub session_id: SessionId,
+    /// The experiment variants the session is ranked by.
+    pub experiments: Vec<Assignment>,
 }
 
 /// What keeps videos out of a new session: served recently (ranked last), watched, hidden.
@@ -151,6 +157,7 @@ pub struct FeedService {
     ports: Ports,
     snapshot: Arc<CandidateSnapshot>,
     config: FeedConfig,
+    exposures: crate::experiments::ExposureLog,
 }
 
 impl std::fmt::Debug for FeedService {
@@ -171,6 +178,7 @@ impl FeedService {
             metrics::counter!(counter).increment(0);
         }
         Self {
+            exposures: crate::experiments::ExposureLog::new(ports.events.clone()),
             ports,
             snapshot,
             config,
@@ -179,6 +187,11 @@ impl FeedService {
 
     pub fn config(&self) -> &FeedConfig {
         &self.config
+    }
+
+    /// The log of served exposures (to wait for it in tests and at shutdown).
+    pub fn exposure_log(&self) -> &crate::experiments::ExposureLog {
+        &self.exposures
     }
 
     /// Serves one page.
@@ -203,6 +216,7 @@ impl FeedService {
                 metrics::counter!("feed_cache_bypass_total").increment(1);
             }
         }
+        self.exposures.log(request.user_id, &page, now);
         let served: Vec<VideoId> = page.items.iter().map(|i| i.video.id).collect();
         if !served.is_empty()
             && let Err(e) = self
@@ -361,10 +375,17 @@ impl FeedService {
 
         let cache_up = match cached {
             // A session is reused for first pages until its reuse ends (`cursor_ttl` before it
-            // expires), and only while it still has a page of unseen videos.
+            // expires), only while it still has a page of unseen videos, and only while the
+            // user is in the variants it was ranked by (an experiment started or stopped since
+            // gets a new session).
             Ok(Some(mut session))
                 if session.expires_at - self.config.cursor_ttl > now
-                    && session.count(unseen) >= request.limit.get() =>
+                    && session.count(unseen) >= request.limit.get()
+                    && session.experiments
+                        == assignments(state, user)
+                            .into_iter()
+                            .map(|(a, _)| a)
+                            .collect::<Vec<_>>() =>
             {
                 let slice = session.slice_diverse(
                     0,
@@ -549,8 +570,23 @@ impl FeedService {
             });
         record_stage("candidates", stage);
 
-        let model_scores = match (&self.ports.model, &state.model) {
-            (Some(model), Some(_active)) => {
+        // The running experiments' variants of this user, earliest started first; a later one's
+        // knob wins (starting an experiment that changes a knob another layer changes is
+        // refused, so they do not overlap).
+        let assigned = assignments(state, user);
+        let mut base_weights = state.weights;
+        let mut model_version: Option<&str> = None;
+        for (_, variant) in &assigned {
+            if let Some(w) = variant.weights {
+                base_weights = w;
+            }
+            if let Some(m) = &variant.model_version {
+                model_version = Some(m.as_str());
+            }
+        }
+        let scorer_ready = state.model.is_some() || model_version.is_some();
+        let model_scores = match &self.ports.model {
+            Some(model) if scorer_ready => {
                 let stage = Instant::now();
                 // What the model folds the user in from: the videos they watched (those still
                 // in the catalog, whose creator is known).
@@ -565,13 +601,15 @@ impl FeedService {
                         .filter_map(|v| state.pool.get(&v).map(|e| (v, e.video.creator_id)))
                         .collect();
                 let scores = model
-                    .score(user, &recent, &ids)
+                    .score(model_version.map(str::to_owned), user, &recent, &ids)
                     .instrument(tracing::info_span!("feed.model", candidates = ids.len()))
                     .await;
                 record_stage("model", stage);
                 match scores {
                     Ok(s) if s.len() == ids.len() => {
-                        self.snapshot.count_inferences(ids.len() as u64);
+                        if model_version.is_none() {
+                            self.snapshot.count_inferences(ids.len() as u64);
+                        }
                         Some(s)
                     }
                     Ok(_) => {
@@ -593,7 +631,7 @@ impl FeedService {
                 &state.pool,
                 &context,
                 &candidates,
-                &state.weights,
+                &base_weights,
                 model_scores.as_deref(),
             );
             (weights, ranking::select_diverse(&state.pool, scored, cfg))
@@ -609,7 +647,16 @@ impl FeedService {
             expires_at: now + self.config.session_ttl + jitter + self.config.cursor_ttl,
             weights,
             items,
+            experiments: assigned.into_iter().map(|(a, _)| a).collect(),
         };
+        for a in &session.experiments {
+            metrics::counter!(
+                "experiment_sessions_total",
+                "experiment" => a.experiment.clone(),
+                "variant" => a.variant.clone()
+            )
+            .increment(1);
+        }
         metrics::counter!("feed_generation_success_total").increment(1);
         metrics::histogram!("feed_generation_duration_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -645,6 +692,7 @@ impl FeedService {
                         weights: session.weights,
                         contributions: session.weights.contributions(&item.signals),
                     }),
+                    position: i,
                 })
             })
             .collect();
@@ -658,8 +706,29 @@ impl FeedService {
                 expires_at: session.expires_at,
             }),
             cache,
+            session_id: session.id,
+            experiments: session.experiments.clone(),
         }
     }
+}
+
+/// The variants of the running experiments that `user` is in, earliest started first.
+fn assignments(state: &SnapshotState, user: UserId) -> Vec<(Assignment, &Variant)> {
+    state
+        .experiments
+        .iter()
+        .filter_map(|e| {
+            let (_, variant) = e.assign(user)?;
+            Some((
+                Assignment {
+                    experiment_id: e.id,
+                    experiment: e.name.clone(),
+                    variant: variant.name.clone(),
+                },
+                variant,
+            ))
+        })
+        .collect()
 }
 
 fn record_stage(stage: &'static str, started: Instant) {

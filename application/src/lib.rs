@@ -9,6 +9,7 @@ pub mod contract;
 pub mod demo;
 pub mod engagement;
 pub mod evaluate;
+pub mod experiments;
 pub mod feed;
 pub mod health;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod warmup;
 
 pub use admin::{AdminError, AdminService, Invalidation, WeightsOverview};
 pub use engagement::{EngagementError, EngagementService, NewEvent, RecordOutcome};
+pub use experiments::{ExperimentService, ExperimentServiceError, ExposureLog};
 pub use feed::{
     CacheStatus, Explanation, FeedConfig, FeedError, FeedItem, FeedPage, FeedPosition, FeedService,
     PageRequest,

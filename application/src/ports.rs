@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_domain::{
-    CreatorId, EngagementEvent, FeedSession, Hidden, Reaction, SessionId, SourcePosition, UserId,
-    Video, VideoId, VideoStats, VideoStatus, Weights,
+    CreatorId, EngagementEvent, Experiment, ExperimentState, Exposure, FeedSession, Hidden,
+    Reaction, SessionId, SourcePosition, UserId, VariantTotals, Video, VideoId, VideoStats,
+    VideoStatus, Weights,
 };
 
 #[cfg(any(test, feature = "mocks"))]
@@ -239,6 +240,18 @@ pub trait SignalStore: Send + Sync {
         since: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<UserId>, PortError>;
+
+    /// Per variant of `experiment`, the totals of its exposures
+    /// ([`vrs_domain::VariantTotals`], summed per user): each exposure (counted once by
+    /// `exposure_id`) with the outcome of the exposed user's events on the exposed video that
+    /// occurred from its `served_at` to `attribution` later
+    /// ([`vrs_domain::experiment::ExposureOutcome::observe`]). Variants without exposures may be
+    /// left out.
+    async fn experiment_totals(
+        &self,
+        experiment: Uuid,
+        attribution: Duration,
+    ) -> Result<Vec<VariantTotals>, PortError>;
 }
 
 /// Each user's served and watched videos.
@@ -370,6 +383,10 @@ pub trait EventSink: Send + Sync {
     /// applied twice. On `Err` nothing of the batch may count as accepted. (Clients' retries of
     /// accepted events are mostly caught earlier, by the [`EventLedger`].)
     async fn publish(&self, events: &[EngagementEvent]) -> Result<PublishOutcome, PortError>;
+
+    /// Publishes experiment exposures with the same guarantee: on `Ok` every exposure is durable
+    /// and will reach the store, where it is counted once by `exposure_id`.
+    async fn publish_exposures(&self, exposures: &[Exposure]) -> Result<(), PortError>;
 }
 
 /// An event a store can never hold, and why.
@@ -402,6 +419,16 @@ pub trait EngagementEventStore: Send + Sync {
     /// transient.
     async fn insert_events(&self, events: &[EngagementEvent]) -> Result<StoredEvents, PortError>;
 
+    /// Stores experiment exposures durably, idempotent by `exposure_id` like `insert_events` is
+    /// by `event_id`; returns the ids that were new. A store that keeps no exposures refuses
+    /// them (`Rejected`), which sends them to the dead-letter topic rather than losing them.
+    async fn insert_exposures(&self, exposures: &[Exposure]) -> Result<Vec<Uuid>, PortError> {
+        Err(PortError::Rejected(format!(
+            "this store keeps no experiment exposures ({} refused)",
+            exposures.len()
+        )))
+    }
+
     /// Called when the caller took over a share of the events (a consumer that received
     /// partitions) before it stores any of them: waits until no write that their previous writer
     /// may have started is still running, so that what `insert_events` finds stored is not raced
@@ -422,10 +449,28 @@ pub trait ModelScorer: Send + Sync {
     /// error the loaded one stays.
     fn load(&self, version: &str, artifact: &[u8]) -> Result<(), PortError>;
 
+    /// Versions loaded besides the active one, for experiment variants that score with another
+    /// model.
+    fn variant_versions(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Loads `version` next to the active one, for experiment variants; on error nothing changes.
+    fn load_variant(&self, version: &str, _artifact: &[u8]) -> Result<(), PortError> {
+        Err(PortError::Rejected(format!(
+            "this scorer cannot hold model {version} next to the active one"
+        )))
+    }
+
+    /// Drops the variant versions not in `keep`.
+    fn retain_variants(&self, _keep: &[String]) {}
+
     /// One score in [0, 1] per video (video, its creator), in the order given, for `user`, whose
-    /// recent interactions (video, its creator, strength) are `recent`.
+    /// recent interactions (video, its creator, strength) are `recent`; by the variant version
+    /// `version` when given (it must be loaded), else by the active one.
     async fn score(
         &self,
+        version: Option<String>,
         user: UserId,
         recent: &[(VideoId, CreatorId, f32)],
         videos: &[(VideoId, CreatorId)],
@@ -491,6 +536,42 @@ pub trait ModelRegistry: Send + Sync {
     async fn artifact(&self, version: &str) -> Result<Option<Vec<u8>>, PortError>;
 }
 
+/// What a state change of an experiment did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transition {
+    /// The experiment as it is now.
+    Done(Experiment),
+    NotFound,
+    /// The experiment is not in a state this change applies to.
+    WrongState(ExperimentState),
+    /// Another experiment runs in the layer (its name).
+    LayerBusy(String),
+}
+
+/// Experiments and their variants.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait ExperimentStore: Send + Sync {
+    /// Stores a new draft experiment. `false` (and nothing stored) when its name is taken.
+    async fn create(&self, experiment: &Experiment) -> Result<bool, PortError>;
+
+    /// Every experiment, the most recently created first.
+    async fn experiments(&self) -> Result<Vec<Experiment>, PortError>;
+
+    /// The experiment with this id.
+    async fn experiment(&self, id: Uuid) -> Result<Option<Experiment>, PortError>;
+
+    /// The running experiments.
+    async fn running(&self) -> Result<Vec<Experiment>, PortError>;
+
+    /// Starts a draft at `at`. Atomic: of two drafts of one layer started at once, one runs and
+    /// the other gets `LayerBusy`.
+    async fn start(&self, id: Uuid, at: DateTime<Utc>) -> Result<Transition, PortError>;
+
+    /// Stops a running experiment at `at`.
+    async fn stop(&self, id: Uuid, at: DateTime<Utc>) -> Result<Transition, PortError>;
+}
+
 /// Turns media object keys into URLs clients can fetch.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 pub trait MediaUrls: Send + Sync {
@@ -539,6 +620,8 @@ pub struct Ports {
     pub model: Option<Arc<dyn ModelScorer>>,
     /// Which model version is active; the model signal is used only while one is.
     pub model_registry: Arc<dyn ModelRegistry>,
+    /// The experiments; running ones split new sessions into variants.
+    pub experiments: Arc<dyn ExperimentStore>,
     pub media: Arc<dyn MediaUrls>,
     pub clock: Arc<dyn Clock>,
     pub probes: Vec<Arc<dyn HealthProbe>>,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Mutex;
-use vrs_domain::{CandidatePool, Video, VideoId, VideoStats, Weights};
+use vrs_domain::{CandidatePool, Experiment, Video, VideoId, VideoStats, Weights};
 
 /// How many catalog changes one refresh reads per round trip.
 const CATALOG_PAGE: usize = 5_000;
@@ -32,6 +32,8 @@ pub struct SnapshotState {
     pub signals_fresh: bool,
     /// The active model; the model signal is used only while there is one.
     pub model: Option<ModelInfo>,
+    /// The running experiments, the earliest started first.
+    pub experiments: Vec<Experiment>,
 }
 
 /// The current snapshot, readable without locks by every request.
@@ -70,6 +72,9 @@ struct RefresherState {
     trending: Vec<VideoId>,
     weights: Option<Weights>,
     model: Option<ModelInfo>,
+    experiments: Vec<Experiment>,
+    /// The variant model versions that last failed to load, and when.
+    variant_failures: HashMap<String, std::time::Instant>,
     /// The version that last failed to load, and when: retried after [`MODEL_RETRY`], not at
     /// every refresh (an artifact can be tens of MB).
     model_failure: Option<(String, std::time::Instant)>,
@@ -182,13 +187,14 @@ impl SnapshotRefresher {
         }
 
         self.flush_inferences(state.model.as_ref()).await;
-        let (stats, trending, weights, model) = tokio::join!(
+        let (stats, trending, weights, model, experiments) = tokio::join!(
             self.ports.signals.video_stats(now - SIGNAL_WINDOW),
             self.ports
                 .signals
                 .trending(now - TRENDING_WINDOW, TRENDING_SIZE),
             self.ports.ranking_config.active_weights(),
             self.ports.model_registry.active_model(),
+            self.ports.experiments.running(),
         );
         let mut signals_fresh = true;
         match stats {
@@ -249,6 +255,21 @@ impl SnapshotRefresher {
             }
         }
 
+        match experiments {
+            Ok(mut running) => {
+                running.sort_by_key(|e| (e.started_at, e.id));
+                state.experiments = running;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "experiments unavailable; keeping the running ones known");
+                degraded.push("experiments");
+            }
+        }
+        if !self.load_variant_models(&mut state).await {
+            degraded.push("model");
+        }
+        metrics::gauge!("experiments_running").set(state.experiments.len() as f64);
+
         let mut pool = CandidatePool::build(
             state.videos.values().cloned(),
             &state.stats,
@@ -262,6 +283,7 @@ impl SnapshotRefresher {
             built_at: now,
             signals_fresh,
             model: state.model.clone(),
+            experiments: state.experiments.clone(),
         });
         metrics::gauge!("candidate_snapshot_videos").set(videos as f64);
         metrics::gauge!("candidate_snapshot_built_timestamp_seconds").set(now.timestamp() as f64);
@@ -302,6 +324,68 @@ impl SnapshotRefresher {
             "loaded the active model"
         );
         Ok(())
+    }
+
+    /// Makes the scorer hold the model versions of the running experiments' variants (and only
+    /// those); `false` when one failed to load (the variant then ranks without the model signal
+    /// until it loads; retried after [`MODEL_RETRY`]).
+    async fn load_variant_models(&self, state: &mut RefresherState) -> bool {
+        let Some(scorer) = self.ports.model.clone() else {
+            return true;
+        };
+        let mut wanted: Vec<String> = state
+            .experiments
+            .iter()
+            .flat_map(|e| e.variants.iter().filter_map(|v| v.model_version.clone()))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        scorer.retain_variants(&wanted);
+        state.variant_failures.retain(|v, _| wanted.contains(v));
+        let loaded = scorer.variant_versions();
+        let mut ok = true;
+        for version in wanted.iter().filter(|v| !loaded.contains(v)) {
+            if state
+                .variant_failures
+                .get(version)
+                .is_some_and(|at| at.elapsed() < MODEL_RETRY)
+            {
+                ok = false;
+                continue;
+            }
+            let artifact = match self.ports.model_registry.artifact(version).await {
+                Ok(Some(a)) => Ok(a),
+                Ok(None) => Err(PortError::InvalidData(format!(
+                    "model {version} has no artifact"
+                ))),
+                Err(e) => Err(e),
+            };
+            let result = match artifact {
+                Ok(artifact) => {
+                    let (scorer, version) = (scorer.clone(), version.clone());
+                    tokio::task::spawn_blocking(move || scorer.load_variant(&version, &artifact))
+                        .await
+                        .map_err(|e| PortError::Unavailable(format!("loading a model: {e}")))
+                        .and_then(|r| r)
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    state.variant_failures.remove(version);
+                    tracing::info!(%version, "loaded an experiment variant's model");
+                }
+                Err(e) => {
+                    metrics::counter!("model_load_failures_total").increment(1);
+                    tracing::warn!(error = %e, %version, "could not load an experiment variant's model");
+                    state
+                        .variant_failures
+                        .insert(version.clone(), std::time::Instant::now());
+                    ok = false;
+                }
+            }
+        }
+        ok
     }
 
     /// Adds the inferences counted since the last refresh to the registry (kept for the next

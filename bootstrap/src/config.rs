@@ -145,6 +145,10 @@ impl std::fmt::Debug for Config {
             .field("s3", &self.s3)
             .field("feed_session_size", &self.feed_session_size)
             .field("snapshot_refresh", &self.snapshot_refresh)
+            .field(
+                "experiment_metrics_interval",
+                &self.experiment_metrics_interval,
+            )
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("request_timeout", &self.request_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -231,6 +235,8 @@ pub struct Config {
     pub feed_session_ttl: Duration,
     pub feed_session_ttl_jitter: Duration,
     pub snapshot_refresh: Duration,
+    /// How often each replica computes the running experiments' results into gauges.
+    pub experiment_metrics_interval: Duration,
     /// Prior of the smoothed engagement and completion, in views (`SIGNAL_PRIOR_VIEWS`).
     pub signal_prior_views: f64,
     /// Training knobs of the model (`MODEL_*`), for `train`, `evaluate` and the demo.
@@ -519,6 +525,7 @@ impl Config {
             feed_session_ttl: v.secs("FEED_SESSION_TTL_SECS", 3600, 3600)?,
             feed_session_ttl_jitter: v.secs("FEED_SESSION_TTL_JITTER_SECS", 300, 0)?,
             snapshot_refresh: v.secs("SNAPSHOT_REFRESH_SECS", 5, 1)?,
+            experiment_metrics_interval: v.secs("EXPERIMENT_METRICS_INTERVAL_SECS", 300, 10)?,
             signal_prior_views: match v.parse(
                 "SIGNAL_PRIOR_VIEWS",
                 vrs_application::snapshot::DEFAULT_PRIOR_VIEWS,

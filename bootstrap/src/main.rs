@@ -2,6 +2,7 @@
 
 mod config;
 mod evaluate;
+mod experiments;
 mod http_server;
 mod keys;
 mod models;
@@ -102,6 +103,11 @@ enum Command {
         #[command(subcommand)]
         action: ModelsCommand,
     },
+    /// Experiments (DATABASE_URL; results read CLICKHOUSE_URL): create, start, stop, results.
+    Experiments {
+        #[command(subcommand)]
+        action: ExperimentsCommand,
+    },
     /// Apply pending PostgreSQL migrations (DATABASE_URL).
     Migrate,
     /// Exit non-zero when PostgreSQL migrations are pending.
@@ -147,6 +153,39 @@ enum ModelsCommand {
     },
     /// Go back to the version active before the current one.
     Rollback,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentsCommand {
+    /// Every experiment, the most recently created first.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: experiments::Format,
+    },
+    /// One experiment, by id or name.
+    Show {
+        experiment: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: experiments::Format,
+    },
+    /// Create a draft from a JSON file (the body of POST /api/v1/admin/experiments).
+    Create {
+        #[arg(long)]
+        file: std::path::PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: experiments::Format,
+    },
+    /// Start a draft (replicas split new sessions at their next snapshot refresh).
+    Start { experiment: String },
+    /// Stop a running experiment (new sessions get the defaults again).
+    Stop { experiment: String },
+    /// Per-variant results with 95 % intervals, differences to control and the sample-ratio
+    /// check.
+    Results {
+        experiment: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: experiments::Format,
+    },
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
@@ -199,6 +238,24 @@ fn main() -> ExitCode {
             activate,
             format,
         )),
+        Command::Experiments { action } => match action {
+            ExperimentsCommand::List { format } => block_on(experiments::list(&config, format)),
+            ExperimentsCommand::Show { experiment, format } => {
+                block_on(experiments::show(&config, &experiment, format))
+            }
+            ExperimentsCommand::Create { file, format } => {
+                block_on(experiments::create(&config, &file, format))
+            }
+            ExperimentsCommand::Start { experiment } => {
+                block_on(experiments::start(&config, &experiment))
+            }
+            ExperimentsCommand::Stop { experiment } => {
+                block_on(experiments::stop(&config, &experiment))
+            }
+            ExperimentsCommand::Results { experiment, format } => {
+                block_on(experiments::results(&config, &experiment, format))
+            }
+        },
         Command::Models { action } => match action {
             ModelsCommand::List { format } => block_on(models::list(&config, format)),
             ModelsCommand::Activate { version, force } => {

@@ -69,6 +69,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
 
+    // The running experiments' results, as Prometheus gauges (and the sample-ratio alert's
+    // input): computed every few minutes on every replica, a small query per experiment.
+    {
+        let experiments = app.state.experiments.clone();
+        let mut stop = stop_rx.clone();
+        let every = config.experiment_metrics_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = experiments.refresh_gauges().await {
+                    tracing::warn!(error = %e, "could not refresh the experiment gauges");
+                }
+            }
+        });
+    }
+    let feed = app.state.feed.clone();
+
     if let Some(training) = app.demo_training {
         tokio::spawn(training.run());
     }
@@ -143,6 +165,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
+    // The exposures of the last pages served are published (into the sink, or its spool)
+    // before the sink drains.
+    if !feed.exposure_log().flush(grace).await {
+        tracing::warn!("exposures of the last pages were still being published at exit");
+    }
     let _ = tokio::join!(tokio::time::timeout(grace, consumers), drain);
     if let Some(pg) = &app.postgres {
         pg.close().await;

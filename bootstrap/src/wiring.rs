@@ -17,8 +17,8 @@ use vrs_application::ports::{
     Clock, EngagementEventStore, EventSink, HealthProbe, Ports, SignalStore,
 };
 use vrs_application::{
-    AdminService, CacheWarmer, CandidateSnapshot, EngagementService, FeedConfig, FeedService,
-    HealthService, ModelService, SnapshotRefresher, SystemClock,
+    AdminService, CacheWarmer, CandidateSnapshot, EngagementService, ExperimentService, FeedConfig,
+    FeedService, HealthService, ModelService, SnapshotRefresher, SystemClock,
 };
 use vrs_domain::RankingConfig;
 
@@ -193,6 +193,10 @@ pub async fn backends(config: &Config) -> anyhow::Result<Backends> {
         model_registry: match &postgres {
             Some(pg) => Arc::new(pg.clone()),
             None => memory.model_registry.clone(),
+        },
+        experiments: match &postgres {
+            Some(pg) => Arc::new(pg.clone()),
+            None => memory.experiments.clone(),
         },
         signals: signals.clone(),
         events,
@@ -384,9 +388,17 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         ports.model_registry.clone(),
         ports.clock.clone(),
     ));
+    // Events count for an exposure as long as its session can serve pages: its reuse, jitter
+    // and the cursor time after it.
+    let attribution =
+        (feed.config().session_ttl + feed.config().session_ttl_jitter + feed.config().cursor_ttl)
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(3 * 3600));
+    let experiments = Arc::new(ExperimentService::new(ports.clone(), attribution));
     let state = AppState {
         admin: Arc::new(AdminService::new(ports.clone(), warmer)),
         models: models.clone(),
+        experiments: experiments.clone(),
         feed,
         engagement,
         health,

@@ -93,6 +93,9 @@ pub struct FeedSession {
     pub weights: Weights,
     /// Unique videos, best first.
     pub items: Vec<SessionItem>,
+    /// The experiment variants the session was ranked by; every page of it is served by them.
+    #[serde(default)]
+    pub experiments: Vec<crate::experiment::Assignment>,
 }
 
 /// The positions of a page within its session.
@@ -222,6 +225,7 @@ mod tests {
     fn session(n: u128) -> FeedSession {
         let now = Utc::now();
         FeedSession {
+            experiments: Vec::new(),
             id: SessionId(Uuid::from_u128(1)),
             user_id: UserId(Uuid::from_u128(2)),
             created_at: now,

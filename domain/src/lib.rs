@@ -19,6 +19,10 @@ pub use engagement::{
     EngagementEvent, EventError, EventType, LIKE_WINDOW_SECONDS, QUICK_SKIP_MS,
     REACTION_WINDOW_SECONDS, Reaction, VideoStats,
 };
+pub use experiment::{
+    Assignment, Experiment, ExperimentDraft, ExperimentError, ExperimentState, Exposure, Metric,
+    Variant, VariantDraft, VariantTotals,
+};
 pub use feed::{FeedSession, Limit, LimitError, PageSlice, Reason, SessionItem};
 pub use hidden::Hidden;
 pub use ids::{CreatorId, SessionId, UserId, VideoId};

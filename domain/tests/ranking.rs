@@ -498,6 +498,7 @@ fn a_session_with_a_sunk_item_survives_a_json_round_trip() {
     let model = vec![f64::NAN; candidates.len()];
     let (weights, scored) = score_candidates(&p, &u, &candidates, &Weights::DEFAULT, Some(&model));
     let session = FeedSession {
+        experiments: Vec::new(),
         id: SessionId(Uuid::from_u128(1)),
         user_id: UserId(Uuid::from_u128(2)),
         created_at: now(),

@@ -47,6 +47,90 @@ SELECT count() AS n
 FROM system.processes
 WHERE query_id IN ({query_ids})";
 
+/// Exposures of the experiments `{experiments}` whose `exposure_id` is among `{ids}`.
+pub const KNOWN_EXPOSURE_IDS: &str = "\
+SELECT DISTINCT exposure_id
+FROM {db}.experiment_exposures
+WHERE experiment_id IN ({experiments}) AND exposure_id IN ({ids})";
+
+/// Native-format insert of exposures; the column order is that of `store::ExposureRow`. It
+/// carries the same marker as [`INSERT_EVENTS`], so the same settling applies to it.
+pub const INSERT_EXPOSURES: &str = "\
+/* vrs-insert:{token} */ INSERT INTO {db}.experiment_exposures \
+(exposure_id, experiment_id, variant, user_id, session_id, video_id, position, served_at, \
+ingested_at) FORMAT native";
+
+/// Per variant of experiment `{experiment}`, the totals of `vrs_domain::VariantTotals`: each
+/// exposure (once by id) with the flags of the exposed user's events on the exposed video from
+/// its `served_at` to `{window}` seconds later, summed per user, then per variant. An exposure
+/// without events joins the default row (event_type '', occurred_at 1970), which flags nothing.
+pub const EXPERIMENT_TOTALS: &str = "\
+SELECT
+    variant,
+    count() AS users,
+    sum(sessions) AS sessions,
+    toUInt64(sum(n)) AS exposures,
+    sum(n * n) AS exposures_squares,
+    sum(likes) AS like_sum, sum(likes * likes) AS like_squares, sum(likes * n) AS like_products,
+    sum(shares) AS share_sum, sum(shares * shares) AS share_squares, sum(shares * n) AS share_products,
+    sum(completes) AS complete_sum, sum(completes * completes) AS complete_squares, sum(completes * n) AS complete_products,
+    sum(skips) AS skip_sum, sum(skips * skips) AS skip_squares, sum(skips * n) AS skip_products,
+    sum(watch) AS watch_sum, sum(watch * watch) AS watch_squares, sum(watch * n) AS watch_products
+FROM
+(
+    SELECT
+        variant,
+        user_id,
+        uniqExact(session_id) AS sessions,
+        toFloat64(count()) AS n,
+        toFloat64(sum(liked)) AS likes,
+        toFloat64(sum(shared)) AS shares,
+        toFloat64(sum(completed)) AS completes,
+        toFloat64(sum(skipped)) AS skips,
+        toFloat64(sum(watched_ms)) AS watch
+    FROM
+    (
+        SELECT
+            exposure_id,
+            any(variant) AS variant,
+            any(user_id) AS user_id,
+            any(session_id) AS session_id,
+            max(in_window AND event_type = 'like') AS liked,
+            max(in_window AND event_type = 'share') AS shared,
+            max(in_window AND event_type = 'complete') AS completed,
+            max(in_window AND event_type = 'skip') AS skipped,
+            max(if(in_window AND event_type IN ('view', 'watch', 'complete', 'skip'), wms, toUInt64(0))) AS watched_ms
+        FROM
+        (
+            SELECT
+                exposure_id, variant, user_id, session_id, event_type, wms,
+                occurred_at >= served_at AND occurred_at <= served_at + {window} AS in_window
+            FROM
+            (
+                SELECT exposure_id, variant, user_id, video_id, session_id, served_at
+                FROM {db}.experiment_exposures
+                WHERE experiment_id = toUUID('{experiment}')
+            ) AS x
+            ALL LEFT JOIN
+            (
+                SELECT user_id, video_id, event_type, ifNull(watch_ms, toUInt64(0)) AS wms, occurred_at
+                FROM {db}.engagement_events
+                WHERE event_type IN ('like', 'share', 'complete', 'skip', 'view', 'watch')
+                  AND user_id IN
+                  (
+                      SELECT user_id
+                      FROM {db}.experiment_exposures
+                      WHERE experiment_id = toUUID('{experiment}')
+                  )
+            ) AS e USING (user_id, video_id)
+        )
+        GROUP BY exposure_id
+    )
+    GROUP BY variant, user_id
+)
+GROUP BY variant
+ORDER BY variant";
+
 /// Per-video sums over the hourly buckets from `{since}` on.
 pub const VIDEO_STATS: &str = "\
 SELECT
@@ -194,7 +278,29 @@ pub fn sample_queries(db: &str) -> Vec<(&'static str, String)> {
     let ids = ("ids", uuid_list(&[Uuid::nil(), Uuid::max()]));
     let since = ("since", since);
     vec![
-        ("known_event_ids", render(KNOWN_EVENT_IDS, db, &[ids])),
+        (
+            "known_event_ids",
+            render(KNOWN_EVENT_IDS, db, std::slice::from_ref(&ids)),
+        ),
+        (
+            "known_exposure_ids",
+            render(
+                KNOWN_EXPOSURE_IDS,
+                db,
+                &[ids, ("experiments", uuid_list(&[Uuid::nil()]))],
+            ),
+        ),
+        (
+            "experiment_totals",
+            render(
+                EXPERIMENT_TOTALS,
+                db,
+                &[
+                    ("experiment", Uuid::nil().to_string()),
+                    ("window", "7200".to_owned()),
+                ],
+            ),
+        ),
         (
             "running_inserts",
             render(

@@ -4,10 +4,11 @@
 use crate::ClickHouseSignalStore;
 use async_trait::async_trait;
 use std::sync::Arc;
+use uuid::Uuid;
 use vrs_application::ports::{
     EngagementEventStore, EventSink, PortError, PublishOutcome, StoredEvents,
 };
-use vrs_domain::EngagementEvent;
+use vrs_domain::{EngagementEvent, Exposure};
 
 /// Publishes events by inserting them (idempotently by `event_id`) into the raw events table.
 #[derive(Clone, Debug)]
@@ -31,12 +32,20 @@ impl EventSink for ClickHouseEventSink {
             duplicates: events.len() - inserted,
         })
     }
+
+    async fn publish_exposures(&self, exposures: &[Exposure]) -> Result<(), PortError> {
+        self.store.store_exposures(exposures).await.map(|_| ())
+    }
 }
 
 #[async_trait]
 impl EngagementEventStore for ClickHouseSignalStore {
     async fn insert_events(&self, events: &[EngagementEvent]) -> Result<StoredEvents, PortError> {
         self.store_events(events).await
+    }
+
+    async fn insert_exposures(&self, exposures: &[Exposure]) -> Result<Vec<Uuid>, PortError> {
+        self.store_exposures(exposures).await
     }
 
     async fn fence(&self) -> Result<(), PortError> {

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use uuid::Uuid;
 use vrs_application::model::Engagement;
 use vrs_application::ports::{HealthProbe, PortError, RejectedEvent, SignalStore, StoredEvents};
-use vrs_domain::{CreatorId, EngagementEvent, Hidden, UserId, VideoId, VideoStats};
+use vrs_domain::experiment::MetricSums;
+use vrs_domain::{
+    CreatorId, EngagementEvent, Exposure, Hidden, UserId, VariantTotals, VideoId, VideoStats,
+};
 
 /// Ids per duplicate-check query: ~50 bytes each keeps the text far below ClickHouse's default
 /// 256 KiB `max_query_size`.
@@ -57,6 +60,19 @@ struct EventRow {
     ingested_at: klickhouse::DateTime,
 }
 
+impl InsertState {
+    /// The `ingested_at` of the next insert: the pending one's, so that a retry writes an
+    /// identical block.
+    fn ingested_at(&self) -> Result<klickhouse::DateTime, PortError> {
+        match self.pending.as_ref() {
+            Some(p) => Ok(p.ingested_at),
+            None => klickhouse::DateTime::try_from(Utc::now()).map_err(|_| {
+                PortError::InvalidData("the clock is outside ClickHouse's DateTime range".into())
+            }),
+        }
+    }
+}
+
 /// What the insert path remembers between calls.
 #[derive(Default)]
 struct InsertState {
@@ -95,6 +111,74 @@ struct CountRow {
 #[derive(Row)]
 struct EventIdRow {
     event_id: Uuid,
+}
+
+#[derive(Row)]
+struct ExposureIdRow {
+    exposure_id: Uuid,
+}
+
+/// One exposure as inserted; the field order is that of `queries::INSERT_EXPOSURES`.
+#[derive(Row)]
+struct ExposureRow {
+    exposure_id: Uuid,
+    experiment_id: Uuid,
+    variant: String,
+    user_id: Uuid,
+    session_id: Uuid,
+    video_id: Uuid,
+    position: u32,
+    served_at: klickhouse::DateTime,
+    ingested_at: klickhouse::DateTime,
+}
+
+/// One row of `queries::EXPERIMENT_TOTALS`.
+#[derive(Row)]
+struct VariantTotalsRow {
+    variant: String,
+    users: u64,
+    sessions: u64,
+    exposures: u64,
+    exposures_squares: f64,
+    like_sum: f64,
+    like_squares: f64,
+    like_products: f64,
+    share_sum: f64,
+    share_squares: f64,
+    share_products: f64,
+    complete_sum: f64,
+    complete_squares: f64,
+    complete_products: f64,
+    skip_sum: f64,
+    skip_squares: f64,
+    skip_products: f64,
+    watch_sum: f64,
+    watch_squares: f64,
+    watch_products: f64,
+}
+
+impl From<VariantTotalsRow> for VariantTotals {
+    fn from(r: VariantTotalsRow) -> Self {
+        let sums = |sum, sum_squares, sum_products| MetricSums {
+            sum,
+            sum_squares,
+            sum_products,
+        };
+        VariantTotals {
+            variant: r.variant,
+            users: r.users,
+            sessions: r.sessions,
+            exposures: r.exposures,
+            exposures_squares: r.exposures_squares,
+            metrics: [
+                sums(r.like_sum, r.like_squares, r.like_products),
+                sums(r.share_sum, r.share_squares, r.share_products),
+                sums(r.complete_sum, r.complete_squares, r.complete_products),
+                sums(r.skip_sum, r.skip_squares, r.skip_products),
+                sums(r.watch_sum, r.watch_squares, r.watch_products),
+            ],
+        }
+    }
 }
 
 #[derive(Row)]
@@ -210,12 +294,7 @@ impl ClickHouseSignalStore {
         events: &[EngagementEvent],
     ) -> Result<StoredEvents, PortError> {
         let mut state = self.inner.insert_lock.lock().await;
-        let ingested_at = match state.pending.as_ref() {
-            Some(p) => p.ingested_at,
-            None => klickhouse::DateTime::try_from(Utc::now()).map_err(|_| {
-                PortError::InvalidData("the clock is outside ClickHouse's DateTime range".into())
-            })?,
-        };
+        let ingested_at = state.ingested_at()?;
         let mut seen = HashSet::with_capacity(events.len());
         let mut rejected = Vec::new();
         let mut rows = Vec::with_capacity(events.len());
@@ -238,14 +317,7 @@ impl ClickHouseSignalStore {
                 rejected,
             });
         }
-        let recently_settled = state
-            .settled_at
-            .is_some_and(|at| at.elapsed() < SETTLED_REUSE);
-        if state.pending.is_some() || !recently_settled {
-            let token = state.pending.as_ref().map(|p| p.token.as_str());
-            self.settle_running_inserts(token).await?;
-            state.settled_at = Some(std::time::Instant::now());
-        }
+        self.settle_before_lookup(&mut state).await?;
         let known = self.known_event_ids(&candidates).await?;
         let (new, rows): (Vec<Uuid>, Vec<EventRow>) = candidates
             .into_iter()
@@ -259,8 +331,114 @@ impl ClickHouseSignalStore {
                 rejected,
             });
         }
+        self.insert_marked(
+            &mut state,
+            queries::INSERT_EVENTS,
+            "insert_events",
+            ingested_at,
+            rows,
+        )
+        .await?;
+        Ok(StoredEvents { new, rejected })
+    }
+
+    /// Stores the exposures whose `exposure_id` is not in the exposures table yet and names them,
+    /// with the discipline of [`Self::store_events`] (the same lock, the same settling of inserts
+    /// whose outcome is unknown). An exposure outside ClickHouse's `DateTime` range refuses the
+    /// batch (`Rejected`): the service never serves pages at such times.
+    pub async fn store_exposures(&self, exposures: &[Exposure]) -> Result<Vec<Uuid>, PortError> {
+        let mut state = self.inner.insert_lock.lock().await;
+        let ingested_at = state.ingested_at()?;
+        let mut seen = HashSet::with_capacity(exposures.len());
+        let mut rows = Vec::with_capacity(exposures.len());
+        let mut candidates = Vec::with_capacity(exposures.len());
+        let mut experiments: Vec<Uuid> = Vec::new();
+        for x in exposures.iter().filter(|x| seen.insert(x.exposure_id)) {
+            let served_at = klickhouse::DateTime::try_from(x.served_at).map_err(|_| {
+                PortError::Rejected(format!(
+                    "exposure {}: served_at {} is outside ClickHouse's DateTime range",
+                    x.exposure_id, x.served_at
+                ))
+            })?;
+            if !experiments.contains(&x.experiment_id) {
+                experiments.push(x.experiment_id);
+            }
+            candidates.push(x.exposure_id);
+            rows.push(ExposureRow {
+                exposure_id: x.exposure_id,
+                experiment_id: x.experiment_id,
+                variant: x.variant.clone(),
+                user_id: x.user_id.0,
+                session_id: x.session_id.0,
+                video_id: x.video_id.0,
+                position: x.position,
+                served_at,
+                ingested_at,
+            });
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.settle_before_lookup(&mut state).await?;
+        let mut known = HashSet::new();
+        for chunk in candidates.chunks(LOOKUP_CHUNK) {
+            let sql = self.sql(
+                queries::KNOWN_EXPOSURE_IDS,
+                &[
+                    ("experiments", uuid_list(&experiments)),
+                    ("ids", uuid_list(chunk)),
+                ],
+            );
+            let found: Vec<ExposureIdRow> = self.collect("known_exposure_ids", sql).await?;
+            known.extend(found.into_iter().map(|r| r.exposure_id));
+        }
+        let (new, rows): (Vec<Uuid>, Vec<ExposureRow>) = candidates
+            .into_iter()
+            .zip(rows)
+            .filter(|(id, _)| !known.contains(id))
+            .unzip();
+        if rows.is_empty() {
+            state.pending = None;
+            return Ok(Vec::new());
+        }
+        self.insert_marked(
+            &mut state,
+            queries::INSERT_EXPOSURES,
+            "insert_exposures",
+            ingested_at,
+            rows,
+        )
+        .await?;
+        Ok(new)
+    }
+
+    /// Before a lookup of known ids: unless the server was found settled within
+    /// [`SETTLED_REUSE`] and no insert of ours has an unknown outcome, waits until no insert
+    /// that could still commit runs.
+    async fn settle_before_lookup(&self, state: &mut InsertState) -> Result<(), PortError> {
+        let recently_settled = state
+            .settled_at
+            .is_some_and(|at| at.elapsed() < SETTLED_REUSE);
+        if state.pending.is_some() || !recently_settled {
+            let token = state.pending.as_ref().map(|p| p.token.as_str());
+            self.settle_running_inserts(token).await?;
+            state.settled_at = Some(std::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Inserts `rows` with `template` (an insert carrying the `vrs-insert` marker), remembering it
+    /// as pending until the server acknowledged it.
+    async fn insert_marked<R: Row + Send + Sync + 'static>(
+        &self,
+        state: &mut InsertState,
+        template: &str,
+        operation: &'static str,
+        ingested_at: klickhouse::DateTime,
+        rows: Vec<R>,
+    ) -> Result<(), PortError> {
         let token = Uuid::new_v4().to_string();
-        let sql = self.sql(queries::INSERT_EVENTS, &[("token", token.clone())]);
+        let sql = self.sql(template, &[("token", token.clone())]);
         // Remembered before the insert starts: should this call be dropped midway (its caller
         // cancelled), the next one still waits for this insert.
         state.pending = Some(PendingInsert {
@@ -271,12 +449,12 @@ impl ClickHouseSignalStore {
         // stays, so the next attempt waits for this insert to finish before it looks anything up.
         self.inner
             .pool
-            .run("insert_events", |client| async move {
+            .run(operation, |client| async move {
                 client.insert_native_block(sql, rows).await
             })
             .await?;
         state.pending = None;
-        Ok(StoredEvents { new, rejected })
+        Ok(())
     }
 
     /// Waits until no raw-event insert that could overlap the next one runs on the server: the one
@@ -516,6 +694,22 @@ impl SignalStore for ClickHouseSignalStore {
             };
         }
         Ok(hidden)
+    }
+
+    async fn experiment_totals(
+        &self,
+        experiment: Uuid,
+        attribution: std::time::Duration,
+    ) -> Result<Vec<VariantTotals>, PortError> {
+        let sql = self.sql(
+            queries::EXPERIMENT_TOTALS,
+            &[
+                ("experiment", experiment.to_string()),
+                ("window", attribution.as_secs().to_string()),
+            ],
+        );
+        let rows: Vec<VariantTotalsRow> = self.collect("experiment_totals", sql).await?;
+        Ok(rows.into_iter().map(VariantTotals::from).collect())
     }
 
     async fn most_active_users(

@@ -88,7 +88,10 @@ async fn init_schema_twice_changes_nothing() {
         "the same statements run, and succeed, again"
     );
     assert_eq!(count(&db, tables).await, before, "no table is added twice");
-    assert_eq!(before, 13, "raw table, five aggregates, seven views");
+    assert_eq!(
+        before, 14,
+        "raw table, five aggregates, seven views, the exposures"
+    );
     assert_eq!(stats_of(&db.store, v).await.views, 1, "data is kept");
     assert_eq!(
         db.report.modern_applied,

@@ -26,6 +26,10 @@ pub struct ReelsQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReelsResponse {
     pub videos: Vec<ReelVideo>,
+    /// With `explain=true`: the experiment variants this feed session is ranked by (every page
+    /// of the session is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiments: Option<Vec<AssignmentDto>>,
     /// Opaque cursor of the next page; `null` at the end of the feed.
     pub next_cursor: Option<String>,
     pub has_more: bool,
@@ -74,6 +78,24 @@ pub struct ReelVideo {
     /// Present with `explain=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signals: Option<SignalsDto>,
+}
+
+/// The variant of one running experiment a feed session is ranked by.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AssignmentDto {
+    pub experiment_id: uuid::Uuid,
+    pub experiment: String,
+    pub variant: String,
+}
+
+impl From<&vrs_domain::Assignment> for AssignmentDto {
+    fn from(a: &vrs_domain::Assignment) -> Self {
+        Self {
+            experiment_id: a.experiment_id,
+            experiment: a.experiment.clone(),
+            variant: a.variant.clone(),
+        }
+    }
 }
 
 /// One number per signal, each in [0, 1]: signal values, weights or contributions.

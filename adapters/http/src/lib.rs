@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod dto;
 pub mod error;
 mod events;
+pub mod experiments;
 mod health;
 pub mod metrics;
 mod openapi;

@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "Engagement events"),
         (name = "health", description = "Health checks"),
         (name = "admin", description = "Operator routes; the token needs the admin role"),
+        (name = "experiments", description = "A/B tests of ranking weights and models; the token needs the admin role"),
         (name = "operations", description = "Metrics and API description"),
     )
 )]

@@ -81,6 +81,9 @@ pub async fn get_reels(
     let page = state.feed.page(request).await?;
     let body = ReelsResponse {
         videos: page.items.iter().map(ReelVideo::from).collect(),
+        experiments: request
+            .explain
+            .then(|| page.experiments.iter().map(Into::into).collect()),
         has_more: page.next.is_some(),
         next_cursor: page
             .next

@@ -4,7 +4,7 @@ use crate::auth::{AuthFailureLimiter, Authenticator, UserRateLimiter};
 use crate::cursor::CursorCodec;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::{admin, events, health, metrics, reels};
+use crate::{admin, events, experiments, health, metrics, reels};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -22,7 +22,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vrs_application::ports::Clock;
-use vrs_application::{AdminService, EngagementService, FeedService, HealthService, ModelService};
+use vrs_application::{
+    AdminService, EngagementService, ExperimentService, FeedService, HealthService, ModelService,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -32,6 +34,8 @@ pub struct AppState {
     pub admin: Arc<AdminService>,
     /// The model registry's use cases.
     pub models: Arc<ModelService>,
+    /// The experiments' use cases.
+    pub experiments: Arc<ExperimentService>,
     pub health: Arc<HealthService>,
     pub auth: Arc<Authenticator>,
     pub cursors: Arc<CursorCodec>,
@@ -191,6 +195,13 @@ fn route_groups() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
         .routes(routes!(admin::list_models))
         .routes(routes!(admin::activate_model))
         .routes(routes!(admin::rollback_model))
+        .routes(routes!(
+            experiments::list_experiments,
+            experiments::create_experiment
+        ))
+        .routes(routes!(experiments::start_experiment))
+        .routes(routes!(experiments::stop_experiment))
+        .routes(routes!(experiments::experiment_results))
         .split_for_parts();
     doc.merge(operators_doc);
     (api, operators, doc)

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// The routes of the contract, as (method, path).
-const CONTRACT: [(&str, &str); 14] = [
+const CONTRACT: [(&str, &str); 19] = [
     ("get", "/api/v1/reels"),
     ("post", "/api/v1/events"),
     ("post", "/api/v1/admin/cache-warmup"),
@@ -20,6 +20,11 @@ const CONTRACT: [(&str, &str); 14] = [
     ("get", "/api/v1/admin/models"),
     ("post", "/api/v1/admin/models/{version}/activate"),
     ("post", "/api/v1/admin/models/rollback"),
+    ("get", "/api/v1/admin/experiments"),
+    ("post", "/api/v1/admin/experiments"),
+    ("post", "/api/v1/admin/experiments/{id}/start"),
+    ("post", "/api/v1/admin/experiments/{id}/stop"),
+    ("get", "/api/v1/admin/experiments/{id}/results"),
     ("get", "/api/v1/health"),
     ("get", "/api/v1/health/ready"),
     ("get", "/api/v1/health/live"),
@@ -64,6 +69,12 @@ async fn call(app: &TestApp, method_name: &str, path: &str, token: Option<&str>)
         "/api/v1/admin/cache-warmup" => json!({"user_count": 10, "batch_size": 2}),
         "/api/v1/admin/cache/invalidate" => json!({"all": true}),
         "/api/v1/admin/models/{version}/activate" => json!({"force": false}),
+        "/api/v1/admin/experiments" => {
+            json!({"name": format!("created-{}", Uuid::new_v4().simple()),
+            "variants": [{"name": "control", "share": 0.5}, {"name": "treatment", "share": 0.5,
+            "weights": {"freshness": 0.2, "completion": 0.2, "engagement": 0.2, "affinity": 0.2,
+            "model": 0.2}}]})
+        }
         "/api/v1/admin/ranking/weights" => json!({"freshness": 0.25, "completion": 0.25,
             "engagement": 0.25, "affinity": 0.25, "model": 0.0}),
         _ => Value::Null,
@@ -82,7 +93,7 @@ async fn call(app: &TestApp, method_name: &str, path: &str, token: Option<&str>)
         token
     };
     // A registered version stands in for the path parameter.
-    let path = path.replace("{version}", "v1");
+    let path = path.replace("{version}", "v1").replace("{id}", "e1");
     app.send(request(method(method_name), &path, token, body))
         .await
 }
@@ -139,6 +150,26 @@ async fn every_documented_operation_is_routed_and_no_other_method_is() {
         );
         assert!(registry.activate(v, now).await.expect("activate"));
     }
+    // A draft experiment named e1: started, then stopped (POST start sorts before stop).
+    let e1 = vrs_domain::ExperimentDraft {
+        name: "e1".into(),
+        variants: vec![
+            vrs_domain::VariantDraft {
+                name: "control".into(),
+                share: 0.5,
+                ..Default::default()
+            },
+            vrs_domain::VariantDraft {
+                name: "treatment".into(),
+                share: 0.5,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+    .validate(Uuid::new_v4(), now)
+    .expect("valid");
+    assert!(app.ports.experiments.create(&e1).await.expect("create"));
     let doc = served_document(&app).await;
     let token = token_for(Uuid::new_v4());
     let documented = operations(&doc);
@@ -282,7 +313,7 @@ async fn documented_schemas_carry_the_contract_fields() {
 
     assert_eq!(
         properties(&doc, "ReelsResponse"),
-        set(&["videos", "next_cursor", "has_more"])
+        set(&["videos", "experiments", "next_cursor", "has_more"])
     );
     assert_eq!(
         schema(&doc, "ReelsResponse")["properties"]["videos"]["items"]["$ref"],

@@ -12,7 +12,7 @@ use crate::group::{
     Membership, Outcome, ProcessBatch, Shutdown, clients, consume, count_error,
     register_error_metrics, store_isolating,
 };
-use crate::message::{EngagementMessage, MessageError};
+use crate::message::{MessageError, TopicMessage};
 use rdkafka::Message;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 use vrs_application::ports::EngagementEventStore;
-use vrs_domain::{EngagementEvent, EventType};
+use vrs_domain::{EngagementEvent, EventType, Exposure};
 
 /// Dead-letter topic of unreadable engagement messages unless configured otherwise.
 pub const DEFAULT_DLQ_TOPIC: &str = "engagement-events.dlq";
@@ -32,6 +32,8 @@ pub const EVENTS_RECORDED_METRIC: &str = "engagement_events_recorded_total";
 /// Gauge: seconds from the Kafka timestamp of the oldest message of the last stored batch (the
 /// time the API published it) to the moment the batch was stored.
 pub const PROCESSING_LAG_METRIC: &str = "engagement_event_processing_lag_seconds";
+/// Counter of experiment exposures newly stored (not duplicates).
+pub const EXPOSURES_RECORDED_METRIC: &str = "experiment_exposures_recorded_total";
 
 /// Where the consumer reads, how it batches, and how it retries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +117,7 @@ impl EngagementConsumer {
         for event_type in EventType::ALL {
             metrics::counter!(EVENTS_RECORDED_METRIC, "type" => event_type.as_str()).increment(0);
         }
+        metrics::counter!(EXPOSURES_RECORDED_METRIC).increment(0);
         let (consumer, dlq) = clients(&Membership {
             brokers: &config.brokers,
             group_id: &config.group_id,
@@ -179,21 +182,29 @@ impl ProcessBatch for EngagementConsumer {
         let mut events: Vec<EngagementEvent> = Vec::with_capacity(batch.len());
         // The message each event came from, by the event's index.
         let mut origin: Vec<&OwnedMessage> = Vec::with_capacity(batch.len());
+        let mut exposures: Vec<Exposure> = Vec::new();
+        let mut exposure_origin: Vec<&OwnedMessage> = Vec::new();
         for message in batch {
             let decoded = match message.payload() {
                 None => Err(("missing_payload", "message has no payload".to_owned())),
-                Some(bytes) => EngagementMessage::decode(bytes).map_err(|e| {
+                Some(bytes) => TopicMessage::decode(bytes).map_err(|e| {
                     let kind = match e {
                         MessageError::Malformed(_) => "malformed",
-                        MessageError::UnsupportedVersion(_) => "unsupported_version",
+                        MessageError::UnsupportedVersion(_) | MessageError::UnsupportedKind(_) => {
+                            "unsupported_version"
+                        }
                     };
                     (kind, e.to_string())
                 }),
             };
             match decoded {
-                Ok(m) => {
-                    events.push(m.into_event());
+                Ok(TopicMessage::Event(event)) => {
+                    events.push(event);
                     origin.push(message);
+                }
+                Ok(TopicMessage::Exposure(exposure)) => {
+                    exposures.push(exposure);
+                    exposure_origin.push(message);
                 }
                 Err((kind, reason)) => {
                     count_error(kind);
@@ -250,6 +261,34 @@ impl ProcessBatch for EngagementConsumer {
             }
             count_recorded(&events, &new);
             record_lag(batch, &events);
+        }
+        // Exposures likewise, by exposure id.
+        if !exposures.is_empty() {
+            let stored = store_isolating(
+                backoff,
+                shutdown,
+                "storing experiment exposures",
+                exposures.len(),
+                |part| self.store.insert_exposures(&exposures[part]),
+            )
+            .await;
+            let Some((results, refused)) = stored else {
+                return Outcome::Abandoned;
+            };
+            let new: usize = results.iter().map(Vec::len).sum();
+            metrics::counter!(EXPOSURES_RECORDED_METRIC).increment(new as u64);
+            for (index, reason) in refused {
+                count_error("rejected");
+                let message = exposure_origin[index];
+                tracing::warn!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    %reason,
+                    "the store refused an experiment exposure; dead-lettering it"
+                );
+                dead.push(DeadLetter::new(message, "rejected", reason));
+            }
         }
         Outcome::Done(dead)
     }

@@ -2,7 +2,7 @@
 
 use crate::config::KafkaConfig;
 use crate::health::EventSpoolProbe;
-use crate::message::EngagementMessage;
+use crate::message::{EngagementMessage, ExposureMessage};
 use crate::replay;
 use crate::spool::{EventSpool, SpoolError, SpoolOptions, SpoolRecord, key_hash};
 use async_trait::async_trait;
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use vrs_application::ports::{EventSink, PortError, PublishOutcome};
-use vrs_domain::EngagementEvent;
+use vrs_domain::{EngagementEvent, Exposure};
 
 /// Counter of failed sends and deliveries, labelled by `error_type`.
 pub const PRODUCER_ERRORS_METRIC: &str = "kafka_producer_errors_total";
@@ -391,10 +391,32 @@ impl EventSink for KafkaEventSink {
                 value: EngagementMessage::encode(e),
             })
             .collect();
-        let accepted = PublishOutcome {
+        self.publish_records(records).await?;
+        Ok(PublishOutcome {
             accepted: events.len(),
             duplicates: 0,
-        };
+        })
+    }
+
+    async fn publish_exposures(&self, exposures: &[Exposure]) -> Result<(), PortError> {
+        if exposures.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<SpoolRecord> = exposures
+            .iter()
+            .map(|x| SpoolRecord {
+                key: ExposureMessage::key(x).into_bytes(),
+                value: ExposureMessage::encode(x),
+            })
+            .collect();
+        self.publish_records(records).await
+    }
+}
+
+impl KafkaEventSink {
+    /// Sends records to Kafka, spooling what it does not acknowledge in time; `Ok` once every
+    /// record is acknowledged or spooled.
+    async fn publish_records(&self, records: Vec<SpoolRecord>) -> Result<(), PortError> {
         let inner = &self.inner;
         // An event goes straight to Kafka unless older events of its key wait in the spool (it
         // queues behind them, keeping the key's order) or its partition is failing (it would only
@@ -429,7 +451,7 @@ impl EventSink for KafkaEventSink {
         if !spooled.is_empty() {
             inner.spool(spooled).await?;
         }
-        Ok(accepted)
+        Ok(())
     }
 }
 

@@ -609,3 +609,60 @@ async fn an_event_the_store_refuses_is_dead_lettered_and_the_rest_of_its_batch_s
     assert_eq!(total(memory.signals.as_ref(), |s| s.unlikes).await, 7);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposures_share_the_topic_and_count_once_despite_redelivery() {
+    use vrs_domain::{Exposure, SessionId, VideoId};
+    metrics();
+    let cluster = cluster();
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = KafkaEventSink::start(config(&brokers, TOPIC, dir.path())).expect("sink");
+    let experiment = Uuid::new_v4();
+    let session = SessionId(Uuid::new_v4());
+    let alice = user();
+    let exposures: Vec<Exposure> = (0..6u32)
+        .map(|position| Exposure {
+            exposure_id: Exposure::id_of(experiment, session, position),
+            experiment_id: experiment,
+            variant: if position % 2 == 0 {
+                "control"
+            } else {
+                "treatment"
+            }
+            .into(),
+            user_id: alice,
+            session_id: session,
+            video_id: VideoId(Uuid::new_v4()),
+            position,
+            served_at: Utc::now(),
+        })
+        .collect();
+    sink.publish_exposures(&exposures).await.expect("publish");
+    // A page served again logs the same exposures; events travel alongside.
+    sink.publish_exposures(&exposures[..3])
+        .await
+        .expect("publish again");
+    sink.publish(&[share(alice)]).await.expect("publish event");
+    let total = 6 + 3 + 1;
+
+    let memory = MemoryAdapters::default();
+    let running = start(&brokers, "exposures", memory.events.clone());
+    wait_committed(&brokers, "exposures", total).await;
+    running.shutdown().await;
+    // Another group replays the topic into the same store.
+    let replay = start(&brokers, "exposures-replay", memory.events.clone());
+    wait_committed(&brokers, "exposures-replay", total).await;
+    replay.shutdown().await;
+
+    let totals = memory
+        .signals
+        .experiment_totals(experiment, Duration::from_secs(3600))
+        .await
+        .expect("totals");
+    let exposed: u64 = totals.iter().map(|t| t.exposures).sum();
+    assert_eq!(exposed, 6, "each exposure once: {totals:?}");
+    assert_eq!(totals.len(), 2, "both variants: {totals:?}");
+    assert_eq!(total_shares(memory.signals.as_ref()).await, 1);
+    assert!(metric("experiment_exposures_recorded_total") >= Some(6.0));
+}

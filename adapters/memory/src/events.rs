@@ -7,7 +7,7 @@ use uuid::Uuid;
 use vrs_application::ports::{
     EngagementEventStore, EventSink, PortError, PublishOutcome, StoredEvents,
 };
-use vrs_domain::EngagementEvent;
+use vrs_domain::{EngagementEvent, Exposure};
 
 /// How long an event id is remembered for deduplication.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -66,6 +66,10 @@ impl EventSink for MemoryEventSink {
             duplicates: events.len() - fresh.len(),
         })
     }
+
+    async fn publish_exposures(&self, exposures: &[Exposure]) -> Result<(), PortError> {
+        self.signals.insert_exposures(exposures).map(|_| ())
+    }
 }
 
 /// The in-process pipeline's write side: the same idempotent application to the signal store.
@@ -80,5 +84,9 @@ impl EngagementEventStore for MemoryEventSink {
                 .collect(),
             rejected: Vec::new(),
         })
+    }
+
+    async fn insert_exposures(&self, exposures: &[Exposure]) -> Result<Vec<Uuid>, PortError> {
+        self.signals.insert_exposures(exposures)
     }
 }

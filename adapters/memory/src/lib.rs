@@ -7,6 +7,7 @@
 mod catalog;
 mod clock;
 mod events;
+mod experiments;
 mod feed_cache;
 mod follows;
 mod history;
@@ -20,6 +21,7 @@ mod tiered;
 pub use catalog::MemoryCatalog;
 pub use clock::ManualClock;
 pub use events::MemoryEventSink;
+pub use experiments::MemoryExperimentStore;
 pub use feed_cache::MemoryFeedCache;
 pub use follows::MemoryFollowGraph;
 pub use history::MemoryViewHistory;
@@ -66,6 +68,7 @@ pub struct MemoryAdapters {
     pub event_ledger: Arc<MemoryEventLedger>,
     pub model: Arc<FactorModelScorer>,
     pub model_registry: Arc<MemoryModelRegistry>,
+    pub experiments: Arc<MemoryExperimentStore>,
 }
 
 impl Default for MemoryAdapters {
@@ -82,6 +85,7 @@ impl Default for MemoryAdapters {
             feed_cache: Arc::new(MemoryFeedCache::new(100_000)),
             model: Arc::default(),
             model_registry: Arc::default(),
+            experiments: Arc::default(),
         }
     }
 }
@@ -106,6 +110,7 @@ impl MemoryAdapters {
             event_ledger: self.event_ledger.clone(),
             model: with_model.then(|| self.model.clone() as _),
             model_registry: self.model_registry.clone(),
+            experiments: self.experiments.clone(),
             media,
             clock,
             probes: vec![Arc::new(InProcessProbe("memory"))],

@@ -13,6 +13,8 @@ use vrs_domain::{CreatorId, UserId, VideoId};
 #[derive(Debug, Default)]
 pub struct FactorModelScorer {
     loaded: RwLock<Option<Arc<LoadedModel>>>,
+    /// Versions experiment variants score with, by version.
+    variants: RwLock<std::collections::HashMap<String, Arc<LoadedModel>>>,
 }
 
 impl FactorModelScorer {
@@ -36,15 +38,48 @@ impl ModelScorer for FactorModelScorer {
         Ok(())
     }
 
+    fn variant_versions(&self) -> Vec<String> {
+        self.variants
+            .read()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn load_variant(&self, version: &str, artifact: &[u8]) -> Result<(), PortError> {
+        let artifact = ModelArtifact::decode(artifact)
+            .map_err(|e| PortError::InvalidData(format!("model {version}: {e}")))?;
+        let model = Arc::new(LoadedModel::new(version, artifact));
+        self.variants
+            .write()
+            .map_err(lock_error)?
+            .insert(version.to_owned(), model);
+        Ok(())
+    }
+
+    fn retain_variants(&self, keep: &[String]) {
+        if let Ok(mut v) = self.variants.write() {
+            v.retain(|version, _| keep.contains(version));
+        }
+    }
+
     async fn score(
         &self,
+        version: Option<String>,
         _user: UserId,
         recent: &[(VideoId, CreatorId, f32)],
         videos: &[(VideoId, CreatorId)],
     ) -> Result<Vec<f64>, PortError> {
-        let model = self
-            .model()
-            .ok_or_else(|| PortError::Unavailable("no model is loaded".into()))?;
+        let model = match version.as_deref() {
+            None => self.model(),
+            Some(v) => self
+                .variants
+                .read()
+                .map_err(lock_error)?
+                .get(v)
+                .cloned()
+                .or_else(|| self.model().filter(|m| m.version() == v)),
+        }
+        .ok_or_else(|| PortError::Unavailable("the model is not loaded".into()))?;
         let user = model.user_vectors(recent);
         Ok(model.score(&user, videos))
     }

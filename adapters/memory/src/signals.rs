@@ -1,13 +1,23 @@
 use crate::lock_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
+use uuid::Uuid;
 use vrs_application::model::Engagement;
 use vrs_application::ports::{PortError, SignalStore};
+use vrs_domain::experiment::ExposureOutcome;
 use vrs_domain::{
-    CreatorId, EngagementEvent, EventType, Hidden, UserId, VideoId, VideoStats, signals,
+    CreatorId, EngagementEvent, EventType, Exposure, Hidden, SessionId, UserId, VariantTotals,
+    VideoId, VideoStats, signals,
 };
+
+/// An event an exposure's outcome is read from: type, watch_ms, when.
+type OutcomeEvent = (EventType, Option<u64>, DateTime<Utc>);
+
+/// Most events kept per (user, video) for joining experiment exposures: the latest ones.
+const EVENTS_PER_PAIR: usize = 32;
 
 /// Hourly buckets, like the `video_ranking_signals_1h` table: windows are whole hours.
 fn hour(at: DateTime<Utc>) -> i64 {
@@ -25,6 +35,11 @@ struct Inner {
     hidden: HashMap<UserId, Hidden>,
     /// Per (user, video), the affinity weights of their events by hour: what training reads.
     pairs: HashMap<(UserId, VideoId), (CreatorId, BTreeMap<i64, f64>)>,
+    /// Per experiment, its exposures by id (`experiment_exposures`).
+    exposures: HashMap<Uuid, HashMap<Uuid, Exposure>>,
+    /// Per (user, video), the latest events an exposure's outcome is read from (type,
+    /// watch_ms, at).
+    outcomes: HashMap<(UserId, VideoId), Vec<OutcomeEvent>>,
 }
 
 /// Engagement aggregates in memory, fed by [`crate::MemoryEventSink`].
@@ -39,6 +54,23 @@ impl MemorySignalStore {
         let mut inner = self.inner.write().map_err(lock_error)?;
         for e in events {
             let h = hour(e.occurred_at);
+            if matches!(
+                e.event_type,
+                EventType::View
+                    | EventType::Watch
+                    | EventType::Complete
+                    | EventType::Skip
+                    | EventType::Like
+                    | EventType::Share
+            ) {
+                let kept = inner.outcomes.entry((e.user_id, e.video_id)).or_default();
+                kept.push((e.event_type, e.watch_ms, e.occurred_at));
+                if kept.len() > EVENTS_PER_PAIR {
+                    kept.sort_by_key(|(_, _, at)| *at);
+                    let excess = kept.len() - EVENTS_PER_PAIR;
+                    kept.drain(..excess);
+                }
+            }
             inner
                 .videos
                 .entry(e.video_id)
@@ -97,6 +129,20 @@ impl MemorySignalStore {
             }
         }
         Ok(())
+    }
+
+    /// Stores exposures, once per id; returns the ids that were new.
+    pub fn insert_exposures(&self, exposures: &[Exposure]) -> Result<Vec<Uuid>, PortError> {
+        let mut inner = self.inner.write().map_err(lock_error)?;
+        let mut new = Vec::new();
+        for x in exposures {
+            let of = inner.exposures.entry(x.experiment_id).or_default();
+            if let std::collections::hash_map::Entry::Vacant(slot) = of.entry(x.exposure_id) {
+                slot.insert(x.clone());
+                new.push(x.exposure_id);
+            }
+        }
+        Ok(new)
     }
 
     fn stats_since(inner: &Inner, since: i64) -> impl Iterator<Item = (VideoId, VideoStats)> + '_ {
@@ -227,5 +273,54 @@ impl SignalStore for MemorySignalStore {
             .collect();
         users.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         Ok(users.into_iter().take(limit).map(|(_, u)| u).collect())
+    }
+
+    async fn experiment_totals(
+        &self,
+        experiment: Uuid,
+        attribution: std::time::Duration,
+    ) -> Result<Vec<VariantTotals>, PortError> {
+        let inner = self.inner.read().map_err(lock_error)?;
+        let window = chrono::Duration::from_std(attribution)
+            .map_err(|e| PortError::Rejected(format!("attribution window: {e}")))?;
+        // Per variant and user: the sessions and the outcome of each exposure.
+        type PerUser = HashMap<UserId, (HashSet<SessionId>, Vec<ExposureOutcome>)>;
+        let mut by_variant: BTreeMap<&str, PerUser> = BTreeMap::new();
+        for x in inner
+            .exposures
+            .get(&experiment)
+            .into_iter()
+            .flatten()
+            .map(|(_, x)| x)
+        {
+            let mut outcome = ExposureOutcome::default();
+            for (event_type, watch_ms, at) in inner
+                .outcomes
+                .get(&(x.user_id, x.video_id))
+                .into_iter()
+                .flatten()
+            {
+                if *at >= x.served_at && *at <= x.served_at + window {
+                    outcome.observe(*event_type, *watch_ms);
+                }
+            }
+            let (sessions, outcomes) = by_variant
+                .entry(x.variant.as_str())
+                .or_default()
+                .entry(x.user_id)
+                .or_default();
+            sessions.insert(x.session_id);
+            outcomes.push(outcome);
+        }
+        Ok(by_variant
+            .into_iter()
+            .map(|(variant, users)| {
+                let mut totals = VariantTotals::new(variant);
+                for (sessions, outcomes) in users.values() {
+                    totals.add_user(sessions.len() as u64, outcomes);
+                }
+                totals
+            })
+            .collect())
     }
 }

@@ -94,3 +94,12 @@ async fn event_ledger_contract() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn experiments_contract() {
+    vrs_application::contract::experiments::experiments_contract(|| async {
+        Arc::new(vrs_adapter_memory::MemoryExperimentStore::default())
+            as Arc<dyn vrs_application::ports::ExperimentStore>
+    })
+    .await;
+}

@@ -154,6 +154,7 @@ impl<T: ViewHistory> ViewHistory for Switchable<T> {
 fn session(user: UserId) -> FeedSession {
     let now = Utc::now();
     FeedSession {
+        experiments: Vec::new(),
         id: SessionId(Uuid::new_v4()),
         user_id: user,
         created_at: now,

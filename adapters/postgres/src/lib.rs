@@ -12,6 +12,7 @@
 mod catalog;
 mod config;
 mod error;
+mod experiments;
 mod follows;
 mod migrations;
 mod model_registry;

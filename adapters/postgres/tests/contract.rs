@@ -73,3 +73,16 @@ async fn model_registry_contract() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn experiments_contract() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let store = db.store.clone();
+    vrs_application::contract::experiments::experiments_contract(|| {
+        let store = store.clone();
+        async move { Arc::new(store) as Arc<dyn vrs_application::ports::ExperimentStore> }
+    })
+    .await;
+}

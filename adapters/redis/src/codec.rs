@@ -5,6 +5,10 @@
 //! weights 5×f64 | item count u32 | items`, each item
 //! `video id [16] | creator id [16] | score f64 | reason u8 | signals 5×f32`.
 //!
+//! Version 2 is version 1 followed by the session's experiment assignments:
+//! `count u8 | per assignment: experiment id [16] | name len u8 | name | variant len u8 | variant`.
+//! A session without assignments is written as version 1, which every reader knows.
+//!
 //! Times are whole microseconds since the Unix epoch: the contract suites (and PostgreSQL) keep
 //! microsecond precision, and milliseconds would change a session on its way through the cache.
 //! Signal values are only shown in explanations, so f32 (about 7 digits) is enough for them; a
@@ -14,12 +18,14 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use vrs_application::ports::PortError;
 use vrs_domain::{
-    CreatorId, FeedSession, Reason, SessionId, SessionItem, Signal, SignalValues, UserId, VideoId,
-    Weights,
+    Assignment, CreatorId, FeedSession, Reason, SessionId, SessionItem, Signal, SignalValues,
+    UserId, VideoId, Weights,
 };
 
-/// The version written by [`encode`]; a different first byte is refused.
+/// The version written by [`encode`] for a session without experiment assignments.
 pub(crate) const VERSION: u8 = 1;
+/// The version written for a session with assignments.
+pub(crate) const VERSION_WITH_EXPERIMENTS: u8 = 2;
 
 const HEADER_LEN: usize = 1 + 16 + 16 + 8 + 8 + 5 * 8 + 4;
 const ITEM_LEN: usize = 16 + 16 + 8 + 1 + 5 * 4;
@@ -46,7 +52,11 @@ pub(crate) fn encode(session: &FeedSession) -> Result<Vec<u8>, PortError> {
     let count = u32::try_from(session.items.len())
         .map_err(|_| PortError::Rejected("too many session items to encode".into()))?;
     let mut out = Vec::with_capacity(HEADER_LEN + ITEM_LEN * session.items.len());
-    out.push(VERSION);
+    out.push(if session.experiments.is_empty() {
+        VERSION
+    } else {
+        VERSION_WITH_EXPERIMENTS
+    });
     out.extend_from_slice(session.id.0.as_bytes());
     out.extend_from_slice(session.user_id.0.as_bytes());
     out.extend_from_slice(&session.created_at.timestamp_micros().to_le_bytes());
@@ -65,6 +75,20 @@ pub(crate) fn encode(session: &FeedSession) -> Result<Vec<u8>, PortError> {
             out.extend_from_slice(&(item.signals.get(signal) as f32).to_le_bytes());
         }
     }
+    if !session.experiments.is_empty() {
+        let count = u8::try_from(session.experiments.len())
+            .map_err(|_| PortError::Rejected("too many experiment assignments".into()))?;
+        out.push(count);
+        for a in &session.experiments {
+            out.extend_from_slice(a.experiment_id.as_bytes());
+            for text in [&a.experiment, &a.variant] {
+                let len = u8::try_from(text.len())
+                    .map_err(|_| PortError::Rejected("experiment name too long".into()))?;
+                out.push(len);
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -72,7 +96,7 @@ pub(crate) fn encode(session: &FeedSession) -> Result<Vec<u8>, PortError> {
 pub(crate) fn decode(bytes: &[u8]) -> Result<FeedSession, PortError> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_WITH_EXPERIMENTS {
         return Err(invalid(format!(
             "unknown session encoding version {version}"
         )));
@@ -86,7 +110,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<FeedSession, PortError> {
         Weights::new(f, c, e, a, m).map_err(|err| invalid(format!("session weights: {err}")))?;
     let count = r.u32()? as usize;
     // Checking the length first keeps a corrupt count from allocating more than the input.
-    if r.0.len() != count.saturating_mul(ITEM_LEN) {
+    let items_len = count.saturating_mul(ITEM_LEN);
+    let fits = if version == VERSION {
+        r.0.len() == items_len
+    } else {
+        r.0.len() > items_len
+    };
+    if !fits {
         return Err(invalid(format!(
             "{count} session items need {} bytes, found {}",
             count.saturating_mul(ITEM_LEN),
@@ -118,6 +148,23 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<FeedSession, PortError> {
             },
         });
     }
+    let mut experiments = Vec::new();
+    if version == VERSION_WITH_EXPERIMENTS {
+        let count = r.u8()?;
+        for _ in 0..count {
+            let experiment_id = r.uuid()?;
+            let experiment = r.text()?;
+            let variant = r.text()?;
+            experiments.push(Assignment {
+                experiment_id,
+                experiment,
+                variant,
+            });
+        }
+        if !r.0.is_empty() {
+            return Err(invalid("trailing bytes after the session".into()));
+        }
+    }
     Ok(FeedSession {
         id,
         user_id,
@@ -125,6 +172,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<FeedSession, PortError> {
         expires_at,
         weights,
         items,
+        experiments,
     })
 }
 
@@ -158,6 +206,17 @@ impl Reader<'_> {
 
     fn f32(&mut self) -> Result<f64, PortError> {
         Ok(f64::from(f32::from_le_bytes(self.take()?)))
+    }
+
+    /// A length-prefixed (u8) UTF-8 string.
+    fn text(&mut self) -> Result<String, PortError> {
+        let len = usize::from(self.u8()?);
+        if self.0.len() < len {
+            return Err(invalid("truncated session".into()));
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        String::from_utf8(head.to_vec()).map_err(|_| invalid("experiment name is not UTF-8".into()))
     }
 
     fn uuid(&mut self) -> Result<Uuid, PortError> {
@@ -202,6 +261,43 @@ mod tests {
                     },
                 })
                 .collect(),
+            experiments: Vec::new(),
+        }
+    }
+
+    fn with_experiments(items: usize) -> FeedSession {
+        let mut s = session(items);
+        s.experiments = vec![
+            Assignment {
+                experiment_id: Uuid::new_v4(),
+                experiment: "weights-2026-12".into(),
+                variant: "control".into(),
+            },
+            Assignment {
+                experiment_id: Uuid::new_v4(),
+                experiment: "model-v7".into(),
+                variant: "treatment".into(),
+            },
+        ];
+        s
+    }
+
+    #[test]
+    fn sessions_with_experiments_round_trip_as_version_2() {
+        for n in [0, 1, 50] {
+            let s = with_experiments(n);
+            let bytes = encode(&s).unwrap();
+            assert_eq!(bytes[0], VERSION_WITH_EXPERIMENTS);
+            assert_eq!(decode(&bytes).unwrap(), s);
+            for len in 0..bytes.len() {
+                assert!(
+                    matches!(decode(&bytes[..len]), Err(PortError::InvalidData(_))),
+                    "truncated to {len} bytes"
+                );
+            }
+            let mut trailing = bytes.clone();
+            trailing.push(0);
+            assert!(matches!(decode(&trailing), Err(PortError::InvalidData(_))));
         }
     }
 
@@ -261,7 +357,7 @@ mod tests {
     #[test]
     fn unknown_versions_are_invalid_data() {
         let mut bytes = encode(&session(1)).unwrap();
-        for version in [0, 2, b'{', u8::MAX] {
+        for version in [0, 3, b'{', u8::MAX] {
             bytes[0] = version;
             let err = decode(&bytes).unwrap_err();
             assert!(

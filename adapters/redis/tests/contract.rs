@@ -26,6 +26,7 @@ fn video() -> VideoId {
 fn session(user: UserId) -> FeedSession {
     let now = Utc::now();
     FeedSession {
+        experiments: Vec::new(),
         id: SessionId(Uuid::new_v4()),
         user_id: user,
         created_at: now,

@@ -118,6 +118,7 @@ fn session(user: UserId) -> FeedSession {
     let now = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros())
         .expect("a representable time");
     FeedSession {
+        experiments: Vec::new(),
         id: SessionId(Uuid::new_v4()),
         user_id: user,
         created_at: now,

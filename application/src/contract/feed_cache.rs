@@ -79,6 +79,7 @@ fn session(user: UserId) -> FeedSession {
         model: 0.0,
     };
     FeedSession {
+        experiments: Vec::new(),
         id: SessionId(Uuid::new_v4()),
         user_id: user,
         created_at: now,

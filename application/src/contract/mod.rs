@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod event_ledger;
 pub mod events;
+pub mod experiments;
 pub mod feed_cache;
 pub mod follows;
 pub mod history;

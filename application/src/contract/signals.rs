@@ -19,6 +19,136 @@ where
     watched_history_holds_watches_since_the_exact_time(make().await).await;
     hidden_holds_what_each_user_hid(make().await).await;
     engagement_pairs_sum_each_pairs_weights_in_the_window(make().await).await;
+    experiment_totals_join_exposures_with_their_outcomes(make().await).await;
+}
+
+async fn experiment_totals_join_exposures_with_their_outcomes(p: SignalPipeline) {
+    use vrs_domain::experiment::Metric;
+    use vrs_domain::{Exposure, SessionId, VariantTotals};
+    let experiment = uuid::Uuid::new_v4();
+    let elsewhere = uuid::Uuid::new_v4();
+    let served = now_micros() - Duration::hours(4);
+    let (a, b, quiet) = (user(), user(), user());
+    let (v1, v2, v3, c) = (video_id(), video_id(), video_id(), creator());
+    let (s1, s2, s3, s4) = (
+        SessionId(uuid::Uuid::new_v4()),
+        SessionId(uuid::Uuid::new_v4()),
+        SessionId(uuid::Uuid::new_v4()),
+        SessionId(uuid::Uuid::new_v4()),
+    );
+    let exposure = |exp, variant: &str, user, session, video, position| Exposure {
+        exposure_id: Exposure::id_of(exp, session, position),
+        experiment_id: exp,
+        variant: variant.into(),
+        user_id: user,
+        session_id: session,
+        video_id: video,
+        position,
+        served_at: served,
+    };
+    let exposures = vec![
+        exposure(experiment, "control", a, s1, v1, 0),
+        exposure(experiment, "control", a, s1, v2, 1),
+        exposure(experiment, "treatment", b, s2, v1, 0),
+        exposure(experiment, "treatment", b, s3, v3, 0),
+        exposure(experiment, "control", quiet, s4, v1, 0),
+        exposure(elsewhere, "control", a, s1, v3, 2),
+    ];
+    p.sink
+        .publish_exposures(&exposures)
+        .await
+        .expect("publish exposures");
+    // A page served again (a retried cursor) logs the same exposures: counted once.
+    p.sink
+        .publish_exposures(&exposures[..2])
+        .await
+        .expect("publish again");
+    let with_ms = |mut e: EngagementEvent, ms: u64| {
+        e.watch_ms = Some(ms);
+        e
+    };
+    let events = vec![
+        event(a, v1, c, EventType::Like, served + Duration::minutes(1)),
+        with_ms(
+            event(a, v1, c, EventType::Complete, served + Duration::minutes(2)),
+            15_000,
+        ),
+        with_ms(
+            event(a, v2, c, EventType::Skip, served + Duration::minutes(1)),
+            800,
+        ),
+        // Before the exposure: not its outcome.
+        event(a, v2, c, EventType::Like, served - Duration::minutes(10)),
+        // Past the attribution window.
+        event(b, v1, c, EventType::Share, served + Duration::hours(3)),
+        with_ms(
+            event(b, v3, c, EventType::Watch, served + Duration::minutes(5)),
+            4_000,
+        ),
+    ];
+    publish(p.sink.as_ref(), &events).await;
+    let totals = eventually(
+        || async {
+            p.store
+                .experiment_totals(experiment, std::time::Duration::from_secs(2 * 3600))
+                .await
+                .expect("experiment_totals")
+        },
+        |t: &Vec<VariantTotals>| {
+            t.iter()
+                .map(|v| v.metrics[Metric::WatchMsPerExposure as usize].sum)
+                .sum::<f64>()
+                >= 19_800.0
+                && t.iter().map(|v| v.exposures).sum::<u64>() >= 5
+        },
+    )
+    .await;
+    let of = |name: &str| {
+        totals
+            .iter()
+            .find(|t| t.variant == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no totals of {name}: {totals:?}"))
+    };
+    let control = of("control");
+    assert_eq!(
+        (control.users, control.sessions, control.exposures),
+        (2, 2, 3),
+        "two users, their sessions and exposures, each once: {control:?}"
+    );
+    assert_eq!(control.exposures_squares, 5.0, "2² + 1²");
+    let sums = |t: &VariantTotals, m: Metric| t.metrics[m as usize];
+    let like = sums(&control, Metric::LikeRate);
+    assert_eq!(
+        (like.sum, like.sum_squares, like.sum_products),
+        (1.0, 1.0, 2.0),
+        "one like, by the user with two exposures; the like before the exposure is not its outcome"
+    );
+    assert_eq!(sums(&control, Metric::CompletionRate).sum, 1.0);
+    assert_eq!(sums(&control, Metric::SkipRate).sum, 1.0);
+    assert_eq!(
+        sums(&control, Metric::WatchMsPerExposure).sum,
+        15_800.0,
+        "the longest watch of each exposure"
+    );
+    let treatment = of("treatment");
+    assert_eq!(
+        (treatment.users, treatment.sessions, treatment.exposures),
+        (1, 2, 2),
+        "{treatment:?}"
+    );
+    assert_eq!(
+        sums(&treatment, Metric::ShareRate).sum,
+        0.0,
+        "a share past the attribution window is not an outcome"
+    );
+    assert_eq!(sums(&treatment, Metric::WatchMsPerExposure).sum, 4_000.0);
+    assert!(
+        totals
+            .iter()
+            .all(|t| t.variant == "control" || t.variant == "treatment"),
+        "another experiment's exposures stay out: {totals:?}"
+    );
 }
 
 async fn engagement_pairs_sum_each_pairs_weights_in_the_window(p: SignalPipeline) {

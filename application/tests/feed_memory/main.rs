@@ -4,6 +4,7 @@
 //! configuration, warm-up and health changes, `demo` a run on the generated demo catalog.
 
 mod demo;
+mod experiments;
 mod lifecycle;
 mod model;
 

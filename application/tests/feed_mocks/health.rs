@@ -63,6 +63,7 @@ async fn stale_snapshot_or_signals_degrade_but_stay_ready() {
             built_at,
             signals_fresh,
             model: None,
+            experiments: Vec::new(),
         });
         let report = health(Mocks::new(), snapshot).check().await;
         assert_eq!(

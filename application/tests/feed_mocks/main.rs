@@ -72,6 +72,7 @@ fn loaded_snapshot() -> Arc<CandidateSnapshot> {
             version: "test-model".into(),
             deployed_at: now(),
         }),
+        experiments: Vec::new(),
     });
     snapshot
 }
@@ -129,7 +130,7 @@ impl Mocks {
         let mut model = MockModelScorer::new();
         model
             .expect_score()
-            .returning(|_, _, ids| Ok(vec![0.75; ids.len()]));
+            .returning(|_, _, _, ids| Ok(vec![0.75; ids.len()]));
         self.model = Some(model);
         self
     }
@@ -207,6 +208,7 @@ impl Mocks {
                 .unwrap_or_else(|| Arc::new(vrs_adapter_memory::MemoryEventLedger::default())),
             model: self.model.map(|m| Arc::new(m) as _),
             model_registry: Arc::new(MockModelRegistry::new()),
+            experiments: Arc::new(vrs_adapter_memory::MemoryExperimentStore::default()),
             media: Arc::new(media),
             clock: Arc::new(clock),
             probes: self.probes,
@@ -300,14 +302,14 @@ async fn the_model_folds_the_user_in_from_what_they_watched() {
     let mut model = MockModelScorer::new();
     model
         .expect_score()
-        .withf(move |_, recent, ids| {
+        .withf(move |_, _, recent, ids| {
             recent.len() == 1
                 && recent[0].0 == watched
                 && recent[0].1 == videos(12)[3].creator_id
                 && ids.iter().all(|(v, _)| *v != watched)
         })
         .times(1)
-        .returning(|_, _, ids| Ok(vec![0.5; ids.len()]));
+        .returning(|_, _, _, ids| Ok(vec![0.5; ids.len()]));
     mocks.model = Some(model);
     let page = mocks.feed().page(first_page(5)).await.expect("page");
     assert_eq!(page.items.len(), 5);
@@ -373,7 +375,7 @@ async fn model_scores_are_used_when_they_fit() {
 #[tokio::test]
 async fn model_error_renormalizes_without_the_model() {
     let mut model = MockModelScorer::new();
-    model.expect_score().returning(|_, _, _| Err(down()));
+    model.expect_score().returning(|_, _, _, _| Err(down()));
     let mut mocks = Mocks::new();
     mocks.model = Some(model);
     let page = mocks.feed().page(first_page(5)).await.expect("page");
@@ -387,7 +389,7 @@ async fn model_error_renormalizes_without_the_model() {
 #[tokio::test]
 async fn model_answer_of_the_wrong_length_is_ignored() {
     let mut model = MockModelScorer::new();
-    model.expect_score().returning(|_, _, _| Ok(vec![0.9]));
+    model.expect_score().returning(|_, _, _, _| Ok(vec![0.9]));
     let mut mocks = Mocks::new();
     mocks.model = Some(model);
     let page = mocks.feed().page(first_page(5)).await.expect("page");
@@ -468,6 +470,7 @@ async fn cursor_into_a_session_past_its_expiry_is_expired() {
     let mut mocks = Mocks::new();
     mocks.feed_cache.expect_session().returning(|user, id| {
         Ok(Some(FeedSession {
+            experiments: Vec::new(),
             id,
             user_id: user,
             created_at: now() - Duration::hours(2),
@@ -505,6 +508,7 @@ async fn cursor_with_the_cache_down_is_unavailable_rather_than_a_page_that_repea
 /// A stored session of the snapshot's videos, created `age` ago, expiring at `expires_at`.
 fn stored_session(user: UserId, id: SessionId, expires_at: DateTime<Utc>) -> FeedSession {
     FeedSession {
+        experiments: Vec::new(),
         id,
         user_id: user,
         created_at: now() - Duration::hours(1),

@@ -242,6 +242,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             ports.model_registry.clone(),
             clock.clone(),
         )),
+        experiments: Arc::new(vrs_application::ExperimentService::new(
+            ports.clone(),
+            std::time::Duration::from_secs(3 * 3600),
+        )),
         feed,
         engagement: Arc::new(EngagementService::new(ports.clone(), snapshot.clone())),
         health: Arc::new(
