@@ -134,6 +134,28 @@ async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflec
     };
     let svc = &stack.svc;
     let token = svc.token(&["--demo-user", "1"]);
+    let admin = svc.token(&["--demo-user", "1", "--admin"]);
+    let client = reqwest::Client::new();
+    // An experiment covering everyone: its exposures travel the same topic as the events.
+    let created = client
+        .post(svc.url("/api/v1/admin/experiments"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "pipeline", "variants": [
+            {"name": "control", "share": 0.5}, {"name": "treatment", "share": 0.5,
+             "weights": {"freshness": 0.3, "completion": 0.3, "engagement": 0.2,
+                         "affinity": 0.1, "model": 0.1}}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create experiment: {e}"));
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let start = client
+        .post(svc.url("/api/v1/admin/experiments/pipeline/start"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("start experiment: {e}"));
+    assert_eq!(start.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     let first = page(svc, &token, "?limit=5").await;
     let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
@@ -185,6 +207,50 @@ async fn accepted_events_reach_clickhouse_through_kafka_once_and_the_feed_reflec
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // The exposed user completes the first video of the cursor page: through Kafka and
+    // ClickHouse, the experiment's results count ten exposures and that completion.
+    let (status, _) = post(
+        svc,
+        &token,
+        json!({"events": [{"event_id": uuid::Uuid::new_v4(), "video_id": video,
+                           "type": "complete", "watch_ms": 15000}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let results = loop {
+        let results: Value = client
+            .get(svc.url("/api/v1/admin/experiments/pipeline/results"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("results: {e}"))
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let variants = results["variants"].as_array().cloned().unwrap_or_default();
+        let exposures: u64 = variants
+            .iter()
+            .filter_map(|v| v["exposures"].as_u64())
+            .sum();
+        let completed = variants.iter().any(|v| {
+            v["metrics"][2]["metric"] == json!("completion_rate")
+                && v["metrics"][2]["value"].as_f64().is_some_and(|x| x > 0.0)
+        });
+        if exposures >= 10 && completed {
+            break results;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "exposures or their outcome not in the results within 20 s: {results}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let users: u64 = results["variants"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|v| v["users"].as_u64()).sum())
+        .unwrap_or(0);
+    assert_eq!(users, 1, "one exposed user: {results}");
 
     let health = svc.health_report().await;
     assert_eq!(

@@ -467,3 +467,105 @@ async fn events_reach_clickhouse_and_the_feed_reflects_them() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Two replicas on one PostgreSQL and Redis: an experiment created and started on either splits
+/// users the same way on both (the variant the domain's hash gives), every page of a session is
+/// served by its variant whichever replica serves it, and stopping sends new sessions back.
+#[tokio::test]
+async fn two_replicas_assign_one_variant_per_user_and_session() {
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut env = small_demo_env();
+    env.push(("DATABASE_URL", pg.url()));
+    let (ok, text) = run(&["seed-demo"], &env);
+    assert!(ok, "{text}");
+    env.push(("REDIS_URL", redis.url()));
+    let a = Service::start(&env);
+    // The same keys and cursor secret (from the data directory) on both replicas.
+    env.push(("DATA_DIR", a.data_dir.display().to_string()));
+    let b = Service::start(&env);
+    let admin = a.token(&["--demo-user", "1", "--admin"]);
+    let client = reqwest::Client::new();
+    let post = |svc: &Service, path: &str, body: Value| {
+        client
+            .post(svc.url(path))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+    let created = post(
+        &a,
+        "/api/v1/admin/experiments",
+        json!({"name": "replicas", "variants": [
+            {"name": "control", "share": 0.5},
+            {"name": "fresh", "share": 0.5, "weights": {"freshness": 0.6, "completion": 0.1,
+                "engagement": 0.1, "affinity": 0.1, "model": 0.1}}]}),
+    )
+    .await
+    .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let experiment: Value = created.json().await.expect("json");
+    let salt = experiment["salt"].as_str().expect("salt").to_owned();
+    let started = post(&b, "/api/v1/admin/experiments/replicas/start", json!({}))
+        .await
+        .expect("start");
+    assert_eq!(
+        started.status(),
+        StatusCode::OK,
+        "started on the other replica"
+    );
+    // Both replicas refresh every second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..24 {
+        let user = uuid::Uuid::new_v4();
+        let token = a.token(&["--user", &user.to_string()]);
+        let expected = match vrs_domain::experiment::assign(
+            &salt,
+            vrs_domain::UserId(user),
+            &[5_000, 5_000],
+        ) {
+            Some(0) => "control",
+            _ => "fresh",
+        };
+        // First page on one replica, the next on the other.
+        let (first_svc, next_svc) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (status, _, first) = get(first_svc, &token, "?limit=5&explain=true").await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        assert_eq!(
+            first["experiments"][0]["variant"],
+            json!(expected),
+            "{first}"
+        );
+        let cursor = first["next_cursor"].as_str().expect("cursor").to_owned();
+        let (status, _, next) = get(
+            next_svc,
+            &token,
+            &format!("?limit=5&explain=true&cursor={cursor}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        assert_eq!(
+            next["experiments"], first["experiments"],
+            "a session's pages share one variant across replicas"
+        );
+        seen.insert(expected);
+    }
+    assert_eq!(seen.len(), 2, "both variants got users");
+
+    let stopped = post(&a, "/api/v1/admin/experiments/replicas/stop", json!({}))
+        .await
+        .expect("stop");
+    assert_eq!(stopped.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for svc in [&a, &b] {
+        let token = a.token(&["--user", &uuid::Uuid::new_v4().to_string()]);
+        let (_, _, page) = get(svc, &token, "?limit=5&explain=true").await;
+        assert_eq!(page["experiments"], json!([]), "the default again: {page}");
+    }
+}
