@@ -12,7 +12,6 @@ use crate::ports::{EventSink, PortError, Ports, Transition};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 use vrs_domain::experiment::{ExperimentResults, analyze};
 use vrs_domain::{Experiment, ExperimentDraft, ExperimentError, ExperimentState, Exposure, UserId};
@@ -21,22 +20,51 @@ use vrs_domain::{Experiment, ExperimentDraft, ExperimentError, ExperimentState, 
 pub const EXPOSURES_METRIC: &str = "experiment_exposures_total";
 /// Counter of exposures that could not be logged, by experiment.
 pub const EXPOSURES_LOST_METRIC: &str = "experiment_exposures_lost_total";
-/// Most exposure batches (one per served page) being published at once; past it a page's
-/// exposures are dropped and counted, rather than queueing without bound behind a slow sink.
-pub const MAX_EXPOSURE_BATCHES_IN_FLIGHT: usize = 512;
+/// Most pages whose exposures wait for the publisher; past it a page's exposures are dropped and
+/// counted, rather than queueing without bound behind a slow sink.
+pub const MAX_QUEUED_PAGES: usize = 4_096;
+/// Most exposures published in one batch.
+pub const MAX_BATCH: usize = 5_000;
+/// How long the publisher waits for more pages before it publishes what it has.
+pub const LINGER: Duration = Duration::from_millis(250);
+/// Pauses between the attempts to publish a batch (publishing is idempotent by exposure id, so
+/// a batch whose outcome was unknown is simply sent again).
+const RETRY_BACKOFF: [Duration; 3] = [
+    Duration::from_millis(200),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+];
 
-/// Publishes the exposures of served pages in the background: a page never waits for them.
+enum Command {
+    /// One page's exposures.
+    Page(Vec<Exposure>, Vec<(Uuid, String)>),
+    /// Publish what is queued, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Publishes the exposures of served pages in the background, in batches: a page never waits
+/// for them, and the sink gets one write per batch (up to [`MAX_BATCH`] exposures or
+/// [`LINGER`]), not one per page. A failed batch is retried; what still fails, or does not fit
+/// the queue, is counted in `experiment_exposures_lost_total`.
 #[derive(Clone)]
 pub struct ExposureLog {
     sink: Arc<dyn EventSink>,
-    in_flight: Arc<Semaphore>,
+    /// Started with the first page to log, on the runtime serving it.
+    queue: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<Command>>>,
 }
 
 impl std::fmt::Debug for ExposureLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExposureLog")
-            .field("available", &self.in_flight.available_permits())
+            .field("started", &self.queue.get().is_some())
             .finish()
+    }
+}
+
+fn count_lost(names: &[(Uuid, String)], exposures: &[Exposure]) {
+    for (id, name) in names {
+        let n = exposures.iter().filter(|x| x.experiment_id == *id).count();
+        metrics::counter!(EXPOSURES_LOST_METRIC, "experiment" => name.clone()).increment(n as u64);
     }
 }
 
@@ -44,7 +72,7 @@ impl ExposureLog {
     pub fn new(sink: Arc<dyn EventSink>) -> Self {
         Self {
             sink,
-            in_flight: Arc::new(Semaphore::new(MAX_EXPOSURE_BATCHES_IN_FLIGHT)),
+            queue: Arc::default(),
         }
     }
 
@@ -71,7 +99,15 @@ impl ExposureLog {
             .collect()
     }
 
-    /// Starts publishing the page's exposures; returns at once.
+    fn queue(&self) -> &tokio::sync::mpsc::Sender<Command> {
+        self.queue.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(MAX_QUEUED_PAGES);
+            tokio::spawn(publish_batches(self.sink.clone(), rx));
+            tx
+        })
+    }
+
+    /// Queues the page's exposures for publishing; returns at once.
     pub fn log(&self, user: UserId, page: &FeedPage, at: DateTime<Utc>) {
         if page.experiments.is_empty() || page.items.is_empty() {
             return;
@@ -87,51 +123,104 @@ impl ExposureLog {
             metrics::counter!(EXPOSURES_LOST_METRIC, "experiment" => a.experiment.clone())
                 .increment(0);
         }
-        let exposures = Self::exposures(user, page, at);
-        let lost = |exposures: &[Exposure]| {
-            for a in &page.experiments {
-                let n = exposures
-                    .iter()
-                    .filter(|x| x.experiment_id == a.experiment_id)
-                    .count();
-                metrics::counter!(EXPOSURES_LOST_METRIC, "experiment" => a.experiment.clone())
-                    .increment(n as u64);
-            }
-        };
-        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            tracing::warn!(
-                exposures = exposures.len(),
-                "too many exposure batches in flight; dropping this page's"
-            );
-            lost(&exposures);
-            return;
-        };
-        let sink = self.sink.clone();
         let names: Vec<(Uuid, String)> = page
             .experiments
             .iter()
             .map(|a| (a.experiment_id, a.experiment.clone()))
             .collect();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = sink.publish_exposures(&exposures).await {
-                tracing::warn!(error = %e, exposures = exposures.len(), "could not log exposures");
-                for (id, name) in names {
-                    let n = exposures.iter().filter(|x| x.experiment_id == id).count();
-                    metrics::counter!(EXPOSURES_LOST_METRIC, "experiment" => name)
-                        .increment(n as u64);
-                }
-            }
-        });
+        let exposures = Self::exposures(user, page, at);
+        use tokio::sync::mpsc::error::TrySendError;
+        if let Err(
+            TrySendError::Full(Command::Page(exposures, names))
+            | TrySendError::Closed(Command::Page(exposures, names)),
+        ) = self.queue().try_send(Command::Page(exposures, names))
+        {
+            tracing::warn!(
+                exposures = exposures.len(),
+                "the exposure queue is full; dropping this page's"
+            );
+            count_lost(&names, &exposures);
+        }
     }
 
-    /// Waits until every exposure batch started so far is published (or failed), at most
-    /// `timeout`; `false` when some were still in flight.
+    /// Waits until every exposure queued so far is published (or counted lost), at most
+    /// `timeout`; `false` when some were still waiting.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        let all = u32::try_from(MAX_EXPOSURE_BATCHES_IN_FLIGHT).unwrap_or(u32::MAX);
-        tokio::time::timeout(timeout, self.in_flight.acquire_many(all))
-            .await
-            .is_ok_and(|permit| permit.is_ok())
+        let Some(queue) = self.queue.get() else {
+            return true;
+        };
+        let (done, answered) = tokio::sync::oneshot::channel();
+        tokio::time::timeout(timeout, async {
+            queue.send(Command::Flush(done)).await.is_ok() && answered.await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// The publisher: gathers queued pages into batches and publishes each, retrying.
+async fn publish_batches(
+    sink: Arc<dyn EventSink>,
+    mut queue: tokio::sync::mpsc::Receiver<Command>,
+) {
+    let mut batch: Vec<Exposure> = Vec::new();
+    let mut names: Vec<(Uuid, String)> = Vec::new();
+    // When the batch being gathered is published at the latest: LINGER after its first page.
+    let mut deadline = tokio::time::Instant::now();
+    loop {
+        let command = if batch.is_empty() {
+            let Some(c) = queue.recv().await else { return };
+            deadline = tokio::time::Instant::now() + LINGER;
+            Some(c)
+        } else {
+            tokio::time::timeout_at(deadline, queue.recv())
+                .await
+                .unwrap_or(None)
+        };
+        let mut flushed = None;
+        match command {
+            Some(Command::Page(exposures, page_names)) => {
+                batch.extend(exposures);
+                for n in page_names {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    continue;
+                }
+            }
+            Some(Command::Flush(done)) => flushed = Some(done),
+            // The linger passed (or every sender is gone): publish what is there.
+            None => {}
+        }
+        if !batch.is_empty() {
+            publish_with_retries(sink.as_ref(), &batch, &names).await;
+            batch.clear();
+            names.clear();
+        }
+        if let Some(done) = flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn publish_with_retries(sink: &dyn EventSink, batch: &[Exposure], names: &[(Uuid, String)]) {
+    let mut attempt = 0;
+    loop {
+        match sink.publish_exposures(batch).await {
+            Ok(()) => return,
+            Err(e) if attempt < RETRY_BACKOFF.len() => {
+                tracing::warn!(error = %e, exposures = batch.len(), "publishing exposures failed; retrying");
+                tokio::time::sleep(RETRY_BACKOFF[attempt]).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, exposures = batch.len(), "could not log exposures");
+                count_lost(names, batch);
+                return;
+            }
+        }
     }
 }
 
@@ -153,8 +242,8 @@ pub enum ExperimentServiceError {
 /// The experiment use cases.
 pub struct ExperimentService {
     ports: Ports,
-    /// Experiments whose gauges this process set while they ran.
-    gauged: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Experiments whose gauges this process set while they ran, with their variants.
+    gauged: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
     /// How long after an exposure its user's events on the video count for it: a session's
     /// lifetime.
     attribution: Duration,
@@ -231,7 +320,14 @@ impl ExperimentService {
         }
         self.check_models(&experiment).await?;
         let (weights, model) = experiment.knobs();
-        for other in self.ports.experiments.running().await? {
+        let running = self.ports.experiments.running().await?;
+        if running.len() >= vrs_domain::experiment::MAX_RUNNING {
+            return Err(ExperimentServiceError::Conflict(format!(
+                "{} experiments are running, the most at once; stop one first",
+                running.len()
+            )));
+        }
+        for other in running {
             let (w, m) = other.knobs();
             if other.layer != experiment.layer && ((weights && w) || (model && m)) {
                 return Err(ExperimentServiceError::Conflict(format!(
@@ -296,7 +392,10 @@ impl ExperimentService {
         if experiment.state == ExperimentState::Running {
             publish_gauges(&experiment, &results);
             if let Ok(mut gauged) = self.gauged.lock() {
-                gauged.insert(experiment.name.clone());
+                gauged.insert(
+                    experiment.name.clone(),
+                    experiment.variants.iter().map(|v| v.name.clone()).collect(),
+                );
             }
         }
         Ok((experiment, results))
@@ -305,13 +404,13 @@ impl ExperimentService {
     /// Computes the results of every running experiment, which sets their Prometheus gauges.
     pub async fn refresh_gauges(&self) -> Result<usize, ExperimentServiceError> {
         let running = self.ports.experiments.running().await?;
-        // A stopped experiment's sample-ratio gauge is NaN ("no value"): its alert resolves.
+        // A stopped experiment's gauges are NaN ("no value"): its alert resolves and its lines
+        // end on the dashboard.
         if let Ok(mut gauged) = self.gauged.lock() {
-            gauged.retain(|name| {
+            gauged.retain(|name, variants| {
                 let still = running.iter().any(|e| &e.name == name);
                 if !still {
-                    metrics::gauge!("experiment_sample_ratio_p_value", "experiment" => name.clone())
-                        .set(f64::NAN);
+                    clear_gauges(name, variants);
                 }
                 still
             });
@@ -356,6 +455,25 @@ impl ExperimentService {
 
 fn wrong_state(name: &str, state: ExperimentState) -> ExperimentServiceError {
     ExperimentServiceError::Conflict(format!("experiment {name:?} is {}", state.as_str()))
+}
+
+/// Sets a stopped experiment's gauges to NaN.
+fn clear_gauges(name: &str, variants: &[String]) {
+    metrics::gauge!("experiment_sample_ratio_p_value", "experiment" => name.to_owned())
+        .set(f64::NAN);
+    for v in variants {
+        metrics::gauge!("experiment_users", "experiment" => name.to_owned(), "variant" => v.clone())
+            .set(f64::NAN);
+        for m in vrs_domain::Metric::ALL {
+            metrics::gauge!(
+                "experiment_metric",
+                "experiment" => name.to_owned(),
+                "variant" => v.clone(),
+                "metric" => m.as_str()
+            )
+            .set(f64::NAN);
+        }
+    }
 }
 
 /// Sets the per-variant gauges of an experiment's results: bounded labels (a running

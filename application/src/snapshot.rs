@@ -268,7 +268,30 @@ impl SnapshotRefresher {
         if !self.load_variant_models(&mut state).await {
             degraded.push("model");
         }
-        metrics::gauge!("experiments_running").set(state.experiments.len() as f64);
+        // An experiment runs here only once every model its variants score with is loaded:
+        // a variant ranked without its model would be compared as if it had it.
+        let loaded: Vec<String> = self
+            .ports
+            .model
+            .as_ref()
+            .map(|m| m.variant_versions())
+            .unwrap_or_default();
+        let (ready, waiting): (Vec<Experiment>, Vec<Experiment>) =
+            state.experiments.iter().cloned().partition(|e| {
+                e.variants
+                    .iter()
+                    .filter_map(|v| v.model_version.as_ref())
+                    .all(|m| loaded.contains(m))
+            });
+        if !waiting.is_empty() {
+            let names: Vec<&str> = waiting.iter().map(|e| e.name.as_str()).collect();
+            tracing::warn!(
+                ?names,
+                "experiments wait for their variants' models to load"
+            );
+            degraded.push("experiments");
+        }
+        metrics::gauge!("experiments_running").set(ready.len() as f64);
 
         let mut pool = CandidatePool::build(
             state.videos.values().cloned(),
@@ -283,7 +306,7 @@ impl SnapshotRefresher {
             built_at: now,
             signals_fresh,
             model: state.model.clone(),
-            experiments: state.experiments.clone(),
+            experiments: ready,
         });
         metrics::gauge!("candidate_snapshot_videos").set(videos as f64);
         metrics::gauge!("candidate_snapshot_built_timestamp_seconds").set(now.timestamp() as f64);

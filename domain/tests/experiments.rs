@@ -303,6 +303,20 @@ fn definitions_are_validated_with_the_field_named() {
     let mut over = base();
     over.variants[1].share = 0.6;
     assert_eq!(field(over), "variants");
+    let mut tiny = base();
+    tiny.variants[1].share = 1e-10;
+    assert_eq!(
+        field(tiny),
+        "variants[1].share",
+        "a variant without a bucket"
+    );
+    assert_eq!(
+        field(ExperimentDraft {
+            name: Uuid::from_u128(5).to_string(),
+            ..base()
+        }),
+        "name"
+    );
     let mut model = base();
     model.variants[1].model_version = Some(String::new());
     assert_eq!(field(model), "variants[1].model_version");

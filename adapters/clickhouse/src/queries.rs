@@ -62,8 +62,10 @@ ingested_at) FORMAT native";
 
 /// Per variant of experiment `{experiment}`, the totals of `vrs_domain::VariantTotals`: each
 /// exposure (once by id) with the flags of the exposed user's events on the exposed video from
-/// its `served_at` to `{window}` seconds later, summed per user, then per variant. An exposure
-/// without events joins the default row (event_type '', occurred_at 1970), which flags nothing.
+/// `{slack}` seconds before its `served_at` (client clocks run slow) to `{window}` seconds after,
+/// summed per user, then per variant. Only the events of exposed (user, video) pairs since the
+/// first exposure are joined. An exposure without events joins the default row (event_type '',
+/// occurred_at 1970), which flags nothing.
 pub const EXPERIMENT_TOTALS: &str = "\
 SELECT
     variant,
@@ -104,7 +106,7 @@ FROM
         (
             SELECT
                 exposure_id, variant, user_id, session_id, event_type, wms,
-                occurred_at >= served_at AND occurred_at <= served_at + {window} AS in_window
+                occurred_at >= served_at - {slack} AND occurred_at <= served_at + {window} AS in_window
             FROM
             (
                 SELECT exposure_id, variant, user_id, video_id, session_id, served_at
@@ -116,9 +118,15 @@ FROM
                 SELECT user_id, video_id, event_type, ifNull(watch_ms, toUInt64(0)) AS wms, occurred_at
                 FROM {db}.engagement_events
                 WHERE event_type IN ('like', 'share', 'complete', 'skip', 'view', 'watch')
-                  AND user_id IN
+                  AND occurred_at >=
                   (
-                      SELECT user_id
+                      SELECT min(served_at) - {slack}
+                      FROM {db}.experiment_exposures
+                      WHERE experiment_id = toUUID('{experiment}')
+                  )
+                  AND (user_id, video_id) IN
+                  (
+                      SELECT user_id, video_id
                       FROM {db}.experiment_exposures
                       WHERE experiment_id = toUUID('{experiment}')
                   )
@@ -298,6 +306,7 @@ pub fn sample_queries(db: &str) -> Vec<(&'static str, String)> {
                 &[
                     ("experiment", Uuid::nil().to_string()),
                     ("window", "7200".to_owned()),
+                    ("slack", "300".to_owned()),
                 ],
             ),
         ),

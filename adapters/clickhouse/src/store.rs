@@ -60,11 +60,18 @@ struct EventRow {
     ingested_at: klickhouse::DateTime,
 }
 
+/// The tables the insert path writes, each with its own insert in doubt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Table {
+    Events = 0,
+    Exposures = 1,
+}
+
 impl InsertState {
-    /// The `ingested_at` of the next insert: the pending one's, so that a retry writes an
-    /// identical block.
-    fn ingested_at(&self) -> Result<klickhouse::DateTime, PortError> {
-        match self.pending.as_ref() {
+    /// The `ingested_at` of the next insert into `table`: its pending one's, so that a retry
+    /// writes an identical block.
+    fn ingested_at(&self, table: Table) -> Result<klickhouse::DateTime, PortError> {
+        match self.pending[table as usize].as_ref() {
             Some(p) => Ok(p.ingested_at),
             None => klickhouse::DateTime::try_from(Utc::now()).map_err(|_| {
                 PortError::InvalidData("the clock is outside ClickHouse's DateTime range".into())
@@ -76,8 +83,8 @@ impl InsertState {
 /// What the insert path remembers between calls.
 #[derive(Default)]
 struct InsertState {
-    /// The last insert, if its outcome is unknown.
-    pending: Option<PendingInsert>,
+    /// Per [`Table`], the last insert, if its outcome is unknown.
+    pending: [Option<PendingInsert>; 2],
     /// When the server last had no other insert running for half a second or more.
     settled_at: Option<std::time::Instant>,
 }
@@ -294,7 +301,7 @@ impl ClickHouseSignalStore {
         events: &[EngagementEvent],
     ) -> Result<StoredEvents, PortError> {
         let mut state = self.inner.insert_lock.lock().await;
-        let ingested_at = state.ingested_at()?;
+        let ingested_at = state.ingested_at(Table::Events)?;
         let mut seen = HashSet::with_capacity(events.len());
         let mut rejected = Vec::new();
         let mut rows = Vec::with_capacity(events.len());
@@ -325,7 +332,7 @@ impl ClickHouseSignalStore {
             .filter(|(id, _)| !known.contains(id))
             .unzip();
         if rows.is_empty() {
-            state.pending = None;
+            state.pending[Table::Events as usize] = None;
             return Ok(StoredEvents {
                 new: Vec::new(),
                 rejected,
@@ -333,6 +340,7 @@ impl ClickHouseSignalStore {
         }
         self.insert_marked(
             &mut state,
+            Table::Events,
             queries::INSERT_EVENTS,
             "insert_events",
             ingested_at,
@@ -348,7 +356,7 @@ impl ClickHouseSignalStore {
     /// batch (`Rejected`): the service never serves pages at such times.
     pub async fn store_exposures(&self, exposures: &[Exposure]) -> Result<Vec<Uuid>, PortError> {
         let mut state = self.inner.insert_lock.lock().await;
-        let ingested_at = state.ingested_at()?;
+        let ingested_at = state.ingested_at(Table::Exposures)?;
         let mut seen = HashSet::with_capacity(exposures.len());
         let mut rows = Vec::with_capacity(exposures.len());
         let mut candidates = Vec::with_capacity(exposures.len());
@@ -398,11 +406,12 @@ impl ClickHouseSignalStore {
             .filter(|(id, _)| !known.contains(id))
             .unzip();
         if rows.is_empty() {
-            state.pending = None;
+            state.pending[Table::Exposures as usize] = None;
             return Ok(Vec::new());
         }
         self.insert_marked(
             &mut state,
+            Table::Exposures,
             queries::INSERT_EXPOSURES,
             "insert_exposures",
             ingested_at,
@@ -419,9 +428,19 @@ impl ClickHouseSignalStore {
         let recently_settled = state
             .settled_at
             .is_some_and(|at| at.elapsed() < SETTLED_REUSE);
-        if state.pending.is_some() || !recently_settled {
-            let token = state.pending.as_ref().map(|p| p.token.as_str());
-            self.settle_running_inserts(token).await?;
+        let tokens: Vec<String> = state
+            .pending
+            .iter()
+            .flatten()
+            .map(|p| p.token.clone())
+            .collect();
+        if !tokens.is_empty() || !recently_settled {
+            if tokens.is_empty() {
+                self.settle_running_inserts(None).await?;
+            }
+            for token in &tokens {
+                self.settle_running_inserts(Some(token)).await?;
+            }
             state.settled_at = Some(std::time::Instant::now());
         }
         Ok(())
@@ -432,6 +451,7 @@ impl ClickHouseSignalStore {
     async fn insert_marked<R: Row + Send + Sync + 'static>(
         &self,
         state: &mut InsertState,
+        table: Table,
         template: &str,
         operation: &'static str,
         ingested_at: klickhouse::DateTime,
@@ -441,7 +461,7 @@ impl ClickHouseSignalStore {
         let sql = self.sql(template, &[("token", token.clone())]);
         // Remembered before the insert starts: should this call be dropped midway (its caller
         // cancelled), the next one still waits for this insert.
-        state.pending = Some(PendingInsert {
+        state.pending[table as usize] = Some(PendingInsert {
             token: token.clone(),
             ingested_at,
         });
@@ -453,7 +473,7 @@ impl ClickHouseSignalStore {
                 client.insert_native_block(sql, rows).await
             })
             .await?;
-        state.pending = None;
+        state.pending[table as usize] = None;
         Ok(())
     }
 
@@ -706,6 +726,10 @@ impl SignalStore for ClickHouseSignalStore {
             &[
                 ("experiment", experiment.to_string()),
                 ("window", attribution.as_secs().to_string()),
+                (
+                    "slack",
+                    vrs_domain::experiment::ATTRIBUTION_SLACK_SECONDS.to_string(),
+                ),
             ],
         );
         let rows: Vec<VariantTotalsRow> = self.collect("experiment_totals", sql).await?;

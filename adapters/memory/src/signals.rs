@@ -17,7 +17,7 @@ use vrs_domain::{
 type OutcomeEvent = (EventType, Option<u64>, DateTime<Utc>);
 
 /// Most events kept per (user, video) for joining experiment exposures: the latest ones.
-const EVENTS_PER_PAIR: usize = 32;
+const EVENTS_PER_PAIR: usize = 64;
 
 /// Hourly buckets, like the `video_ranking_signals_1h` table: windows are whole hours.
 fn hour(at: DateTime<Utc>) -> i64 {
@@ -281,7 +281,7 @@ impl SignalStore for MemorySignalStore {
         attribution: std::time::Duration,
     ) -> Result<Vec<VariantTotals>, PortError> {
         let inner = self.inner.read().map_err(lock_error)?;
-        let window = chrono::Duration::from_std(attribution)
+        let window = i64::try_from(attribution.as_secs())
             .map_err(|e| PortError::Rejected(format!("attribution window: {e}")))?;
         // Per variant and user: the sessions and the outcome of each exposure.
         type PerUser = HashMap<UserId, (HashSet<SessionId>, Vec<ExposureOutcome>)>;
@@ -300,7 +300,7 @@ impl SignalStore for MemorySignalStore {
                 .into_iter()
                 .flatten()
             {
-                if *at >= x.served_at && *at <= x.served_at + window {
+                if vrs_domain::experiment::attributed(x.served_at, *at, window) {
                     outcome.observe(*event_type, *watch_ms);
                 }
             }

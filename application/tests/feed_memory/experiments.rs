@@ -281,3 +281,35 @@ async fn results_tell_a_better_variant_from_an_equal_one_and_flag_a_skewed_split
         results.sample_ratio_p_value
     );
 }
+
+#[tokio::test]
+async fn an_experiment_waits_until_its_variants_models_load() {
+    let app = App::with_model();
+    app.with_videos(30).await;
+    let now = app.now();
+    // Registered with an artifact this build cannot decode.
+    assert!(
+        app.ports
+            .model_registry
+            .register("broken", &serde_json::json!({}), b"not a model", now)
+            .await
+            .expect("register")
+    );
+    let service = ExperimentService::new(app.ports.clone(), ATTRIBUTION);
+    let mut definition = draft("broken-model", "models", (0.5, 0.5));
+    definition.variants[1].weights = None;
+    definition.variants[1].model_version = Some("broken".into());
+    let e = service.create(definition).await.expect("create");
+    service.start("broken-model").await.expect("start");
+    let report = app.refresher.refresh().await.expect("refresh");
+    assert!(
+        report.degraded.contains(&"experiments"),
+        "{:?}",
+        report.degraded
+    );
+    let treated = user_in(&e, Some("treatment"));
+    assert!(
+        app.page(treated, 5, None).await.experiments.is_empty(),
+        "no user is put in a variant ranked without its model"
+    );
+}
