@@ -49,14 +49,15 @@ enum Command {
 #[derive(Clone)]
 pub struct ExposureLog {
     sink: Arc<dyn EventSink>,
-    /// Started with the first page to log, on the runtime serving it.
-    queue: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<Command>>>,
+    /// The publisher's queue: started with the first page to log, on the runtime serving it,
+    /// and started again should that publisher be gone (its runtime shut down).
+    queue: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Command>>>>,
 }
 
 impl std::fmt::Debug for ExposureLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExposureLog")
-            .field("started", &self.queue.get().is_some())
+            .field("started", &self.sender().is_some())
             .finish()
     }
 }
@@ -99,12 +100,22 @@ impl ExposureLog {
             .collect()
     }
 
-    fn queue(&self) -> &tokio::sync::mpsc::Sender<Command> {
-        self.queue.get_or_init(|| {
-            let (tx, rx) = tokio::sync::mpsc::channel(MAX_QUEUED_PAGES);
-            tokio::spawn(publish_batches(self.sink.clone(), rx));
-            tx
-        })
+    fn sender(&self) -> Option<tokio::sync::mpsc::Sender<Command>> {
+        self.queue.lock().ok().and_then(|q| q.clone())
+    }
+
+    /// The running publisher's queue, starting a publisher when there is none.
+    fn queue(&self) -> Option<tokio::sync::mpsc::Sender<Command>> {
+        let mut queue = self.queue.lock().ok()?;
+        match queue.as_ref() {
+            Some(tx) if !tx.is_closed() => Some(tx.clone()),
+            _ => {
+                let (tx, rx) = tokio::sync::mpsc::channel(MAX_QUEUED_PAGES);
+                tokio::spawn(publish_batches(self.sink.clone(), rx));
+                *queue = Some(tx.clone());
+                Some(tx)
+            }
+        }
     }
 
     /// Queues the page's exposures for publishing; returns at once.
@@ -130,23 +141,34 @@ impl ExposureLog {
             .collect();
         let exposures = Self::exposures(user, page, at);
         use tokio::sync::mpsc::error::TrySendError;
-        if let Err(
-            TrySendError::Full(Command::Page(exposures, names))
-            | TrySendError::Closed(Command::Page(exposures, names)),
-        ) = self.queue().try_send(Command::Page(exposures, names))
-        {
-            tracing::warn!(
-                exposures = exposures.len(),
-                "the exposure queue is full; dropping this page's"
-            );
+        let Some(queue) = self.queue() else {
             count_lost(&names, &exposures);
+            return;
+        };
+        match queue.try_send(Command::Page(exposures, names)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Command::Page(exposures, names))) => {
+                tracing::warn!(
+                    exposures = exposures.len(),
+                    "the exposure queue is full; dropping this page's"
+                );
+                count_lost(&names, &exposures);
+            }
+            Err(TrySendError::Closed(Command::Page(exposures, names))) => {
+                tracing::warn!(
+                    exposures = exposures.len(),
+                    "the exposure publisher is gone; dropping this page's"
+                );
+                count_lost(&names, &exposures);
+            }
+            Err(_) => {}
         }
     }
 
     /// Waits until every exposure queued so far is published (or counted lost), at most
     /// `timeout`; `false` when some were still waiting.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        let Some(queue) = self.queue.get() else {
+        let Some(queue) = self.sender() else {
             return true;
         };
         let (done, answered) = tokio::sync::oneshot::channel();
@@ -210,6 +232,12 @@ async fn publish_with_retries(sink: &dyn EventSink, batch: &[Exposure], names: &
     loop {
         match sink.publish_exposures(batch).await {
             Ok(()) => return,
+            // Refused for its content: it would be refused again.
+            Err(e @ PortError::Rejected(_)) => {
+                tracing::warn!(error = %e, exposures = batch.len(), "the sink refused exposures");
+                count_lost(names, batch);
+                return;
+            }
             Err(e) if attempt < RETRY_BACKOFF.len() => {
                 tracing::warn!(error = %e, exposures = batch.len(), "publishing exposures failed; retrying");
                 tokio::time::sleep(RETRY_BACKOFF[attempt]).await;

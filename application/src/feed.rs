@@ -573,7 +573,7 @@ impl FeedService {
         // The running experiments' variants of this user, earliest started first; a later one's
         // knob wins (starting an experiment that changes a knob another layer changes is
         // refused, so they do not overlap).
-        let assigned = assignments(state, user);
+        let mut assigned = assignments(state, user);
         let mut base_weights = state.weights;
         let mut model_version: Option<&str> = None;
         for (_, variant) in &assigned {
@@ -624,6 +624,17 @@ impl FeedService {
             }
             _ => None,
         };
+        // A variant that could not score with its model is not what it claims: the session is
+        // ranked, and recorded, without that experiment.
+        if model_version.is_some() && model_scores.is_none() {
+            assigned.retain(|(_, v)| v.model_version.is_none());
+            base_weights = state.weights;
+            for (_, variant) in &assigned {
+                if let Some(w) = variant.weights {
+                    base_weights = w;
+                }
+            }
+        }
 
         let stage = Instant::now();
         let (weights, items) = tracing::info_span!("feed.scoring").in_scope(|| {

@@ -292,6 +292,11 @@ impl SnapshotRefresher {
             degraded.push("experiments");
         }
         metrics::gauge!("experiments_running").set(ready.len() as f64);
+        let wanted: Vec<String> = state
+            .experiments
+            .iter()
+            .flat_map(|e| e.variants.iter().filter_map(|v| v.model_version.clone()))
+            .collect();
 
         let mut pool = CandidatePool::build(
             state.videos.values().cloned(),
@@ -308,6 +313,9 @@ impl SnapshotRefresher {
             model: state.model.clone(),
             experiments: ready,
         });
+        if let Some(scorer) = &self.ports.model {
+            scorer.retain_variants(&wanted);
+        }
         metrics::gauge!("candidate_snapshot_videos").set(videos as f64);
         metrics::gauge!("candidate_snapshot_built_timestamp_seconds").set(now.timestamp() as f64);
         metrics::histogram!("candidate_snapshot_refresh_duration_seconds")
@@ -363,7 +371,8 @@ impl SnapshotRefresher {
             .collect();
         wanted.sort();
         wanted.dedup();
-        scorer.retain_variants(&wanted);
+        // Versions no running experiment names are dropped after the new snapshot is stored
+        // (`refresh`): requests on the previous one may still score with them.
         state.variant_failures.retain(|v, _| wanted.contains(v));
         let loaded = scorer.variant_versions();
         let mut ok = true;

@@ -167,7 +167,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     // The exposures of the last pages served are published (into the sink, or its spool)
     // before the sink drains.
-    if !feed.exposure_log().flush(grace).await {
+    // A quarter of the grace at most: the spool drain below needs the rest of the pod's
+    // termination period.
+    if !feed.exposure_log().flush(grace / 4).await {
         tracing::warn!("exposures of the last pages were still being published at exit");
     }
     let _ = tokio::join!(tokio::time::timeout(grace, consumers), drain);
