@@ -49,6 +49,10 @@ enum Command {
         /// Lifetime, e.g. 15m, 1h, 7d.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
+        /// Print tokens of this many consecutive demo users, from `--demo-user` on, one per
+        /// line (load tests).
+        #[arg(long, default_value_t = 1, requires = "demo_user")]
+        count: u64,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -276,12 +280,19 @@ fn main() -> ExitCode {
             demo_user,
             admin,
             ttl,
-        } => {
-            let user = user
-                .map(UserId)
-                .unwrap_or_else(|| vrs_application::demo::demo_user_id(demo_user.unwrap_or(1)));
-            keys::dev_token(&config, user, admin, ttl).map(|t| println!("{t}"))
-        }
+            count,
+        } => match user {
+            Some(user) => {
+                keys::dev_token(&config, UserId(user), admin, ttl).map(|t| println!("{t}"))
+            }
+            None => {
+                let first = demo_user.unwrap_or(1);
+                (first..first.saturating_add(count)).try_for_each(|n| {
+                    let user = vrs_application::demo::demo_user_id(n);
+                    keys::dev_token(&config, user, admin, ttl).map(|t| println!("{t}"))
+                })
+            }
+        },
         Command::Evaluate {
             train,
             holdout,

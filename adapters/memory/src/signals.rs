@@ -38,8 +38,12 @@ struct Inner {
     /// Per experiment, its exposures by id (`experiment_exposures`).
     exposures: HashMap<Uuid, HashMap<Uuid, Exposure>>,
     /// Per (user, video), the latest events an exposure's outcome is read from (type,
-    /// watch_ms, at).
+    /// watch_ms, at), kept for users with exposures only.
     outcomes: HashMap<(UserId, VideoId), Vec<OutcomeEvent>>,
+    /// Users with exposures in any experiment: their events are kept for the outcomes. (An
+    /// event stored before its user's first exposure, within the exposure publisher's linger,
+    /// is not kept: the in-process store is for the demo and tests.)
+    exposed: HashSet<UserId>,
 }
 
 /// Engagement aggregates in memory, fed by [`crate::MemoryEventSink`].
@@ -54,15 +58,17 @@ impl MemorySignalStore {
         let mut inner = self.inner.write().map_err(lock_error)?;
         for e in events {
             let h = hour(e.occurred_at);
-            if matches!(
-                e.event_type,
-                EventType::View
-                    | EventType::Watch
-                    | EventType::Complete
-                    | EventType::Skip
-                    | EventType::Like
-                    | EventType::Share
-            ) {
+            if inner.exposed.contains(&e.user_id)
+                && matches!(
+                    e.event_type,
+                    EventType::View
+                        | EventType::Watch
+                        | EventType::Complete
+                        | EventType::Skip
+                        | EventType::Like
+                        | EventType::Share
+                )
+            {
                 let kept = inner.outcomes.entry((e.user_id, e.video_id)).or_default();
                 kept.push((e.event_type, e.watch_ms, e.occurred_at));
                 if kept.len() > EVENTS_PER_PAIR {
@@ -136,6 +142,7 @@ impl MemorySignalStore {
         let mut inner = self.inner.write().map_err(lock_error)?;
         let mut new = Vec::new();
         for x in exposures {
+            inner.exposed.insert(x.user_id);
             let of = inner.exposures.entry(x.experiment_id).or_default();
             if let std::collections::hash_map::Entry::Vacant(slot) = of.entry(x.exposure_id) {
                 slot.insert(x.clone());

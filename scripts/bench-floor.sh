@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The service against its performance floor, side by side in one run on this machine: a bare axum
+# route doing only a cached page's unavoidable work (bootstrap/examples/floor.rs: RS256 verify,
+# one Redis GET of a 200-item session, a 40-item JSON page), then the service (release build,
+# embedded catalog with REDIS_URL, RATE_LIMIT_PER_SECOND=0) on: a cursor page of a cached session,
+# first pages of returning users, first pages of new users (a cache miss each), and event batches
+# of 100. Closed loop with wrk (1 thread, CONNECTIONS connections, DURATION each). Prints req/s,
+# p99, server and Redis CPU per request, and each path's req/s as a ratio to the floor's.
+#
+#   scripts/bench-floor.sh                         # 10 connections, 15 s per path, 10,000 videos
+#   DURATION=30s DEMO_VIDEOS=100000 scripts/bench-floor.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/common.sh
+source scripts/lib/services.sh
+ensure_build_tools
+ensure_packages wrk curl redis-tools
+
+CONNECTIONS=${CONNECTIONS:-10}
+DURATION=${DURATION:-15s}
+USERS=${USERS:-500}
+NEW_USERS=${NEW_USERS:-40000}
+export DEMO_VIDEOS=${DEMO_VIDEOS:-10000}
+export DEMO_USERS=${DEMO_USERS:-2000}
+
+cargo build --release --locked -p video-ranking-service --bin video-ranking-service --example floor
+bin="$CARGO_TARGET_DIR/release/video-ranking-service"
+floor="$CARGO_TARGET_DIR/release/examples/floor"
+trap stop_services EXIT
+unset TEST_REDIS_URL
+start_redis
+redis_port=${TEST_REDIS_URL##*:}
+work=$(mktemp -d)
+SERVICE_STOPS+=("rm -rf $work")
+port=$(free_port)
+floor_port=$(free_port)
+
+APP_HOST=127.0.0.1 APP_PORT=$port DATA_DIR="$work" RATE_LIMIT_PER_SECOND=0 \
+  EVENTS_PER_USER_PER_SECOND=0 REDIS_URL="$TEST_REDIS_URL" RUST_LOG=warn \
+  "$bin" serve >"$work/service.log" 2>&1 &
+service_pid=$!
+SERVICE_STOPS+=("stop_pid $service_pid")
+wait_for "the service" 600 curl -fs "http://127.0.0.1:$port/api/v1/health/ready" ||
+  { cat "$work/service.log"; exit 1; }
+"$floor" "$floor_port" "$TEST_REDIS_URL" "$work/dev-jwt-public.pem" >"$work/floor.log" 2>&1 &
+floor_pid=$!
+SERVICE_STOPS+=("stop_pid $floor_pid")
+wait_for "the floor" 100 grep -q listening "$work/floor.log"
+
+start_rss=$(awk '/VmRSS/ {printf "%.0f MiB", $2 / 1024}' "/proc/$service_pid/status")
+log "minting $USERS returning and $NEW_USERS new users' tokens"
+DATA_DIR="$work" "$bin" dev-token --demo-user 1 --count "$USERS" --ttl 2h >"$work/tokens"
+DATA_DIR="$work" "$bin" dev-token --demo-user 1000001 --count "$NEW_USERS" --ttl 2h >"$work/new-tokens"
+# One cached session per returning user: its first page, then its cursor.
+while read -r token; do
+  cursor=$(curl -fs -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/reels?limit=40" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["next_cursor"])')
+  printf '%s %s\n' "$token" "$cursor"
+done <"$work/tokens" >"$work/cursors"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+redis_cpu() {
+  redis-cli -p "$redis_port" INFO cpu | tr -d '\r' |
+    awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'
+}
+tick=$(getconf CLK_TCK)
+rows=()
+floor_rps=""
+
+# name, mode, base URL, server pid, tokens file
+run() {
+  local name=$1 mode=$2 base=$3 pid=$4 tokens=$5 out cpu0 cpu1 r0 r1 requests rps p99
+  cpu0=$(cpu_ticks "$pid"); r0=$(redis_cpu)
+  out=$(MODE=$mode TOKENS_FILE=$tokens VIDEOS=$DEMO_VIDEOS \
+    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/loadtest/bench.lua "$base")
+  cpu1=$(cpu_ticks "$pid"); r1=$(redis_cpu)
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  local non2xx
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  [ -z "$floor_rps" ] && floor_rps=$rps
+  local rss
+  rss=$(awk '/VmRSS/ {printf "%.0f MiB", $2 / 1024}' "/proc/$pid/status")
+  rows+=("$(python3 -c "
+requests, ticks, tick, redis = $requests, $cpu1 - $cpu0, $tick, $r1 - $r0
+print('| $name | $rps | $p99 | %.0f µs | %.0f µs | %.2f | $rss |%s' % (
+    ticks / tick / requests * 1e6, redis / requests * 1e6, $rps / $floor_rps,
+    ' ${non2xx:+ ($non2xx non-2xx)}'))")")
+  log "$name: $rps req/s, p99 $p99"
+}
+
+run "floor" floor "http://127.0.0.1:$floor_port" "$floor_pid" "$work/tokens"
+run "cursor page (cached session)" cursor "http://127.0.0.1:$port" "$service_pid" "$work/cursors"
+run "first page, $USERS returning users" first "http://127.0.0.1:$port" "$service_pid" "$work/tokens"
+run "first page, a new user each request ($DEMO_VIDEOS videos)" miss "http://127.0.0.1:$port" "$service_pid" "$work/new-tokens"
+run "POST /events, 100 per batch" events "http://127.0.0.1:$port" "$service_pid" "$work/tokens"
+
+hits=$(curl -fs "http://127.0.0.1:$port/metrics" | awk '/^feed_cache_(hits|misses)_total/ {printf "%s=%s ", $1, $2}')
+echo
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION; embedded catalog of $DEMO_VIDEOS videos with Redis; $(nproc) CPUs"
+echo "| path | req/s | p99 | server CPU per request | Redis CPU per request | ratio to floor | RSS after |"
+echo "|---|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
+echo "feed cache: $hits"
+echo "service RSS at start: $start_rss"
