@@ -23,6 +23,8 @@ fn draft(name: &str, layer: &str, shares: (f64, f64)) -> ExperimentDraft {
     ExperimentDraft {
         name: name.into(),
         layer: Some(layer.into()),
+        // A fixed salt (the name): the simulated traffic below is then the same in every run.
+        salt: Some(format!("salt-{name}")),
         variants: vec![
             VariantDraft {
                 name: "control".into(),
