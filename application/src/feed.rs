@@ -728,17 +728,7 @@ fn assignments(state: &SnapshotState, user: UserId) -> Vec<(Assignment, &Variant
     state
         .experiments
         .iter()
-        .filter_map(|e| {
-            let (_, variant) = e.assign(user)?;
-            Some((
-                Assignment {
-                    experiment_id: e.id,
-                    experiment: e.name.clone(),
-                    variant: variant.name.clone(),
-                },
-                variant,
-            ))
-        })
+        .filter_map(|e| e.assignment(user))
         .collect()
 }
 

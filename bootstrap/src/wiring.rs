@@ -388,13 +388,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         ports.model_registry.clone(),
         ports.clock.clone(),
     ));
-    // Events count for an exposure as long as its session can serve pages: its reuse, jitter
-    // and the cursor time after it.
-    let attribution =
-        (feed.config().session_ttl + feed.config().session_ttl_jitter + feed.config().cursor_ttl)
-            .to_std()
-            .unwrap_or(std::time::Duration::from_secs(3 * 3600));
-    let experiments = Arc::new(ExperimentService::new(ports.clone(), attribution));
+    let experiments = Arc::new(ExperimentService::new(
+        ports.clone(),
+        crate::experiments::attribution(config),
+    ));
     let state = AppState {
         admin: Arc::new(AdminService::new(ports.clone(), warmer)),
         models: models.clone(),

@@ -178,11 +178,6 @@ impl Variant {
     pub fn share(&self) -> f64 {
         self.buckets as f64 / BUCKETS as f64
     }
-
-    /// Whether the variant changes the weights or the model.
-    pub fn changes_anything(&self) -> bool {
-        self.weights.is_some() || self.model_version.is_some()
-    }
 }
 
 /// An experiment: users are split into variants by a hash of the salt and their id. The first
@@ -220,18 +215,16 @@ impl Experiment {
         Some((i, &self.variants[i]))
     }
 
-    /// The assignment of `user`, as a session records it.
-    pub fn assignment(&self, user: UserId) -> Option<Assignment> {
-        self.assign(user).map(|(_, v)| Assignment {
-            experiment_id: self.id,
-            experiment: self.name.clone(),
-            variant: v.name.clone(),
+    /// The assignment of `user`, as a session records it, with the variant.
+    pub fn assignment(&self, user: UserId) -> Option<(Assignment, &Variant)> {
+        self.assign(user).map(|(_, v)| {
+            let assignment = Assignment {
+                experiment_id: self.id,
+                experiment: self.name.clone(),
+                variant: v.name.clone(),
+            };
+            (assignment, v)
         })
-    }
-
-    /// The variant named `name`.
-    pub fn variant(&self, name: &str) -> Option<&Variant> {
-        self.variants.iter().find(|v| v.name == name)
     }
 
     /// Which ranking knobs its variants change: (weights, model).
