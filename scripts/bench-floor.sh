@@ -9,12 +9,14 @@
 #
 #   scripts/bench-floor.sh                         # 10 connections, 15 s per path, 10,000 videos
 #   DURATION=30s DEMO_VIDEOS=100000 scripts/bench-floor.sh
+#   PROFILE="cursor miss" scripts/bench-floor.sh   # perf profiles of those paths (target/profiles)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
 source scripts/lib/services.sh
 ensure_build_tools
 ensure_packages wrk curl redis-tools
+if [ -n "${PROFILE:-}" ]; then ensure_packages linux-perf; fi
 
 CONNECTIONS=${CONNECTIONS:-10}
 DURATION=${DURATION:-15s}
@@ -63,17 +65,46 @@ redis_cpu() {
   redis-cli -p "$redis_port" INFO cpu | tr -d '\r' |
     awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'
 }
+redis_pid=$(redis-cli -p "$redis_port" INFO server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
+# Read syscalls of the Redis server: how many times it received something, i.e. round trips
+# (commands that arrive together are read together).
+redis_reads() { awk '/^syscr:/ {print $2}' "/proc/$redis_pid/io"; }
 tick=$(getconf CLK_TCK)
 rows=()
 floor_rps=""
 
 # name, mode, base URL, server pid, tokens file
 run() {
-  local name=$1 mode=$2 base=$3 pid=$4 tokens=$5 out cpu0 cpu1 r0 r1 requests rps p99
-  cpu0=$(cpu_ticks "$pid"); r0=$(redis_cpu)
+  local name=$1 mode=$2 base=$3 pid=$4 tokens=$5 out cpu0 cpu1 r0 r1 io0 io1 requests rps p99
+  redis-cli -p "$redis_port" CONFIG RESETSTAT >/dev/null
+  cpu0=$(cpu_ticks "$pid"); r0=$(redis_cpu); io0=$(redis_reads)
+  local perf_pid=""
+  if [[ " ${PROFILE:-} " == *" $mode "* ]]; then
+    # Samples of the server's own CPU while wrk runs (software clock: works without PMU).
+    perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$pid" -o "$work/perf-$mode.data" \
+      -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   out=$(MODE=$mode TOKENS_FILE=$tokens VIDEOS=$DEMO_VIDEOS \
     wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/loadtest/bench.lua "$base")
-  cpu1=$(cpu_ticks "$pid"); r1=$(redis_cpu)
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || true
+    mkdir -p "${PROFILE_DIR:-target/profiles}"
+    local report
+    report() {
+      perf report -i "$work/perf-$mode.data" --sort symbol --stdio -g none "$@" 2>/dev/null |
+        grep -E '^ +[0-9]' | sed -E 's/ +- +- *$//; s/ +$//' | cut -c1-160 || true
+    }
+    report --no-children | head -60 >"${PROFILE_DIR:-target/profiles}/$mode-self.txt"
+    report --children | head -150 >"${PROFILE_DIR:-target/profiles}/$mode-children.txt"
+    log "profile of $mode: ${PROFILE_DIR:-target/profiles}/$mode-{self,children}.txt"
+  fi
+  cpu1=$(cpu_ticks "$pid"); r1=$(redis_cpu); io1=$(redis_reads)
+  local commands
+  commands=$(redis-cli -p "$redis_port" INFO stats | tr -d '\r' |
+    awk -F: '/^total_commands_processed:/ {print $2}')
+  redis-cli -p "$redis_port" INFO commandstats | tr -d '\r' | grep '^cmdstat' |
+    sed "s/^/$mode /" >>"$work/commandstats"
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
@@ -84,8 +115,10 @@ run() {
   rss=$(awk '/VmRSS/ {printf "%.0f MiB", $2 / 1024}' "/proc/$pid/status")
   rows+=("$(python3 -c "
 requests, ticks, tick, redis = $requests, $cpu1 - $cpu0, $tick, $r1 - $r0
-print('| $name | $rps | $p99 | %.0f µs | %.0f µs | %.2f | $rss |%s' % (
-    ticks / tick / requests * 1e6, redis / requests * 1e6, $rps / $floor_rps,
+print('| $name | $rps | $p99 | %.0f µs | %.0f µs | %.1f | %.1f | %.2f | $rss |%s' % (
+    ticks / tick / requests * 1e6, redis / requests * 1e6, $commands / requests,
+    ($io1 - $io0) / requests,
+    $rps / $floor_rps,
     ' ${non2xx:+ ($non2xx non-2xx)}'))")")
   log "$name: $rps req/s, p99 $p99"
 }
@@ -99,8 +132,13 @@ run "POST /events, 100 per batch" events "http://127.0.0.1:$port" "$service_pid"
 hits=$(curl -fs "http://127.0.0.1:$port/metrics" | awk '/^feed_cache_(hits|misses)_total/ {printf "%s=%s ", $1, $2}')
 echo
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION; embedded catalog of $DEMO_VIDEOS videos with Redis; $(nproc) CPUs"
-echo "| path | req/s | p99 | server CPU per request | Redis CPU per request | ratio to floor | RSS after |"
-echo "|---|---|---|---|---|---|---|"
+echo "| path | req/s | p99 | server CPU per request | Redis CPU per request | Redis commands per request | Redis reads per request | ratio to floor | RSS after |"
+echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo "feed cache: $hits"
 echo "service RSS at start: $start_rss"
+echo
+echo "Redis commands by path (calls, µs per call):"
+awk '{split($2, f, /[:,=]/); printf "  %-8s %-24s calls=%-9s usec_per_call=%s\n", $1, f[1], f[3], f[7]}' \
+  "$work/commandstats"
+

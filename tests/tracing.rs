@@ -179,8 +179,9 @@ fn descends_from(spans: &[&Span], span: &Span, ancestor: &Span) -> bool {
 }
 
 const SERVER_SPAN: &str = "GET /api/v1/reels";
-const FEED_STAGES: [&str; 5] = [
+const FEED_STAGES: [&str; 6] = [
     "feed.cache_lookup",
+    "feed.history_read",
     "feed.generate",
     "feed.candidates",
     "feed.scoring",
@@ -270,11 +271,11 @@ async fn a_feed_request_is_one_trace_under_the_callers_span() {
     let lookup = named(&trace, "feed.cache_lookup").unwrap_or_else(|| panic!("no lookup"));
     let get = trace
         .iter()
-        .find(|s| s.name == "GET" && s.parent_span_id == lookup.span_id)
-        .unwrap_or_else(|| panic!("no Redis GET under feed.cache_lookup"));
+        .find(|s| s.name == "EVAL current_session" && s.parent_span_id == lookup.span_id)
+        .unwrap_or_else(|| panic!("no Redis read of the current session under feed.cache_lookup"));
     assert_eq!(get.kind, SpanKind::Client as i32);
     assert_eq!(attr(get, "db.system").as_deref(), Some("redis"));
-    assert_eq!(attr(get, "db.operation.name").as_deref(), Some("GET"));
+    assert_eq!(attr(get, "db.operation.name").as_deref(), Some("EVAL"));
     assert_eq!(attr(get, "server.address").as_deref(), Some("127.0.0.1"));
     assert_eq!(attr(get, "server.port"), Some(redis.port.to_string()));
     let write = named(&trace, "feed.cache_write").unwrap_or_else(|| panic!("no write"));

@@ -239,20 +239,25 @@ impl FeedService {
     ) -> Result<FeedPage, FeedError> {
         let user = request.user_id;
         let stage = Instant::now();
+        // The session's ranking left out what the user had watched or hidden by then: only what
+        // came since is read (the session id tells when it was ranked), so a cursor page costs
+        // the same however long the user's history is. The three reads leave together.
+        let guess = position
+            .session_id
+            .created_at()
+            .map_or(DateTime::<Utc>::UNIX_EPOCH, changes_since);
         let (session, watched, hidden) = async {
             tokio::join!(
                 self.ports.feed_cache.session(user, position.session_id),
                 self.ports
                     .history
-                    .watched_since(user, now - self.config.watched_window),
-                self.ports.history.hidden(user),
+                    .watched_since(user, guess.max(now - self.config.watched_window)),
+                self.ports.history.hidden_since(user, guess),
             )
         }
         .instrument(tracing::info_span!("feed.cache_lookup"))
         .await;
         record_stage("cache_lookup", stage);
-        let watched = self.watched_or_archive(user, now, watched).await;
-        let hidden = self.hidden_or_archive(user, hidden).await?;
         let mut session = match session {
             Ok(found) => found
                 .filter(|s| s.expires_at > now)
@@ -261,6 +266,21 @@ impl FeedService {
             // client retries the cursor (it stays valid) rather than get repeats.
             Err(e) => return Err(FeedError::Unavailable(e)),
         };
+        // A session older than its id says (not an id of this service's) is read for from its
+        // own time.
+        let since = changes_since(session.created_at);
+        let (watched, hidden) = if since < guess {
+            tokio::join!(
+                self.ports
+                    .history
+                    .watched_since(user, since.max(now - self.config.watched_window)),
+                self.ports.history.hidden_since(user, since),
+            )
+        } else {
+            (watched, hidden)
+        };
+        let watched = self.watched_or_archive(user, now, watched).await;
+        let hidden = self.hidden_or_archive(user, hidden).await?;
         let servable = |item: &SessionItem| {
             !watched.contains(&item.video_id)
                 && !hidden.hides(&item.video_id, &item.creator_id)
@@ -348,70 +368,135 @@ impl FeedService {
     ) -> Result<FeedPage, FeedError> {
         let user = request.user_id;
         let stage = Instant::now();
-        let (cached, served, watched, hidden) = async {
-            tokio::join!(
-                self.ports.feed_cache.current_session(user),
-                self.ports
-                    .history
-                    .served_since(user, now - self.config.served_window),
-                self.ports
-                    .history
-                    .watched_since(user, now - self.config.watched_window),
-                self.ports.history.hidden(user),
-            )
-        }
-        .instrument(tracing::info_span!("feed.cache_lookup"))
-        .await;
+        let cached = self
+            .ports
+            .feed_cache
+            .current_session(user)
+            .instrument(tracing::info_span!("feed.cache_lookup"))
+            .await;
         record_stage("cache_lookup", stage);
-        let served = degrade_to_empty(served, "served history");
-        let watched = self.watched_or_archive(user, now, watched).await;
-        let hidden = self.hidden_or_archive(user, hidden).await?;
-        let servable = |item: &SessionItem| {
-            !watched.contains(&item.video_id)
-                && !hidden.hides(&item.video_id, &item.creator_id)
-                && state.pool.get(&item.video_id).is_some()
-        };
-        let unseen = |item: &SessionItem| servable(item) && !served.contains(&item.video_id);
-
-        let cache_up = match cached {
-            // A session is reused for first pages until its reuse ends (`cursor_ttl` before it
-            // expires), only while it still has a page of unseen videos, and only while the
-            // user is in the variants it was ranked by (an experiment started or stopped since
-            // gets a new session).
-            Ok(Some(mut session))
+        // A session is reused for first pages until its reuse ends (`cursor_ttl` before it
+        // expires), only while the user is in the variants it was ranked by (an experiment
+        // started or stopped since gets a new session), and only while it still has a page of
+        // unseen videos.
+        let (reusable, cache_up) = match cached {
+            Ok(Some(session))
                 if session.expires_at - self.config.cursor_ttl > now
-                    && session.count(unseen) >= request.limit.get()
                     && session.experiments
                         == assignments(state, user)
                             .into_iter()
                             .map(|(a, _)| a)
                             .collect::<Vec<_>>() =>
             {
-                let slice = session.slice_diverse(
-                    0,
-                    request.limit,
-                    unseen,
-                    servable,
-                    self.config.ranking.diversity_window,
-                    self.config.ranking.max_per_creator_in_window,
-                );
-                if slice.next.is_some() {
-                    self.keep_for_cursors(&mut session, now).await;
-                }
-                return Ok(self.render(state, &session, &slice, request.explain, CacheStatus::Hit));
+                (Some(session), true)
             }
-            Ok(_) => true,
+            Ok(_) => (None, true),
             Err(e) => {
                 tracing::warn!(error = %e, "feed cache unavailable; ranking without it");
-                false
+                (None, false)
             }
         };
-        let seen = Exclusions {
-            served,
-            watched,
-            hidden,
-        };
+        if let Some(session) = reusable {
+            // Whether it still has a page of unseen videos is asked of its items alone.
+            let items: Vec<(VideoId, CreatorId)> = session
+                .items
+                .iter()
+                .map(|i| (i.video_id, i.creator_id))
+                .collect();
+            let stage = Instant::now();
+            let seen = self
+                .ports
+                .history
+                .seen_among(
+                    user,
+                    &items,
+                    now - self.config.served_window,
+                    now - self.config.watched_window,
+                )
+                .instrument(tracing::info_span!("feed.history_check"))
+                .await;
+            record_stage("history_check", stage);
+            let seen = match seen {
+                Ok(seen) => Exclusions {
+                    served: seen.served,
+                    watched: seen.watched,
+                    hidden: seen.hidden,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "history check failed; reading the histories");
+                    let seen = self.exclusions(user, now).await?;
+                    return match self.reuse(state, session, &seen, request, now).await {
+                        Some(page) => Ok(page),
+                        None => self.ranked_page(state, request, now, seen, cache_up).await,
+                    };
+                }
+            };
+            if let Some(page) = self.reuse(state, session, &seen, request, now).await {
+                return Ok(page);
+            }
+        }
+        let seen = self.exclusions(user, now).await?;
         self.ranked_page(state, request, now, seen, cache_up).await
+    }
+
+    /// The first page of a cached `session`, when it still has a page of videos that `seen` does
+    /// not exclude.
+    async fn reuse(
+        &self,
+        state: &SnapshotState,
+        mut session: FeedSession,
+        seen: &Exclusions,
+        request: PageRequest,
+        now: DateTime<Utc>,
+    ) -> Option<FeedPage> {
+        let servable = |item: &SessionItem| {
+            !seen.watched.contains(&item.video_id)
+                && !seen.hidden.hides(&item.video_id, &item.creator_id)
+                && state.pool.get(&item.video_id).is_some()
+        };
+        let unseen = |item: &SessionItem| servable(item) && !seen.served.contains(&item.video_id);
+        if session.count(unseen) < request.limit.get() {
+            return None;
+        }
+        let slice = session.slice_diverse(
+            0,
+            request.limit,
+            unseen,
+            servable,
+            self.config.ranking.diversity_window,
+            self.config.ranking.max_per_creator_in_window,
+        );
+        if slice.next.is_some() {
+            self.keep_for_cursors(&mut session, now).await;
+        }
+        Some(self.render(state, &session, &slice, request.explain, CacheStatus::Hit))
+    }
+
+    /// What keeps videos out of a new session, read whole: served, watched (or the signal
+    /// store's record of it) and hidden (likewise).
+    async fn exclusions(&self, user: UserId, now: DateTime<Utc>) -> Result<Exclusions, FeedError> {
+        let stage = Instant::now();
+        let (served, watched, hidden) = async {
+            tokio::join!(
+                self.ports
+                    .history
+                    .served_since(user, now - self.config.served_window),
+                self.ports
+                    .history
+                    .watched_since(user, now - self.config.watched_window),
+                self.ports
+                    .history
+                    .hidden_since(user, DateTime::<Utc>::UNIX_EPOCH),
+            )
+        }
+        .instrument(tracing::info_span!("feed.history_read"))
+        .await;
+        record_stage("history_read", stage);
+        Ok(Exclusions {
+            served: degrade_to_empty(served, "served history"),
+            watched: self.watched_or_archive(user, now, watched).await,
+            hidden: self.hidden_or_archive(user, hidden).await?,
+        })
     }
 
     /// Ranks a new session and serves its first page; stores it when the cache is up.
@@ -463,7 +548,9 @@ impl FeedService {
             self.ports
                 .history
                 .watched_since(user, now - self.config.watched_window),
-            self.ports.history.hidden(user),
+            self.ports
+                .history
+                .hidden_since(user, DateTime::<Utc>::UNIX_EPOCH),
         );
         let served = served
             .map_err(FeedError::Unavailable)?
@@ -595,11 +682,7 @@ impl FeedService {
                     .iter()
                     .filter_map(|v| state.pool.get(v).map(|e| (*v, e.video.creator_id, 1.0)))
                     .collect();
-                let ids: Vec<(VideoId, CreatorId)> =
-                    ranking::candidate_ids(&state.pool, &candidates)
-                        .into_iter()
-                        .filter_map(|v| state.pool.get(&v).map(|e| (v, e.video.creator_id)))
-                        .collect();
+                let ids = ranking::candidate_videos(&state.pool, &candidates);
                 let scores = model
                     .score(model_version.map(str::to_owned), user, &recent, &ids)
                     .instrument(tracing::info_span!("feed.model", candidates = ids.len()))
@@ -652,7 +735,7 @@ impl FeedService {
         let jitter_secs = self.config.session_ttl_jitter.num_seconds().max(0);
         let jitter = Duration::seconds(rand::thread_rng().gen_range(0..=jitter_secs));
         let session = FeedSession {
-            id: SessionId(crate::ports::new_uuid()),
+            id: crate::ports::new_session_id(now),
             user_id: user,
             created_at: now,
             expires_at: now + self.config.session_ttl + jitter + self.config.cursor_ttl,
@@ -730,6 +813,12 @@ fn assignments(state: &SnapshotState, user: UserId) -> Vec<(Assignment, &Variant
         .iter()
         .filter_map(|e| e.assignment(user))
         .collect()
+}
+
+/// From when a cursor page reads what was watched or hidden, for a session ranked at `created`:
+/// a minute earlier, for the clocks of the replicas that ranked it and that record the events.
+fn changes_since(created: DateTime<Utc>) -> DateTime<Utc> {
+    created - Duration::minutes(1)
 }
 
 fn record_stage(stage: &'static str, started: Instant) {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use vrs_domain::factors::{self, FactorModel, FactorParams};
-use vrs_domain::{CreatorId, UserId, VideoId};
+use vrs_domain::{CreatorId, IdMap, UserId, VideoId};
 
 /// The artifact's leading bytes.
 pub const ARTIFACT_MAGIC: &[u8; 4] = b"VRSM";
@@ -166,22 +166,22 @@ pub struct UserVectors {
 pub struct LoadedModel {
     version: String,
     artifact: ModelArtifact,
-    videos: HashMap<VideoId, usize>,
-    creators: HashMap<CreatorId, usize>,
+    videos: IdMap<VideoId, usize>,
+    creators: IdMap<CreatorId, usize>,
     /// The creator row of each video row.
     video_creator_rows: Vec<Option<usize>>,
 }
 
 impl LoadedModel {
     pub fn new(version: impl Into<String>, artifact: ModelArtifact) -> Self {
-        let videos: HashMap<VideoId, usize> = artifact
+        let videos: IdMap<VideoId, usize> = artifact
             .videos
             .ids
             .iter()
             .enumerate()
             .map(|(i, v)| (*v, i))
             .collect();
-        let creators: HashMap<CreatorId, usize> = artifact
+        let creators: IdMap<CreatorId, usize> = artifact
             .creators
             .ids
             .iter()
@@ -247,16 +247,6 @@ impl LoadedModel {
         }
     }
 
-    fn raw(&self, user: &UserVectors, video: &VideoId, creator: &CreatorId) -> (f32, f32) {
-        let rv = self.videos.get(video).map_or(0.0, |&i| {
-            self.artifact.videos.model.raw_score(&user.video, i)
-        });
-        let rc = self.creators.get(creator).map_or(0.0, |&i| {
-            self.artifact.creators.model.raw_score(&user.creator, i)
-        });
-        (rv, rc)
-    }
-
     /// Calibrated scores in [0, 1] of `videos` (video, its creator), in their order. A side that
     /// does not know the video (or its creator) contributes a raw preference of 0; a video neither
     /// side knows (a new creator's upload) gets the mean score of the others, so the model neither
@@ -265,9 +255,14 @@ impl LoadedModel {
         let scores: Vec<Option<f64>> = videos
             .iter()
             .map(|(v, c)| {
-                let known = self.videos.contains_key(v) || self.creators.contains_key(c);
-                known.then(|| {
-                    let (rv, rc) = self.raw(user, v, c);
+                let (video, creator) = (self.videos.get(v), self.creators.get(c));
+                (video.is_some() || creator.is_some()).then(|| {
+                    let rv = video.map_or(0.0, |&i| {
+                        self.artifact.videos.model.raw_score(&user.video, i)
+                    });
+                    let rc = creator.map_or(0.0, |&i| {
+                        self.artifact.creators.model.raw_score(&user.creator, i)
+                    });
                     self.artifact.blend.probability(rv, rc)
                 })
             })

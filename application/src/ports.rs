@@ -289,8 +289,29 @@ pub trait ViewHistory: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), PortError>;
 
-    /// Videos and creators `user` hid.
-    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError>;
+    /// Videos and creators `user` hid at or after `since` (everything they hid with
+    /// `DateTime::UNIX_EPOCH`). A cursor page reads only what was hidden since its session was
+    /// ranked: the ranking left out what was hidden before.
+    async fn hidden_since(&self, user: UserId, since: DateTime<Utc>) -> Result<Hidden, PortError>;
+
+    /// Of `items` (videos with their creators), those `user` was served at or after
+    /// `served_since`, watched at or after `watched_since`, or hid (the video or its creator).
+    /// What a cached session's first page needs: its cost follows `items`, not the length of the
+    /// user's histories. The default reads the histories whole.
+    async fn seen_among(
+        &self,
+        user: UserId,
+        items: &[(VideoId, CreatorId)],
+        served_since: DateTime<Utc>,
+        watched_since: DateTime<Utc>,
+    ) -> Result<SeenAmong, PortError> {
+        let (served, watched, hidden) = tokio::try_join!(
+            self.served_since(user, served_since),
+            self.watched_since(user, watched_since),
+            self.hidden_since(user, DateTime::<Utc>::UNIX_EPOCH),
+        )?;
+        Ok(SeenAmong::of(items, served, watched, &hidden))
+    }
 
     /// Records that `user` hid `videos` and `creators` at `at`. MUST be visible to `hidden` as
     /// soon as it returns: the next page, even of a cached session, leaves them out.
@@ -301,6 +322,45 @@ pub trait ViewHistory: Send + Sync {
         creators: &[CreatorId],
         at: DateTime<Utc>,
     ) -> Result<(), PortError>;
+}
+
+/// What [`ViewHistory::seen_among`] found among the items it was asked about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenAmong {
+    /// Served at or after the given time.
+    pub served: std::collections::HashSet<VideoId>,
+    /// Watched at or after the given time.
+    pub watched: std::collections::HashSet<VideoId>,
+    /// Hidden: these videos, and these items' creators.
+    pub hidden: Hidden,
+}
+
+impl SeenAmong {
+    /// The part of whole histories that concerns `items`.
+    pub fn of(
+        items: &[(VideoId, CreatorId)],
+        served: impl IntoIterator<Item = VideoId>,
+        watched: impl IntoIterator<Item = VideoId>,
+        hidden: &Hidden,
+    ) -> Self {
+        let asked: std::collections::HashSet<VideoId> = items.iter().map(|(v, _)| *v).collect();
+        Self {
+            served: served.into_iter().filter(|v| asked.contains(v)).collect(),
+            watched: watched.into_iter().filter(|v| asked.contains(v)).collect(),
+            hidden: Hidden {
+                videos: items
+                    .iter()
+                    .filter(|(v, _)| hidden.videos.contains(v))
+                    .map(|(v, _)| *v)
+                    .collect(),
+                creators: items
+                    .iter()
+                    .filter(|(_, c)| hidden.creators.contains(c))
+                    .map(|(_, c)| *c)
+                    .collect(),
+            },
+        }
+    }
 }
 
 /// Ranked feed sessions.
@@ -639,7 +699,19 @@ impl std::fmt::Debug for Ports {
     }
 }
 
-/// A fresh random id for events and sessions.
+/// A fresh random id for events.
 pub fn new_uuid() -> Uuid {
     Uuid::new_v4()
+}
+
+/// A fresh id for a session ranked at `at`: a UUIDv7, so the id tells when its session was
+/// ranked ([`SessionId::created_at`]) before the session is read.
+pub fn new_session_id(at: DateTime<Utc>) -> SessionId {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        millis / 1_000,
+        u32::try_from(millis % 1_000).unwrap_or(0) * 1_000_000,
+    );
+    SessionId(Uuid::new_v7(ts))
 }

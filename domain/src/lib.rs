@@ -25,7 +25,7 @@ pub use experiment::{
 };
 pub use feed::{FeedSession, Limit, LimitError, PageSlice, Reason, SessionItem};
 pub use hidden::Hidden;
-pub use ids::{CreatorId, SessionId, UserId, VideoId};
+pub use ids::{CreatorId, IdMap, SessionId, UserId, VideoId};
 pub use pool::{CandidatePool, PoolEntry};
 pub use ranking::{Candidate, Ranking, RankingConfig, ScoredCandidate, UserContext};
 pub use signals::{Signal, SignalSet, SignalValues};

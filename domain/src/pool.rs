@@ -2,7 +2,7 @@
 //! signals. Built in the background, shared by every request until the next snapshot replaces it.
 
 use crate::engagement::VideoStats;
-use crate::ids::{CreatorId, VideoId};
+use crate::ids::{CreatorId, IdMap, VideoId};
 use crate::signals;
 use crate::video::Video;
 use chrono::{DateTime, Utc};
@@ -30,7 +30,7 @@ pub struct PoolEntry {
 #[derive(Debug, Default)]
 pub struct CandidatePool {
     entries: Vec<PoolEntry>,
-    by_id: HashMap<VideoId, u32>,
+    by_id: IdMap<VideoId, u32>,
     /// Per creator, entry indexes newest first.
     by_creator: HashMap<CreatorId, Vec<u32>>,
     /// Entry indexes of the trending videos, most engaging first.
@@ -96,7 +96,7 @@ impl CandidatePool {
                 .cmp(&a.published_at)
                 .then_with(|| a.video.id.cmp(&b.video.id))
         });
-        let mut by_id = HashMap::with_capacity(entries.len());
+        let mut by_id = IdMap::with_capacity_and_hasher(entries.len(), Default::default());
         let mut by_creator: HashMap<CreatorId, Vec<u32>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             by_id.insert(e.video.id, i as u32);

@@ -215,6 +215,20 @@ pub fn candidate_ids(pool: &CandidatePool, candidates: &[Candidate]) -> Vec<Vide
         .collect()
 }
 
+/// The videos of candidates with their creators, e.g. to ask a model for scores.
+pub fn candidate_videos(
+    pool: &CandidatePool,
+    candidates: &[Candidate],
+) -> Vec<(VideoId, CreatorId)> {
+    candidates
+        .iter()
+        .map(|c| {
+            let video = &pool.entry(c.index).video;
+            (video.id, video.creator_id)
+        })
+        .collect()
+}
+
 /// WeightedSignalScorer: computes the five signals and the weighted score of each candidate.
 ///
 /// `model` holds one score per candidate (same order) when a model answered; without it (or without
@@ -282,8 +296,9 @@ pub fn score_candidates(
 
 /// Orders candidates: finite scores before non-finite ones, never-served before recently served,
 /// then score (high first), newer first, and video id, so ties break deterministically.
-fn compare(pool: &CandidatePool, a: &ScoredCandidate, b: &ScoredCandidate) -> Ordering {
-    let (ea, eb) = (pool.entry(a.candidate.index), pool.entry(b.candidate.index));
+///
+/// The pool is ordered newest first, ties by id: the last two keys are its index.
+fn compare(_pool: &CandidatePool, a: &ScoredCandidate, b: &ScoredCandidate) -> Ordering {
     (!a.score.is_finite())
         .cmp(&!b.score.is_finite())
         .then(
@@ -295,8 +310,7 @@ fn compare(pool: &CandidatePool, a: &ScoredCandidate, b: &ScoredCandidate) -> Or
             let (sa, sb) = (finite_or_zero(a.score), finite_or_zero(b.score));
             sb.total_cmp(&sa)
         })
-        .then_with(|| eb.published_at.cmp(&ea.published_at))
-        .then_with(|| ea.video.id.cmp(&eb.video.id))
+        .then_with(|| a.candidate.index.cmp(&b.candidate.index))
 }
 
 fn finite_or_zero(x: f64) -> f64 {

@@ -68,7 +68,7 @@ fn describe() {
     describe_histogram!(
         "feed_stage_duration_seconds",
         Unit::Seconds,
-        "Time per feed stage (cache_lookup, candidates, model, scoring, cache_write)"
+        "Time per feed stage (cache_lookup, history_check, history_read, candidates, model, scoring, cache_write)"
     );
     describe_counter!(
         "engagement_events_accepted_total",

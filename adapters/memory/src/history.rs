@@ -95,7 +95,7 @@ impl ViewHistory for MemoryViewHistory {
         record(&self.watched, user, videos, at)
     }
 
-    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
+    async fn hidden_since(&self, user: UserId, from: DateTime<Utc>) -> Result<Hidden, PortError> {
         let videos = self.hidden_videos.read().map_err(lock_error)?;
         let creators = self.hidden_creators.read().map_err(lock_error)?;
         Ok(Hidden {
@@ -103,12 +103,14 @@ impl ViewHistory for MemoryViewHistory {
                 .get(&user)
                 .into_iter()
                 .flatten()
+                .filter(|(_, at)| **at >= from)
                 .map(|(v, _)| *v)
                 .collect(),
             creators: creators
                 .get(&user)
                 .into_iter()
                 .flatten()
+                .filter(|(_, at)| **at >= from)
                 .map(|(c, _)| *c)
                 .collect(),
         })

@@ -22,7 +22,7 @@ use moka::sync::Cache;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vrs_application::ports::{FeedCache, PortError, SignalStore, ViewHistory};
+use vrs_application::ports::{FeedCache, PortError, SeenAmong, SignalStore, ViewHistory};
 use vrs_domain::{CreatorId, FeedSession, Hidden, SessionId, UserId, VideoId};
 
 /// Counter of operations answered by the local tier because the shared store failed.
@@ -178,6 +178,36 @@ impl LocalHistory {
     }
 }
 
+impl TieredViewHistory {
+    /// Watched videos without the shared history: this replica's recent ones and the signal
+    /// store's record.
+    async fn watched_here(&self, user: UserId, since: DateTime<Utc>) -> Vec<VideoId> {
+        let mut videos: HashSet<VideoId> = self.watched.since(user, since).into_iter().collect();
+        match self.archive.watched_since(user, since).await {
+            Ok(archived) => videos.extend(archived),
+            Err(e) => {
+                tracing::warn!(error = %e, "the signal store's watch history is unavailable too");
+            }
+        }
+        videos.into_iter().collect()
+    }
+
+    /// Everything hidden, without the shared history: this replica's record and the signal
+    /// store's (a superset of what was hidden since any time).
+    async fn hidden_here(&self, user: UserId) -> Result<Hidden, PortError> {
+        let mut hidden = self
+            .hidden
+            .get(&user)
+            .and_then(|h| h.lock().ok().map(|h| h.clone()))
+            .unwrap_or_default();
+        // Without the signal store's record, hides made through other replicas are unknown
+        // here: no answer rather than an incomplete one.
+        let archived = self.archive.hidden(user).await?;
+        hidden.extend(archived);
+        Ok(hidden)
+    }
+}
+
 /// A view history with a bounded in-process tier behind the shared one, and the signal store's
 /// watch history as the fallback for watched videos.
 pub struct TieredViewHistory {
@@ -255,15 +285,7 @@ impl ViewHistory for TieredViewHistory {
             Ok(videos) => Ok(videos),
             Err(e) => {
                 fell_back("view_history", "read", &e);
-                let mut videos: HashSet<VideoId> =
-                    self.watched.since(user, since).into_iter().collect();
-                match self.archive.watched_since(user, since).await {
-                    Ok(archived) => videos.extend(archived),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the signal store's watch history is unavailable too");
-                    }
-                }
-                Ok(videos.into_iter().collect())
+                Ok(self.watched_here(user, since).await)
             }
         }
     }
@@ -282,21 +304,41 @@ impl ViewHistory for TieredViewHistory {
         self.shared.record_watched(user, videos, at).await
     }
 
-    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
-        match self.shared.hidden(user).await {
+    async fn hidden_since(&self, user: UserId, since: DateTime<Utc>) -> Result<Hidden, PortError> {
+        match self.shared.hidden_since(user, since).await {
             Ok(hidden) => Ok(hidden),
             Err(e) => {
                 fell_back("view_history", "read", &e);
-                let mut hidden = self
-                    .hidden
-                    .get(&user)
-                    .and_then(|h| h.lock().ok().map(|h| h.clone()))
-                    .unwrap_or_default();
-                // Without the signal store's record, hides made through other replicas are
-                // unknown here: no answer rather than an incomplete one.
-                let archived = self.archive.hidden(user).await?;
-                hidden.extend(archived);
-                Ok(hidden)
+                self.hidden_here(user).await
+            }
+        }
+    }
+
+    async fn seen_among(
+        &self,
+        user: UserId,
+        items: &[(VideoId, CreatorId)],
+        served_since: DateTime<Utc>,
+        watched_since: DateTime<Utc>,
+    ) -> Result<SeenAmong, PortError> {
+        match self
+            .shared
+            .seen_among(user, items, served_since, watched_since)
+            .await
+        {
+            Ok(seen) => Ok(seen),
+            Err(e) => {
+                // Answered here at once rather than by the whole histories' reads, which would
+                // wait for the shared store a second time.
+                fell_back("view_history", "read", &e);
+                let hidden = self.hidden_here(user).await?;
+                let watched = self.watched_here(user, watched_since).await;
+                Ok(SeenAmong::of(
+                    items,
+                    self.served.since(user, served_since),
+                    watched,
+                    &hidden,
+                ))
             }
         }
     }

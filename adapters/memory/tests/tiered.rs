@@ -10,7 +10,7 @@ use vrs_adapter_memory::{
     MemoryFeedCache, MemorySignalStore, MemoryViewHistory, TieredFeedCache, TieredViewHistory,
 };
 use vrs_application::contract::{feed_cache, history};
-use vrs_application::ports::{FeedCache, PortError, SignalStore, ViewHistory};
+use vrs_application::ports::{FeedCache, PortError, SeenAmong, SignalStore, ViewHistory};
 use vrs_domain::{
     CreatorId, EngagementEvent, EventType, FeedSession, Hidden, SessionId, UserId, VideoId, Weights,
 };
@@ -135,9 +135,21 @@ impl<T: ViewHistory> ViewHistory for Switchable<T> {
         self.check()?;
         self.inner.record_watched(user, videos, at).await
     }
-    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
+    async fn hidden_since(&self, user: UserId, since: DateTime<Utc>) -> Result<Hidden, PortError> {
         self.check()?;
-        self.inner.hidden(user).await
+        self.inner.hidden_since(user, since).await
+    }
+    async fn seen_among(
+        &self,
+        user: UserId,
+        items: &[(VideoId, CreatorId)],
+        served_since: DateTime<Utc>,
+        watched_since: DateTime<Utc>,
+    ) -> Result<SeenAmong, PortError> {
+        self.check()?;
+        self.inner
+            .seen_among(user, items, served_since, watched_since)
+            .await
     }
     async fn record_hidden(
         &self,
@@ -311,15 +323,39 @@ async fn with_the_shared_history_down_hidden_videos_come_from_this_replica_and_t
         }])
         .expect("apply");
     assert_eq!(
-        tiered.hidden(user).await.ok().map(|h| h.creators.len()),
+        tiered
+            .hidden_since(user, DateTime::<Utc>::UNIX_EPOCH)
+            .await
+            .ok()
+            .map(|h| h.creators.len()),
         Some(0),
         "while the shared history answers, it decides"
     );
 
     shared.set_down(true);
-    let hidden = tiered.hidden(user).await.expect("hidden");
+    let hidden = tiered
+        .hidden_since(user, DateTime::<Utc>::UNIX_EPOCH)
+        .await
+        .expect("hidden");
     assert_eq!(hidden.videos, [here].into());
     assert_eq!(hidden.creators, [creator].into());
+    let other = VideoId(Uuid::new_v4());
+    let seen = tiered
+        .seen_among(
+            user,
+            &[
+                (here, CreatorId(Uuid::new_v4())),
+                (other, creator),
+                (elsewhere, CreatorId(Uuid::new_v4())),
+            ],
+            now - Duration::days(1),
+            now - Duration::days(30),
+        )
+        .await
+        .expect("the items are checked against this replica's and the signal store's records");
+    assert_eq!(seen.hidden.videos, [here].into());
+    assert!(seen.hidden.hides(&other, &creator), "by its hidden creator");
+    assert!(!seen.hidden.videos.contains(&elsewhere));
     assert!(
         tiered
             .record_hidden(user, &[elsewhere], &[], now)

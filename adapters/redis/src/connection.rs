@@ -217,6 +217,10 @@ impl RedisConnection {
     }
 
     /// Like [`Self::eval`], returning the script's reply.
+    ///
+    /// Sent as EVALSHA (the script's SHA1, so Redis neither receives nor hashes its text again),
+    /// and as EVAL only when the server does not know the script yet (after its start or a
+    /// SCRIPT FLUSH): EVAL loads it for the next calls.
     pub(crate) async fn eval_reply(
         &self,
         operation: &'static str,
@@ -227,19 +231,29 @@ impl RedisConnection {
         let slot = keys
             .first()
             .map(|key| fred::util::redis_keyslot(key.as_bytes()));
-        let command = CustomCommand::new_static("EVAL", ClusterHash::from(slot), false);
         let mut all = Vec::with_capacity(2 + keys.len() + args.len());
-        all.push(Value::from(script));
+        all.push(Value::from(script_sha(script)));
         all.push(Value::Integer(
             i64::try_from(keys.len()).unwrap_or(i64::MAX),
         ));
         all.extend(keys.iter().map(|key| Value::from(key.as_str())));
         all.extend(args);
-        self.traced(
-            operation,
-            self.client().custom::<Value, Value>(command, all),
-        )
-        .await
+        let run = async {
+            let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::from(slot), false);
+            match self
+                .client()
+                .custom::<Value, Value>(evalsha, all.clone())
+                .await
+            {
+                Err(e) if e.details().starts_with("NOSCRIPT") => {
+                    all[0] = Value::from(script);
+                    let eval = CustomCommand::new_static("EVAL", ClusterHash::from(slot), false);
+                    self.client().custom::<Value, Value>(eval, all).await
+                }
+                other => other,
+            }
+        };
+        self.traced(operation, run).await
     }
 
     /// Runs one command inside its client span (OpenTelemetry database conventions) and maps its
@@ -298,6 +312,24 @@ impl RedisConnection {
         };
         self.shared.client.with_options(&options)
     }
+}
+
+/// The SHA1 (hex) of a script, computed once per script.
+fn script_sha(script: &'static str) -> String {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, RwLock};
+    // Keyed by where the text is and its length: every script is a `static` string.
+    static SHAS: LazyLock<RwLock<HashMap<(usize, usize), String>>> =
+        LazyLock::new(Default::default);
+    let key = (script.as_ptr() as usize, script.len());
+    if let Some(sha) = SHAS.read().ok().and_then(|m| m.get(&key).cloned()) {
+        return sha;
+    }
+    let sha = sha1_smol::Sha1::from(script).digest().to_string();
+    if let Ok(mut m) = SHAS.write() {
+        m.insert(key, sha.clone());
+    }
+    sha
 }
 
 async fn count_connection_errors(client: Client) {
@@ -371,6 +403,16 @@ mod tests {
         ] {
             assert!(matches!(map(kind), PortError::Unavailable(_)));
         }
+    }
+
+    #[test]
+    fn a_script_is_named_by_the_sha1_of_its_text() {
+        // `echo -n "return 1" | sha1sum`
+        assert_eq!(
+            script_sha("return 1"),
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+        );
+        assert_eq!(script_sha("return 1"), script_sha("return 1"));
     }
 
     #[test]

@@ -40,25 +40,66 @@ if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX') then return 1 end
 return 0
 "#;
 
+/// The user's current session in one round trip: the pointer, then the session it names.
+/// `KEYS[1]`: the pointer; `ARGV[1]`: the prefix of the user's session keys (same hash tag, so the
+/// same slot). Answers nil without a pointer, else `{id, session}` (the session nil when gone).
+const CURRENT_SESSION: &str = r#"
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+return {id, redis.call('GET', ARGV[1] .. id)}
+"#;
+
 /// Redis refuses a zero expiry; a session stored for less than a millisecond is gone at once anyway.
 fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
+/// The session stored under `user` and `id`, decoded; one stored under another's key is refused.
+fn decoded(user: UserId, id: SessionId, bytes: &[u8]) -> Result<FeedSession, PortError> {
+    let session = codec::decode(bytes)?;
+    if session.user_id != user || session.id != id {
+        return Err(PortError::InvalidData(
+            "stored session does not match its key".into(),
+        ));
+    }
+    Ok(session)
+}
+
+fn invalid_reply() -> PortError {
+    PortError::InvalidData("unexpected reply to current_session".into())
+}
+
 #[async_trait]
 impl FeedCache for RedisFeedCache {
     async fn current_session(&self, user: UserId) -> Result<Option<FeedSession>, PortError> {
-        let current: Option<String> = self
+        let reply = self
             .redis
-            .traced("GET", self.redis.client().get(keys::current(user)))
+            .eval_reply(
+                "EVAL current_session",
+                CURRENT_SESSION,
+                &[keys::current(user)],
+                vec![Value::from(keys::session_prefix(user))],
+            )
             .await?;
-        let Some(current) = current else {
-            return Ok(None);
+        let (id, session) = match reply {
+            Value::Null => return Ok(None),
+            Value::Array(mut pair) if pair.len() == 2 => {
+                let session = pair.pop().unwrap_or(Value::Null);
+                let id = pair.pop().and_then(|v| v.into_string());
+                (id.ok_or_else(invalid_reply)?, session)
+            }
+            _ => return Err(invalid_reply()),
         };
-        let id = Uuid::parse_str(&current)
+        let id = Uuid::parse_str(&id)
             .map_err(|e| PortError::InvalidData(format!("current session id: {e}")))?;
-        // The pointer and its session share a TTL; a session gone anyway reads as none.
-        self.session(user, SessionId(id)).await
+        match session {
+            // The pointer and its session share a TTL; a session gone anyway reads as none.
+            Value::Null => Ok(None),
+            value => {
+                let bytes = value.into_bytes().ok_or_else(invalid_reply)?;
+                decoded(user, SessionId(id), &bytes).map(Some)
+            }
+        }
     }
 
     async fn session(&self, user: UserId, id: SessionId) -> Result<Option<FeedSession>, PortError> {
@@ -69,13 +110,7 @@ impl FeedCache for RedisFeedCache {
         let Some(bytes) = bytes else {
             return Ok(None);
         };
-        let session = codec::decode(&bytes)?;
-        if session.user_id != user || session.id != id {
-            return Err(PortError::InvalidData(
-                "stored session does not match its key".into(),
-            ));
-        }
-        Ok(Some(session))
+        decoded(user, id, &bytes).map(Some)
     }
 
     async fn store_session(&self, session: &FeedSession, ttl: Duration) -> Result<(), PortError> {

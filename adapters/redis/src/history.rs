@@ -5,9 +5,10 @@ use crate::keys;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fred::prelude::{SortedSetsInterface, Value};
+use std::collections::HashSet;
 use std::time::Duration;
 use uuid::Uuid;
-use vrs_application::ports::{PortError, ViewHistory};
+use vrs_application::ports::{PortError, SeenAmong, ViewHistory};
 use vrs_domain::{CreatorId, Hidden, UserId, VideoId};
 
 /// Per user, at most this many videos are remembered in each history; the oldest go first.
@@ -88,6 +89,26 @@ impl RedisViewHistory {
             .collect()
     }
 
+    /// The score of each member (`None` for one not in the set), in their order.
+    async fn scores(
+        &self,
+        key: String,
+        members: Vec<String>,
+    ) -> Result<Vec<Option<f64>>, PortError> {
+        let expected = members.len();
+        let scores: Vec<Option<f64>> = self
+            .redis
+            .traced("ZMSCORE", self.redis.client().zmscore(key, members))
+            .await?;
+        if scores.len() != expected {
+            return Err(PortError::InvalidData(format!(
+                "ZMSCORE answered {} scores for {expected} members",
+                scores.len()
+            )));
+        }
+        Ok(scores)
+    }
+
     async fn record(
         &self,
         key: String,
@@ -152,16 +173,67 @@ impl ViewHistory for RedisViewHistory {
             .await
     }
 
-    async fn hidden(&self, user: UserId) -> Result<Hidden, PortError> {
+    async fn hidden_since(&self, user: UserId, since: DateTime<Utc>) -> Result<Hidden, PortError> {
         // Both reads leave together on the multiplexed connection: one round trip.
-        let ever = DateTime::<Utc>::UNIX_EPOCH;
         let (videos, creators) = tokio::try_join!(
-            self.members(keys::hidden_videos(user), ever),
-            self.members(keys::hidden_creators(user), ever),
+            self.members(keys::hidden_videos(user), since),
+            self.members(keys::hidden_creators(user), since),
         )?;
         Ok(Hidden {
             videos: videos.into_iter().map(VideoId).collect(),
             creators: creators.into_iter().map(CreatorId).collect(),
+        })
+    }
+
+    /// Four ZMSCOREs that leave together (one round trip); each costs Redis a lookup per item,
+    /// whatever the size of the set.
+    async fn seen_among(
+        &self,
+        user: UserId,
+        items: &[(VideoId, CreatorId)],
+        served_since: DateTime<Utc>,
+        watched_since: DateTime<Utc>,
+    ) -> Result<SeenAmong, PortError> {
+        if items.is_empty() {
+            return Ok(SeenAmong::default());
+        }
+        let videos: Vec<String> = items.iter().map(|(v, _)| v.to_string()).collect();
+        let mut creators: Vec<CreatorId> = items.iter().map(|(_, c)| *c).collect();
+        creators.sort_unstable();
+        creators.dedup();
+        let creator_names: Vec<String> = creators.iter().map(ToString::to_string).collect();
+        let (served, watched, hidden_videos, hidden_creators) = tokio::try_join!(
+            self.scores(keys::served(user), videos.clone()),
+            self.scores(keys::watched(user), videos.clone()),
+            self.scores(keys::hidden_videos(user), videos),
+            self.scores(keys::hidden_creators(user), creator_names),
+        )?;
+        let since = |scores: &[Option<f64>], since: DateTime<Utc>| -> HashSet<VideoId> {
+            let since = since.timestamp_millis() as f64;
+            items
+                .iter()
+                .zip(scores)
+                .filter(|(_, s)| s.is_some_and(|s| s >= since))
+                .map(|((v, _), _)| *v)
+                .collect()
+        };
+        Ok(SeenAmong {
+            served: since(&served, served_since),
+            watched: since(&watched, watched_since),
+            hidden: Hidden {
+                videos: items
+                    .iter()
+                    .zip(&hidden_videos)
+                    .filter(|(_, s)| s.is_some())
+                    .map(|((v, _), _)| *v)
+                    .collect(),
+                creators: creators
+                    .iter()
+                    .zip(&hidden_creators)
+                    .filter(|(_, s)| s.is_some())
+                    .map(|(c, _)| *c)
+                    .collect(),
+            },
         })
     }
 

@@ -10,7 +10,12 @@ pub(crate) fn user_prefix(user: UserId) -> String {
 
 /// One stored session: `feed:u:{<user id>}:s:<session id>`.
 pub(crate) fn session(user: UserId, id: SessionId) -> String {
-    format!("{}:s:{id}", user_prefix(user))
+    format!("{}{id}", session_prefix(user))
+}
+
+/// What every session key of `user` starts with: `feed:u:{<user id>}:s:`.
+pub(crate) fn session_prefix(user: UserId) -> String {
+    format!("{}:s:", user_prefix(user))
 }
 
 /// The id of the user's current session: `feed:u:{<user id>}:cur`.

@@ -19,11 +19,137 @@ where
     the_latest_time_of_a_video_counts(make().await).await;
     users_do_not_share_history(make().await).await;
     hidden_videos_and_creators_are_visible_at_once(make().await).await;
+    hidden_since_lists_what_was_hidden_from_then_on(make().await).await;
+    seen_among_answers_for_the_items_asked_about(make().await).await;
+}
+
+fn ever() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH
+}
+
+async fn hidden_since_lists_what_was_hidden_from_then_on(h: Arc<dyn ViewHistory>) {
+    let u = user();
+    let (old, new) = (video_id(), video_id());
+    let (old_creator, new_creator) = (
+        CreatorId(uuid::Uuid::new_v4()),
+        CreatorId(uuid::Uuid::new_v4()),
+    );
+    let at = now_micros() - Duration::hours(1);
+    h.record_hidden(u, &[old], &[old_creator], at)
+        .await
+        .expect("record_hidden");
+    h.record_hidden(u, &[new], &[new_creator], at + Duration::minutes(30))
+        .await
+        .expect("record_hidden");
+    let recent = h
+        .hidden_since(u, at + Duration::minutes(1))
+        .await
+        .expect("hidden_since");
+    assert_eq!(recent.videos, [new].into(), "only the later video");
+    assert_eq!(
+        recent.creators,
+        [new_creator].into(),
+        "only the later creator"
+    );
+    let from_then = h.hidden_since(u, at).await.expect("hidden_since");
+    assert_eq!(from_then.videos, [old, new].into(), "`since` is inclusive");
+    assert_eq!(from_then.creators, [old_creator, new_creator].into());
+    assert!(
+        h.hidden_since(u, now_micros() + Duration::minutes(1))
+            .await
+            .expect("hidden_since")
+            .is_empty(),
+        "nothing hidden later"
+    );
+}
+
+async fn seen_among_answers_for_the_items_asked_about(h: Arc<dyn ViewHistory>) {
+    let u = user();
+    let at = now_micros() - Duration::hours(2);
+    let creator = || CreatorId(uuid::Uuid::new_v4());
+    let (served_long_ago, served, watched, hidden, by_hidden_creator, fresh, not_asked) = (
+        video_id(),
+        video_id(),
+        video_id(),
+        video_id(),
+        video_id(),
+        video_id(),
+        video_id(),
+    );
+    let hidden_creator = creator();
+    h.record_served(u, &[served_long_ago], at - Duration::days(3))
+        .await
+        .expect("record_served");
+    h.record_served(u, &[served, not_asked], at)
+        .await
+        .expect("record_served");
+    h.record_watched(u, &[watched, not_asked], at)
+        .await
+        .expect("record_watched");
+    h.record_hidden(u, &[hidden, not_asked], &[hidden_creator], at)
+        .await
+        .expect("record_hidden");
+    let items = [
+        (served_long_ago, creator()),
+        (served, creator()),
+        (watched, creator()),
+        (hidden, creator()),
+        (by_hidden_creator, hidden_creator),
+        (fresh, creator()),
+    ];
+    let seen = h
+        .seen_among(u, &items, at - Duration::days(1), at - Duration::days(30))
+        .await
+        .expect("seen_among");
+    assert_eq!(
+        seen.served,
+        [served].into(),
+        "served within the window, asked about"
+    );
+    assert_eq!(seen.watched, [watched].into(), "watched, asked about");
+    assert_eq!(seen.hidden.videos, [hidden].into(), "hidden, asked about");
+    assert_eq!(
+        seen.hidden.creators,
+        [hidden_creator].into(),
+        "the hidden creator"
+    );
+    assert!(seen.hidden.hides(&by_hidden_creator, &hidden_creator));
+    let later = h
+        .seen_among(
+            u,
+            &items,
+            at + Duration::seconds(1),
+            at + Duration::seconds(1),
+        )
+        .await
+        .expect("seen_among");
+    assert!(
+        later.served.is_empty() && later.watched.is_empty(),
+        "nothing served or watched after the windows start: {later:?}"
+    );
+    assert_eq!(later.hidden.videos, [hidden].into(), "hiding has no window");
+    assert_eq!(
+        h.seen_among(user(), &items, ever(), ever())
+            .await
+            .expect("seen_among"),
+        Default::default(),
+        "another user has seen none of them"
+    );
+    assert_eq!(
+        h.seen_among(u, &[], ever(), ever())
+            .await
+            .expect("seen_among"),
+        Default::default(),
+        "nothing asked, nothing seen"
+    );
 }
 
 async fn hidden_videos_and_creators_are_visible_at_once(h: Arc<dyn ViewHistory>) {
     let (u, other) = (user(), user());
-    assert!(h.hidden(u).await.expect("hidden").is_empty(), "nothing yet");
+    assert!(
+        h.hidden_since(u, ever()).await.expect("hidden").is_empty(),
+        "nothing yet"
+    );
     let (a, b) = (video_id(), video_id());
     let c = CreatorId(uuid::Uuid::new_v4());
     let at = now_micros();
@@ -37,11 +163,14 @@ async fn hidden_videos_and_creators_are_visible_at_once(h: Arc<dyn ViewHistory>)
     h.record_hidden(u, &[], &[], at)
         .await
         .expect("record_hidden");
-    let hidden = h.hidden(u).await.expect("hidden");
+    let hidden = h.hidden_since(u, ever()).await.expect("hidden");
     assert_eq!(hidden.videos, [a, b].into(), "every hidden video, once");
     assert_eq!(hidden.creators, [c].into(), "the hidden creator");
     assert!(
-        h.hidden(other).await.expect("hidden").is_empty(),
+        h.hidden_since(other, ever())
+            .await
+            .expect("hidden")
+            .is_empty(),
         "another user's are theirs"
     );
     assert!(

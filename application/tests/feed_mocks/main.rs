@@ -161,8 +161,13 @@ impl Mocks {
             .expect_record_watched()
             .returning(|_, _, _| Ok(()));
         self.history
-            .expect_hidden()
-            .returning(|_| Ok(Hidden::default()));
+            .expect_hidden_since()
+            .returning(|_, _| Ok(Hidden::default()));
+        // Each test mocks the whole histories' reads; the feed falls back on them when a cached
+        // session's items cannot be checked.
+        self.history
+            .expect_seen_among()
+            .returning(|_, _, _, _| Err(PortError::Unavailable("checks are not mocked".into())));
         self.history
             .expect_record_hidden()
             .returning(|_, _, _, _| Ok(()));
@@ -506,6 +511,69 @@ async fn cursor_with_the_cache_down_is_unavailable_rather_than_a_page_that_repea
 }
 
 /// A stored session of the snapshot's videos, created `age` ago, expiring at `expires_at`.
+#[tokio::test]
+async fn a_cursor_page_reads_only_what_was_watched_or_hidden_since_its_session_was_ranked() {
+    let ranked = now() - Duration::hours(1);
+    let since: Arc<std::sync::Mutex<Vec<DateTime<Utc>>>> = Arc::default();
+    let mut mocks = Mocks::new();
+    let seen = since.clone();
+    mocks
+        .history
+        .expect_watched_since()
+        .returning(move |_, at| {
+            seen.lock().expect("lock").push(at);
+            Ok(vec![])
+        });
+    let seen = since.clone();
+    mocks.history.expect_hidden_since().returning(move |_, at| {
+        seen.lock().expect("lock").push(at);
+        Ok(Hidden::default())
+    });
+    mocks
+        .feed_cache
+        .expect_session()
+        .returning(move |user, id| {
+            Ok(Some(FeedSession {
+                created_at: ranked,
+                ..stored_session(user, id, now() + Duration::hours(2))
+            }))
+        });
+    let feed = mocks.feed();
+    let reads = |request| {
+        let (feed, since) = (&feed, since.clone());
+        async move {
+            since.lock().expect("lock").clear();
+            feed.page(request).await.expect("page");
+            let mut reads = since.lock().expect("lock").clone();
+            reads.sort_unstable();
+            reads
+        }
+    };
+    let id = vrs_application::ports::new_session_id(ranked);
+    assert_eq!(id.created_at(), Some(ranked));
+    assert_eq!(
+        reads(cursor_into(id)).await,
+        [ranked - Duration::minutes(1); 2],
+        "watched and hidden since a minute before the session was ranked"
+    );
+    assert_eq!(
+        reads(cursor_into(SessionId(Uuid::new_v4()))).await,
+        [DateTime::<Utc>::UNIX_EPOCH, now() - Duration::days(30)],
+        "an id that does not tell: everything hidden, and watched in the window"
+    );
+    let later = vrs_application::ports::new_session_id(now());
+    assert_eq!(
+        reads(cursor_into(later)).await,
+        [
+            ranked - Duration::minutes(1),
+            ranked - Duration::minutes(1),
+            now() - Duration::minutes(1),
+            now() - Duration::minutes(1)
+        ],
+        "an id later than its session: read again from the session's own time"
+    );
+}
+
 fn stored_session(user: UserId, id: SessionId, expires_at: DateTime<Utc>) -> FeedSession {
     FeedSession {
         experiments: Vec::new(),
@@ -563,7 +631,7 @@ async fn hidden_videos_and_creators_leave_cached_pages_and_fall_back_to_the_sign
     let dismissed = all[2].id;
     let hidden_creator = all[4].creator_id;
     let mut mocks = Mocks::new();
-    mocks.history.expect_hidden().returning(move |_| {
+    mocks.history.expect_hidden_since().returning(move |_, _| {
         Ok(Hidden {
             videos: [dismissed].into(),
             creators: HashSet::new(),
@@ -589,7 +657,10 @@ async fn hidden_videos_and_creators_leave_cached_pages_and_fall_back_to_the_sign
 
     // With the history down, the signal store's record filters instead.
     let mut mocks = Mocks::new();
-    mocks.history.expect_hidden().returning(|_| Err(down()));
+    mocks
+        .history
+        .expect_hidden_since()
+        .returning(|_, _| Err(down()));
     mocks.signals.expect_hidden().returning(move |_| {
         Ok(Hidden {
             videos: [dismissed].into(),
@@ -615,7 +686,10 @@ async fn hidden_videos_and_creators_leave_cached_pages_and_fall_back_to_the_sign
 
     // With neither answering, no page rather than one that may show them.
     let mut mocks = Mocks::new();
-    mocks.history.expect_hidden().returning(|_| Err(down()));
+    mocks
+        .history
+        .expect_hidden_since()
+        .returning(|_, _| Err(down()));
     mocks.signals.expect_hidden().returning(|_| Err(down()));
     mocks
         .feed_cache
