@@ -10,6 +10,7 @@
 #   scripts/bench-floor.sh                         # 10 connections, 15 s per path, 10,000 videos
 #   DURATION=30s DEMO_VIDEOS=100000 scripts/bench-floor.sh
 #   PROFILE="cursor miss" scripts/bench-floor.sh   # perf profiles of those paths (target/profiles)
+#   OPEN_LOOP_RATES="2000 5000 10000"                # open-loop rates (default 2000 5000; none: skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
@@ -129,12 +130,55 @@ run "first page, $USERS returning users" first "http://127.0.0.1:$port" "$servic
 run "first page, a new user each request ($DEMO_VIDEOS videos)" miss "http://127.0.0.1:$port" "$service_pid" "$work/new-tokens"
 run "POST /events, 100 per batch" events "http://127.0.0.1:$port" "$service_pid" "$work/tokens"
 
+# Open loop: requests sent at a fixed rate whatever the answers, latency counted from when each
+# was due (oha --latency-correction: no coordinated omission), for the floor and a cursor page.
+open_rows=()
+if [ "${OPEN_LOOP_RATES:-2000 5000}" != "none" ]; then
+  if ! command -v oha >/dev/null; then
+    log "installing oha (open-loop load generator) from the crate registry"
+    cargo install oha --version 1.16.0 --locked >/dev/null
+  fi
+  read -r open_token open_cursor <"$work/cursors"
+  for rate in ${OPEN_LOOP_RATES:-2000 5000}; do
+    for target in floor cursor; do
+      if [ "$target" = floor ]; then
+        url="http://127.0.0.1:$floor_port/floor"
+      else
+        url="http://127.0.0.1:$port/api/v1/reels?limit=40&cursor=$open_cursor"
+      fi
+      oha -z "$DURATION" -q "$rate" --latency-correction -c 64 --no-tui --output-format json \
+        -H "Authorization: Bearer $open_token" "$url" >"$work/oha.json"
+      open_rows+=("$(python3 - "$work/oha.json" "$target" "$rate" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+s, p = r["summary"], r["latencyPercentiles"]
+ms = lambda v: "%.2f ms" % (v * 1e3) if v is not None else "-"
+codes = r.get("statusCodeDistribution", {})
+ok = sum(n for c, n in codes.items() if c.startswith("2"))
+total = sum(codes.values()) or 1
+print("| %s | %s | %.0f | %s | %s | %s | %s | %.1f %% |" % (
+    sys.argv[2], sys.argv[3], s["requestsPerSec"], ms(p.get("p50")), ms(p.get("p99")),
+    ms(p.get("p99.9")), ms(s.get("slowest")), 100.0 * ok / total))
+PY
+)")
+      log "open loop $target at $rate req/s: ${open_rows[-1]}"
+    done
+  done
+fi
+
 hits=$(curl -fs "http://127.0.0.1:$port/metrics" | awk '/^feed_cache_(hits|misses)_total/ {printf "%s=%s ", $1, $2}')
 echo
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION; embedded catalog of $DEMO_VIDEOS videos with Redis; $(nproc) CPUs"
 echo "| path | req/s | p99 | server CPU per request | Redis CPU per request | Redis commands per request | Redis reads per request | ratio to floor | RSS after |"
 echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+if [ ${#open_rows[@]} -gt 0 ]; then
+  echo
+  echo "open loop (oha -q RATE --latency-correction -c 64, $DURATION each): one cached session's cursor page"
+  echo "| target | rate | achieved req/s | p50 | p99 | p99.9 | slowest | 2xx |"
+  echo "|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${open_rows[@]}"
+fi
 echo "feed cache: $hits"
 echo "service RSS at start: $start_rss"
 echo

@@ -239,9 +239,11 @@ impl FeedService {
     ) -> Result<FeedPage, FeedError> {
         let user = request.user_id;
         let stage = Instant::now();
-        // The session's ranking left out what the user had watched or hidden by then: only what
-        // came since is read (the session id tells when it was ranked), so a cursor page costs
-        // the same however long the user's history is. The three reads leave together.
+        // The session's ranking left out what the user had watched by then: only what came since
+        // is read (the session id tells when it was ranked), so a cursor page costs the same
+        // however long the watch history is. What the user hid is read whole (a few entries): a
+        // session ranked while Redis was down, from the signal store's lagging record, must still
+        // lose a video hidden just before. The reads leave together.
         let guess = position
             .session_id
             .created_at()
@@ -252,7 +254,9 @@ impl FeedService {
                 self.ports
                     .history
                     .watched_since(user, guess.max(now - self.config.watched_window)),
-                self.ports.history.hidden_since(user, guess),
+                self.ports
+                    .history
+                    .hidden_since(user, DateTime::<Utc>::UNIX_EPOCH),
             )
         }
         .instrument(tracing::info_span!("feed.cache_lookup"))
@@ -269,15 +273,13 @@ impl FeedService {
         // A session older than its id says (not an id of this service's) is read for from its
         // own time.
         let since = changes_since(session.created_at);
-        let (watched, hidden) = if since < guess {
-            tokio::join!(
-                self.ports
-                    .history
-                    .watched_since(user, since.max(now - self.config.watched_window)),
-                self.ports.history.hidden_since(user, since),
-            )
+        let watched = if since < guess {
+            self.ports
+                .history
+                .watched_since(user, since.max(now - self.config.watched_window))
+                .await
         } else {
-            (watched, hidden)
+            watched
         };
         let watched = self.watched_or_archive(user, now, watched).await;
         let hidden = self.hidden_or_archive(user, hidden).await?;
@@ -815,8 +817,8 @@ fn assignments(state: &SnapshotState, user: UserId) -> Vec<(Assignment, &Variant
         .collect()
 }
 
-/// From when a cursor page reads what was watched or hidden, for a session ranked at `created`:
-/// a minute earlier, for the clocks of the replicas that ranked it and that record the events.
+/// From when a cursor page reads what was watched, for a session ranked at `created`: a minute
+/// earlier, for the clocks of the replicas that ranked it and that record the events.
 fn changes_since(created: DateTime<Utc>) -> DateTime<Utc> {
     created - Duration::minutes(1)
 }

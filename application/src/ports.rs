@@ -280,8 +280,10 @@ pub trait ViewHistory: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Vec<VideoId>, PortError>;
 
-    /// Records that `user` watched `videos` at `at`. MUST be visible to `watched_since` as soon as
-    /// it returns: the next page depends on it.
+    /// Records that `user` watched `videos` at `at` (the server's time of acceptance: a cursor
+    /// page reads only watches recorded from shortly before its session was ranked). MUST be
+    /// visible to `watched_since` and `seen_among` as soon as it returns: the next page depends
+    /// on it.
     async fn record_watched(
         &self,
         user: UserId,
@@ -313,8 +315,9 @@ pub trait ViewHistory: Send + Sync {
         Ok(SeenAmong::of(items, served, watched, &hidden))
     }
 
-    /// Records that `user` hid `videos` and `creators` at `at`. MUST be visible to `hidden` as
-    /// soon as it returns: the next page, even of a cached session, leaves them out.
+    /// Records that `user` hid `videos` and `creators` at `at` (the server's time of acceptance).
+    /// MUST be visible to `hidden_since` and `seen_among` as soon as it returns: the next page,
+    /// even of a cached session, leaves them out.
     async fn record_hidden(
         &self,
         user: UserId,

@@ -2,7 +2,7 @@
 
 /// mimalloc rather than the system allocator: requests allocate many small, short-lived
 /// buffers from every worker thread, which glibc's malloc served at about a tenth of a cached
-/// page's CPU (see docs/performance.md); it also returns freed memory to the system sooner.
+/// page's CPU (see docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -121,6 +121,45 @@ fn benches(c: &mut Criterion) {
     c.bench_function("rank/10k_candidates", |b| {
         b.iter(|| ranking::rank(black_box(&pool), black_box(&user), &weights, &config))
     });
+    // The stages of a ranking, for a returning user at the histories' caps (5,000 watched,
+    // 5,000 served): their cost must not follow the histories' length.
+    let mut heavy = user.clone();
+    let mut seen = catalog
+        .videos
+        .choose_multiple(&mut rng, 10_000)
+        .map(|v| v.id);
+    heavy.watched = seen.by_ref().take(5_000).collect();
+    heavy.recently_served = seen.collect();
+    c.bench_function("candidates/10k_pool_5k_watched_5k_served", |b| {
+        b.iter(|| {
+            ranking::filter_candidates(
+                &pool,
+                &heavy,
+                ranking::gather_candidates(&pool, &heavy, &config),
+                &config,
+            )
+        })
+    });
+    let candidates = ranking::filter_candidates(
+        &pool,
+        &user,
+        ranking::gather_candidates(&pool, &user, &config),
+        &config,
+    );
+    let model: Vec<f64> = (0..candidates.len())
+        .map(|i| (i % 100) as f64 / 100.0)
+        .collect();
+    c.bench_function("score/10k_candidates_with_model", |b| {
+        b.iter(|| ranking::score_candidates(&pool, &user, &candidates, &weights, Some(&model)))
+    });
+    let (_, scored) = ranking::score_candidates(&pool, &user, &candidates, &weights, Some(&model));
+    c.bench_function("select_diverse/10k_candidates", |b| {
+        b.iter_batched(
+            || scored.clone(),
+            |scored| ranking::select_diverse(&pool, scored, &config),
+            BatchSize::LargeInput,
+        )
+    });
     c.bench_function("pool_build/10k_videos", |b| {
         b.iter_batched(
             || catalog.videos.clone(),

@@ -17,6 +17,9 @@ pub struct PoolEntry {
     pub stats: VideoStats,
     /// Publish time (always set for servable videos).
     pub published_at: DateTime<Utc>,
+    /// The publish time in Unix nanoseconds, when representable: a candidate's age is then one
+    /// subtraction.
+    pub(crate) published_nanos: Option<i64>,
     /// The signals ranked on: the raw values shrunk toward the catalog's means (see
     /// [`CandidatePool::smooth`]); equal to the raw values until then.
     pub engagement: f64,
@@ -32,7 +35,7 @@ pub struct CandidatePool {
     entries: Vec<PoolEntry>,
     by_id: IdMap<VideoId, u32>,
     /// Per creator, entry indexes newest first.
-    by_creator: HashMap<CreatorId, Vec<u32>>,
+    by_creator: IdMap<CreatorId, Vec<u32>>,
     /// Entry indexes of the trending videos, most engaging first.
     trending: Vec<u32>,
 }
@@ -83,6 +86,7 @@ impl CandidatePool {
                     completion,
                     raw_engagement: engagement,
                     raw_completion: completion,
+                    published_nanos: published_at.timestamp_nanos_opt(),
                     published_at,
                     stats,
                     video,
@@ -97,7 +101,7 @@ impl CandidatePool {
                 .then_with(|| a.video.id.cmp(&b.video.id))
         });
         let mut by_id = IdMap::with_capacity_and_hasher(entries.len(), Default::default());
-        let mut by_creator: HashMap<CreatorId, Vec<u32>> = HashMap::new();
+        let mut by_creator: IdMap<CreatorId, Vec<u32>> = IdMap::default();
         for (i, e) in entries.iter().enumerate() {
             by_id.insert(e.video.id, i as u32);
             by_creator
@@ -156,6 +160,11 @@ impl CandidatePool {
     /// The entry of a servable video.
     pub fn get(&self, id: &VideoId) -> Option<&PoolEntry> {
         self.by_id.get(id).map(|&i| &self.entries[i as usize])
+    }
+
+    /// The index of a servable video's entry.
+    pub(crate) fn index_of(&self, id: &VideoId) -> Option<u32> {
+        self.by_id.get(id).copied()
     }
 
     pub(crate) fn entry(&self, index: u32) -> &PoolEntry {

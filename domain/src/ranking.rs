@@ -179,14 +179,30 @@ pub fn filter_candidates(
     mut candidates: Vec<Candidate>,
     config: &RankingConfig,
 ) -> Vec<Candidate> {
-    candidates.retain(|c| {
-        let entry = pool.entry(c.index);
-        entry.video.is_servable()
-            && !user.watched.contains(&entry.video.id)
-            && !user.hidden.hides(&entry.video.id, &entry.video.creator_id)
-    });
+    // The user's sets are looked up in the pool (a few thousand at most) rather than every
+    // candidate in the sets (the whole pool): marks per pool entry.
+    const DROP: u8 = 1;
+    const SERVED: u8 = 2;
+    let mut marks = vec![0u8; pool.len()];
+    for id in user.watched.iter().chain(&user.hidden.videos) {
+        if let Some(i) = pool.index_of(id) {
+            marks[i as usize] |= DROP;
+        }
+    }
+    for creator in &user.hidden.creators {
+        for &i in pool.by_creator(creator) {
+            marks[i as usize] |= DROP;
+        }
+    }
+    for id in &user.recently_served {
+        if let Some(i) = pool.index_of(id) {
+            marks[i as usize] |= SERVED;
+        }
+    }
+    candidates
+        .retain(|c| marks[c.index as usize] & DROP == 0 && pool.entry(c.index).video.is_servable());
     for c in &mut candidates {
-        c.previously_served = user.recently_served.contains(&pool.entry(c.index).video.id);
+        c.previously_served = marks[c.index as usize] & SERVED != 0;
     }
     let unserved = candidates.iter().filter(|c| !c.previously_served).count();
     if unserved >= config.session_size {
@@ -257,15 +273,28 @@ pub fn score_candidates(
             .filter(|v| v.is_finite())
             .reduce(f64::max)
     });
+    let now_nanos = user.now.timestamp_nanos_opt();
+    // Each pool entry's affinity strength, filled from the user's creators (a few) rather than
+    // looked up for every candidate (the whole pool).
+    let strength: Vec<Option<f64>> = match &user.affinity {
+        Some(map) => {
+            let mut strength = vec![None; pool.len()];
+            for (creator, &value) in map {
+                for &i in pool.by_creator(creator) {
+                    strength[i as usize] = Some(value);
+                }
+            }
+            strength
+        }
+        None => Vec::new(),
+    };
     let scored = candidates
         .iter()
         .enumerate()
         .map(|(n, &candidate)| {
             let entry = pool.entry(candidate.index);
             let affinity = match &user.affinity {
-                Some(map) => {
-                    signals::affinity(map.get(&entry.video.creator_id).copied(), strongest)
-                }
+                Some(_) => signals::affinity(strength[candidate.index as usize], strongest),
                 None => 0.0,
             };
             let (model, model_ok) = match model {
@@ -274,7 +303,13 @@ pub fn score_candidates(
                 None => (0.0, true),
             };
             let values = SignalValues {
-                freshness: signals::freshness(entry.published_at, user.now),
+                freshness: match (now_nanos, entry.published_nanos) {
+                    // Exactly `signals::freshness`: whole seconds, truncated.
+                    (Some(now), Some(published)) => {
+                        signals::freshness_after(now.saturating_sub(published) / 1_000_000_000)
+                    }
+                    _ => signals::freshness(entry.published_at, user.now),
+                },
                 completion: entry.completion,
                 engagement: entry.engagement,
                 affinity,

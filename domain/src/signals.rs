@@ -88,7 +88,12 @@ impl SignalValues {
 ///
 /// A publish time in the future (clock skew between services) counts as "just published".
 pub fn freshness(published_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
-    let age_hours = ((now - published_at).num_seconds() as f64 / 3600.0).max(0.0);
+    freshness_after((now - published_at).num_seconds())
+}
+
+/// [`freshness`] of a video `age_seconds` (whole seconds, truncated) after its publish time.
+pub(crate) fn freshness_after(age_seconds: i64) -> f64 {
+    let age_hours = (age_seconds as f64 / 3600.0).max(0.0);
     let remaining = 1.0 - (age_hours / FRESHNESS_HORIZON_HOURS).min(1.0);
     remaining * remaining
 }
@@ -153,4 +158,30 @@ pub fn affinity(strength: Option<f64>, strongest: Option<f64>) -> f64 {
 /// Clamps into [0, 1]; NaN becomes 0 so a corrupt aggregate cannot poison a score.
 pub fn clamp_unit(x: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The ranking computes ages from Unix nanoseconds; it must agree with `freshness`
+        /// to the bit, sub-second parts and future publish times included.
+        #[test]
+        fn freshness_from_nanoseconds_is_freshness(
+            published in 1_500_000_000_000_000_000i64..1_900_000_000_000_000_000,
+            age in -3_600_000_000_000i64..3_000_000_000_000_000,
+        ) {
+            let now_nanos = published + age;
+            let (p, n) = (
+                DateTime::from_timestamp_nanos(published),
+                DateTime::from_timestamp_nanos(now_nanos),
+            );
+            prop_assert_eq!(
+                freshness_after((now_nanos - published) / 1_000_000_000).to_bits(),
+                freshness(p, n).to_bits()
+            );
+        }
+    }
 }

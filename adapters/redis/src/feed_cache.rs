@@ -42,7 +42,7 @@ return 0
 
 /// The user's current session in one round trip: the pointer, then the session it names.
 /// `KEYS[1]`: the pointer; `ARGV[1]`: the prefix of the user's session keys (same hash tag, so the
-/// same slot). Answers nil without a pointer, else `{id, session}` (the session nil when gone).
+/// same slot: Redis and Redis Cluster run it, though the session key is not declared). Answers nil without a pointer, else `{id, session}` (the session nil when gone).
 const CURRENT_SESSION: &str = r#"
 local id = redis.call('GET', KEYS[1])
 if not id then return false end
@@ -81,8 +81,9 @@ impl FeedCache for RedisFeedCache {
                 vec![Value::from(keys::session_prefix(user))],
             )
             .await?;
+        // Lua's false is nil in RESP2 and a boolean in RESP3.
         let (id, session) = match reply {
-            Value::Null => return Ok(None),
+            Value::Null | Value::Boolean(false) => return Ok(None),
             Value::Array(mut pair) if pair.len() == 2 => {
                 let session = pair.pop().unwrap_or(Value::Null);
                 let id = pair.pop().and_then(|v| v.into_string());
@@ -94,7 +95,7 @@ impl FeedCache for RedisFeedCache {
             .map_err(|e| PortError::InvalidData(format!("current session id: {e}")))?;
         match session {
             // The pointer and its session share a TTL; a session gone anyway reads as none.
-            Value::Null => Ok(None),
+            Value::Null | Value::Boolean(false) => Ok(None),
             value => {
                 let bytes = value.into_bytes().ok_or_else(invalid_reply)?;
                 decoded(user, SessionId(id), &bytes).map(Some)

@@ -15,7 +15,7 @@ use vrs_application::ports::{
     EventLedger, HealthProbe, MockClock, MockEventLedger, MockEventSink, MockFeedCache,
     MockFollowGraph, MockHealthProbe, MockMediaUrls, MockModelRegistry, MockModelScorer,
     MockRankingConfigStore, MockSignalStore, MockVideoCatalog, MockViewHistory, PortError, Ports,
-    PublishOutcome,
+    PublishOutcome, SeenAmong,
 };
 use vrs_application::{
     CacheStatus, CacheWarmer, CandidateSnapshot, EngagementError, EngagementService, FeedConfig,
@@ -512,11 +512,12 @@ async fn cursor_with_the_cache_down_is_unavailable_rather_than_a_page_that_repea
 
 /// A stored session of the snapshot's videos, created `age` ago, expiring at `expires_at`.
 #[tokio::test]
-async fn a_cursor_page_reads_only_what_was_watched_or_hidden_since_its_session_was_ranked() {
+async fn a_cursor_page_reads_what_was_watched_since_its_session_was_ranked_and_every_hide() {
+    type Reads = Arc<std::sync::Mutex<Vec<DateTime<Utc>>>>;
     let ranked = now() - Duration::hours(1);
-    let since: Arc<std::sync::Mutex<Vec<DateTime<Utc>>>> = Arc::default();
+    let (watched, hidden): (Reads, Reads) = Default::default();
     let mut mocks = Mocks::new();
-    let seen = since.clone();
+    let seen = watched.clone();
     mocks
         .history
         .expect_watched_since()
@@ -524,7 +525,7 @@ async fn a_cursor_page_reads_only_what_was_watched_or_hidden_since_its_session_w
             seen.lock().expect("lock").push(at);
             Ok(vec![])
         });
-    let seen = since.clone();
+    let seen = hidden.clone();
     mocks.history.expect_hidden_since().returning(move |_, at| {
         seen.lock().expect("lock").push(at);
         Ok(Hidden::default())
@@ -540,38 +541,104 @@ async fn a_cursor_page_reads_only_what_was_watched_or_hidden_since_its_session_w
         });
     let feed = mocks.feed();
     let reads = |request| {
-        let (feed, since) = (&feed, since.clone());
+        let (feed, watched, hidden) = (&feed, watched.clone(), hidden.clone());
         async move {
-            since.lock().expect("lock").clear();
+            watched.lock().expect("lock").clear();
+            hidden.lock().expect("lock").clear();
             feed.page(request).await.expect("page");
-            let mut reads = since.lock().expect("lock").clone();
-            reads.sort_unstable();
-            reads
+            let watched = watched.lock().expect("lock").clone();
+            let hidden = hidden.lock().expect("lock").clone();
+            (watched, hidden)
         }
     };
+    let every_hide = vec![DateTime::<Utc>::UNIX_EPOCH];
     let id = vrs_application::ports::new_session_id(ranked);
     assert_eq!(id.created_at(), Some(ranked));
     assert_eq!(
         reads(cursor_into(id)).await,
-        [ranked - Duration::minutes(1); 2],
-        "watched and hidden since a minute before the session was ranked"
+        (vec![ranked - Duration::minutes(1)], every_hide.clone()),
+        "watched since a minute before the session was ranked; every hide"
     );
     assert_eq!(
         reads(cursor_into(SessionId(Uuid::new_v4()))).await,
-        [DateTime::<Utc>::UNIX_EPOCH, now() - Duration::days(30)],
-        "an id that does not tell: everything hidden, and watched in the window"
+        (vec![now() - Duration::days(30)], every_hide.clone()),
+        "an id that does not tell: watched in the whole window"
     );
     let later = vrs_application::ports::new_session_id(now());
     assert_eq!(
         reads(cursor_into(later)).await,
-        [
-            ranked - Duration::minutes(1),
-            ranked - Duration::minutes(1),
-            now() - Duration::minutes(1),
-            now() - Duration::minutes(1)
-        ],
-        "an id later than its session: read again from the session's own time"
+        (
+            vec![now() - Duration::minutes(1), ranked - Duration::minutes(1)],
+            every_hide
+        ),
+        "an id later than its session: watched read again from the session's own time"
     );
+}
+
+/// A cached session whose items the history check answers for (`seen_among` mocked).
+fn checked_session_mocks(seen: SeenAmong, current: FeedSession) -> Mocks {
+    let mut mocks = Mocks::new();
+    mocks
+        .history
+        .expect_seen_among()
+        .returning(move |_, _, _, _| Ok(seen.clone()));
+    mocks
+        .feed_cache
+        .expect_current_session()
+        .returning(move |_| Ok(Some(current.clone())));
+    mocks
+}
+
+#[tokio::test]
+async fn a_first_page_reuses_its_session_without_what_the_check_finds_and_ranks_anew_when_too_little_is_left()
+ {
+    let request = first_page(5);
+    let session = stored_session(
+        request.user_id,
+        SessionId(Uuid::new_v4()),
+        now() + Duration::hours(3),
+    );
+    let items: Vec<(VideoId, CreatorId)> = session
+        .items
+        .iter()
+        .map(|i| (i.video_id, i.creator_id))
+        .collect();
+    let seen = SeenAmong {
+        served: [items[0].0].into(),
+        watched: [items[1].0].into(),
+        hidden: Hidden {
+            videos: [items[2].0].into(),
+            creators: [items[3].1].into(),
+        },
+    };
+    let page = checked_session_mocks(seen, session.clone())
+        .feed()
+        .page(request)
+        .await
+        .expect("page");
+    assert_eq!(page.cache, CacheStatus::Hit, "the cached session is reused");
+    assert_eq!(page.session_id, session.id);
+    let served: Vec<VideoId> = page.items.iter().map(|i| i.video.id).collect();
+    assert_eq!(served.len(), 5);
+    for (i, (video, _)) in items.iter().take(4).enumerate() {
+        assert!(
+            !served.contains(video),
+            "item {i} was served, watched or hidden: {served:?}"
+        );
+    }
+
+    // Every item served already: a new session is ranked.
+    let seen = SeenAmong {
+        served: items.iter().map(|(v, _)| *v).collect(),
+        ..SeenAmong::default()
+    };
+    let page = checked_session_mocks(seen, session.clone())
+        .feed()
+        .page(first_page(5))
+        .await
+        .expect("page");
+    assert_eq!(page.cache, CacheStatus::Miss, "a new session");
+    assert_ne!(page.session_id, session.id);
 }
 
 fn stored_session(user: UserId, id: SessionId, expires_at: DateTime<Utc>) -> FeedSession {
