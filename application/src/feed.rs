@@ -817,10 +817,12 @@ fn assignments(state: &SnapshotState, user: UserId) -> Vec<(Assignment, &Variant
         .collect()
 }
 
-/// From when a cursor page reads what was watched, for a session ranked at `created`: a minute
-/// earlier, for the clocks of the replicas that ranked it and that record the events.
+/// From when a cursor page reads what was watched, for a session ranked at `created`: 15 minutes
+/// earlier. That covers the clocks of the replicas that ranked it and that record the events, and
+/// the event pipeline's delay: a session ranked while Redis was down took watches from the signal
+/// store, which has every watch older than that delay (`EngagementConsumerLagging` fires at 30 s).
 fn changes_since(created: DateTime<Utc>) -> DateTime<Utc> {
-    created - Duration::minutes(1)
+    created - Duration::minutes(15)
 }
 
 fn record_stage(stage: &'static str, started: Instant) {

@@ -556,8 +556,8 @@ async fn a_cursor_page_reads_what_was_watched_since_its_session_was_ranked_and_e
     assert_eq!(id.created_at(), Some(ranked));
     assert_eq!(
         reads(cursor_into(id)).await,
-        (vec![ranked - Duration::minutes(1)], every_hide.clone()),
-        "watched since a minute before the session was ranked; every hide"
+        (vec![ranked - Duration::minutes(15)], every_hide.clone()),
+        "watched since 15 minutes before the session was ranked; every hide"
     );
     assert_eq!(
         reads(cursor_into(SessionId(Uuid::new_v4()))).await,
@@ -568,7 +568,10 @@ async fn a_cursor_page_reads_what_was_watched_since_its_session_was_ranked_and_e
     assert_eq!(
         reads(cursor_into(later)).await,
         (
-            vec![now() - Duration::minutes(1), ranked - Duration::minutes(1)],
+            vec![
+                now() - Duration::minutes(15),
+                ranked - Duration::minutes(15)
+            ],
             every_hide
         ),
         "an id later than its session: watched read again from the session's own time"
