@@ -372,3 +372,76 @@ async fn starting_while_redis_is_down_returns_at_once_and_calls_fail_fast() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn scripts_are_loaded_again_after_redis_forgets_them_and_a_pointer_without_its_session_is_none()
+ {
+    let Some(url) = redis_url("scripts_are_loaded_again_after_redis_forgets_them") else {
+        return;
+    };
+    let redis = connected(&url).await;
+    let inspect = inspector(&url).await;
+    let u = user();
+    let s = session(u);
+    redis
+        .feed_cache
+        .store_session(&s, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        redis
+            .feed_cache
+            .current_session(u)
+            .await
+            .unwrap()
+            .map(|c| c.id),
+        Some(s.id)
+    );
+
+    // Redis forgets every script (a restart does the same): the next calls load them again.
+    let flush = CustomCommand::new_static("SCRIPT", ClusterHash::Random, false);
+    let _: String = inspect.custom(flush, vec!["FLUSH"]).await.unwrap();
+    let v = video();
+    let at = Utc::now();
+    redis.history.record_served(u, &[v], at).await.unwrap();
+    redis
+        .history
+        .record_served(u, &[v], at + ChronoDuration::seconds(1))
+        .await
+        .unwrap();
+    let served: Vec<(String, f64)> = inspect
+        .zrange(
+            format!("feed:u:{{{u}}}:served"),
+            0,
+            -1,
+            None,
+            false,
+            None,
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert_eq!(
+        served[0].1 as i64,
+        (at + ChronoDuration::seconds(1)).timestamp_millis(),
+        "the later serve counts"
+    );
+    assert_eq!(
+        redis
+            .feed_cache
+            .current_session(u)
+            .await
+            .unwrap()
+            .map(|c| c.id),
+        Some(s.id),
+        "the current session's script is loaded again too"
+    );
+
+    // The pointer outlives its session (evicted): no session, not an error.
+    let _: i64 = inspect
+        .del(format!("feed:u:{{{u}}}:s:{}", s.id))
+        .await
+        .unwrap();
+    assert!(redis.feed_cache.current_session(u).await.unwrap().is_none());
+}
