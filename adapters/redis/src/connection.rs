@@ -29,6 +29,13 @@ const RECONNECT_MAX_DELAY_MS: u32 = 1_000;
 /// closed and reopened; without it, such a connection would look healthy forever.
 const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
 
+/// After a command times out, the next commands fail at once for this long instead of each
+/// waiting for its own timeout: a request whose steps read Redis one after another (a first
+/// page: the current session, then its items' check) pays one timeout while Redis hangs, not
+/// one per step, and falls back to the replica's tiers at once. Until fred notices the hang
+/// ([`UNRESPONSIVE_AFTER`]) and fails fast by itself, one command per window tries again.
+const BREAK_AFTER_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Why the Redis client could not be set up. Redis being unreachable is not one of them: the
 /// client keeps connecting in the background.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,10 @@ struct Shared {
     /// Applied to every command: the command timeout, and failing at once while disconnected.
     options: Options,
     tasks: Vec<AbortHandle>,
+    /// Commands fail at once until this many milliseconds after `epoch` (see
+    /// [`BREAK_AFTER_TIMEOUT`]).
+    broken_until_ms: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
 }
 
 /// The server of a centralized deployment (`None` for cluster or sentinel URLs, which name
@@ -172,6 +183,8 @@ impl RedisConnection {
                     errors.abort_handle(),
                     reconnects.abort_handle(),
                 ],
+                broken_until_ms: std::sync::atomic::AtomicU64::new(0),
+                epoch: std::time::Instant::now(),
             }),
         })
     }
@@ -263,7 +276,18 @@ impl RedisConnection {
         operation: &'static str,
         command: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, PortError> {
-        let peer = &self.shared.peer;
+        use std::sync::atomic::Ordering::Relaxed;
+        let shared = &self.shared;
+        let now_ms = || u64::try_from(shared.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if now_ms() < shared.broken_until_ms.load(Relaxed) {
+            // Not sent: the future is dropped unpolled.
+            count_error("unavailable");
+            return Err(PortError::Unavailable(format!(
+                "Redis {operation}: not sent, a command timed out less than {} ms ago",
+                BREAK_AFTER_TIMEOUT.as_millis()
+            )));
+        }
+        let peer = &shared.peer;
         let span = tracing::info_span!(
             "redis",
             otel.name = operation,
@@ -277,7 +301,14 @@ impl RedisConnection {
         );
         command.instrument(span.clone()).await.map_err(|e| {
             span.record("otel.status_code", "ERROR");
-            command_error(operation, e)
+            let mapped = command_error(operation, e);
+            if matches!(mapped, PortError::Timeout(_)) {
+                let until = now_ms().saturating_add(
+                    u64::try_from(BREAK_AFTER_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+                );
+                shared.broken_until_ms.fetch_max(until, Relaxed);
+            }
+            mapped
         })
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 use vrs_adapter_redis::{CONNECTION_ERRORS_METRIC, MIN_PING_TIMEOUT, RedisAdapters};
-use vrs_application::ports::{FeedCache, HealthProbe, ViewHistory};
+use vrs_application::ports::{FeedCache, HealthProbe, PortError, ViewHistory};
 use vrs_domain::{FeedSession, SessionId, UserId, VideoId, Weights};
 
 /// The whole scenario must finish within this.
@@ -331,6 +331,24 @@ async fn hung(bin: &Path, port: u16, dir: &Path) {
         .expect("store a session");
 
     signal(&server, "-STOP").await;
+    // The first call waits for its timeout; the calls right after it are not sent and fail at
+    // once, so a request reading Redis step by step pays one timeout, not one per step.
+    let call = Instant::now();
+    let first = redis.feed_cache.session(u, SessionId(Uuid::new_v4())).await;
+    assert!(matches!(first, Err(PortError::Timeout(_))), "{first:?}");
+    assert!(
+        call.elapsed() >= Duration::from_millis(40),
+        "{:?}",
+        call.elapsed()
+    );
+    let call = Instant::now();
+    let next = redis.history.watched_since(u, Utc::now()).await;
+    assert!(matches!(next, Err(PortError::Unavailable(_))), "{next:?}");
+    assert!(
+        call.elapsed() < Duration::from_millis(20),
+        "{:?}",
+        call.elapsed()
+    );
     // Longer than the client's unresponsive-connection limit (2 s), so a reconnection happens too.
     let hung_since = Instant::now();
     while hung_since.elapsed() < Duration::from_millis(3_000) {
