@@ -262,7 +262,7 @@ impl FeedService {
         .instrument(tracing::info_span!("feed.cache_lookup"))
         .await;
         record_stage("cache_lookup", stage);
-        let mut session = match session {
+        let session = match session {
             Ok(found) => found
                 .filter(|s| s.expires_at > now)
                 .ok_or(FeedError::SessionExpired)?,
@@ -288,18 +288,44 @@ impl FeedService {
                 && !hidden.hides(&item.video_id, &item.creator_id)
                 && state.pool.get(&item.video_id).is_some()
         };
+        Ok(self
+            .serve_cached(
+                state,
+                session,
+                position.offset,
+                servable,
+                servable,
+                request,
+                now,
+            )
+            .await)
+    }
+
+    /// A page of a cached session from `offset`: the first items `take` allows (then those
+    /// `fill` allows, for diversity), the session kept for the page's cursor.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_cached(
+        &self,
+        state: &SnapshotState,
+        mut session: FeedSession,
+        offset: usize,
+        take: impl Fn(&SessionItem) -> bool,
+        fill: impl Fn(&SessionItem) -> bool,
+        request: PageRequest,
+        now: DateTime<Utc>,
+    ) -> FeedPage {
         let slice = session.slice_diverse(
-            position.offset,
+            offset,
             request.limit,
-            servable,
-            servable,
+            take,
+            fill,
             self.config.ranking.diversity_window,
             self.config.ranking.max_per_creator_in_window,
         );
         if slice.next.is_some() {
             self.keep_for_cursors(&mut session, now).await;
         }
-        Ok(self.render(state, &session, &slice, request.explain, CacheStatus::Hit))
+        self.render(state, &session, &slice, request.explain, CacheStatus::Hit)
     }
 
     /// The watched history, or when it cannot be read, the signal store's (which lags the
@@ -446,7 +472,7 @@ impl FeedService {
     async fn reuse(
         &self,
         state: &SnapshotState,
-        mut session: FeedSession,
+        session: FeedSession,
         seen: &Exclusions,
         request: PageRequest,
         now: DateTime<Utc>,
@@ -460,18 +486,10 @@ impl FeedService {
         if session.count(unseen) < request.limit.get() {
             return None;
         }
-        let slice = session.slice_diverse(
-            0,
-            request.limit,
-            unseen,
-            servable,
-            self.config.ranking.diversity_window,
-            self.config.ranking.max_per_creator_in_window,
-        );
-        if slice.next.is_some() {
-            self.keep_for_cursors(&mut session, now).await;
-        }
-        Some(self.render(state, &session, &slice, request.explain, CacheStatus::Hit))
+        Some(
+            self.serve_cached(state, session, 0, unseen, servable, request, now)
+                .await,
+        )
     }
 
     /// What keeps videos out of a new session, read whole: served, watched (or the signal

@@ -333,7 +333,7 @@ pub fn score_candidates(
 /// then score (high first), newer first, and video id, so ties break deterministically.
 ///
 /// The pool is ordered newest first, ties by id: the last two keys are its index.
-fn compare(_pool: &CandidatePool, a: &ScoredCandidate, b: &ScoredCandidate) -> Ordering {
+fn compare(a: &ScoredCandidate, b: &ScoredCandidate) -> Ordering {
     (!a.score.is_finite())
         .cmp(&!b.score.is_finite())
         .then(
@@ -399,9 +399,9 @@ fn select_ordering_first(
     let target = config.session_size.min(scored.len());
     let sorted = prefix.min(scored.len());
     if sorted < scored.len() {
-        scored.select_nth_unstable_by(sorted, |a, b| compare(pool, a, b));
+        scored.select_nth_unstable_by(sorted, compare);
     }
-    scored[..sorted].sort_unstable_by(|a, b| compare(pool, a, b));
+    scored[..sorted].sort_unstable_by(compare);
     let mut selection = Selection::new(pool, scored, sorted, config, target);
     if !selection.search() {
         // No arrangement meets the rules, or the search ran out of budget: the plain relaxed
@@ -506,7 +506,7 @@ impl<'a> Selection<'a> {
     /// prefix keep their meaning and the result is the same as with a full sort from the start.
     fn sort_rest(&mut self) {
         let pool = self.pool;
-        self.scored[self.sorted..].sort_unstable_by(|a, b| compare(pool, a, b));
+        self.scored[self.sorted..].sort_unstable_by(compare);
         self.sorted = self.scored.len();
         self.tier_end = tier_ends(&self.scored, self.sorted);
         self.creators = Self::creators_of(pool, &self.scored);
@@ -940,7 +940,7 @@ mod tests {
     ) -> Vec<SessionItem> {
         let target = config.session_size.min(scored.len());
         let mut scored = scored;
-        scored.sort_unstable_by(|a, b| compare(pool, a, b));
+        scored.sort_unstable_by(compare);
         let sorted = scored.len();
         let mut selection = Selection::new(pool, scored, sorted, config, target);
         selection.fill_relaxed();
@@ -996,7 +996,7 @@ mod tests {
             false
         }
         let mut sorted = scored.to_vec();
-        sorted.sort_unstable_by(|a, b| compare(pool, a, b));
+        sorted.sort_unstable_by(compare);
         let tiers: Vec<u8> = sorted.iter().map(tier).collect();
         let creators: Vec<CreatorId> = sorted
             .iter()
